@@ -1,0 +1,264 @@
+"""`segue`: run the daemon, render offline, check a graph, talk OSC, list devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine import osc
+from engine.graph import GraphError, load_graph
+from engine.sinks.base import SinkError
+
+log = logging.getLogger("segue")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_path(relative: str) -> Path:
+    """A shipped file (graph, session), from the working folder or the source tree."""
+    here = Path(relative)
+    return here if here.exists() else REPO / relative
+
+
+def _soundfont(explicit):
+    from engine.soundfont import SoundFontNotFound, find_soundfont
+
+    try:
+        return find_soundfont(explicit)
+    except SoundFontNotFound as exc:
+        raise SystemExit(f"segue: {exc}") from None
+
+
+def _graph(path):
+    try:
+        return load_graph(path)
+    except GraphError as exc:
+        raise SystemExit(f"segue: {exc}") from None
+
+
+def open_sink(output: str, device, block_frames: int):
+    """The sink for --output; no device falls back to a WAV file, in one line."""
+    from engine.sinks.paced import NullSink, WavSink
+
+    if output == "null":
+        return NullSink(block_frames)
+    if output.startswith("wav:"):
+        return WavSink(output[4:], block_frames)
+    if output.startswith("shm:"):
+        from engine.sinks.shm import ShmSink
+
+        return ShmSink(output[4:], block_frames=block_frames)
+    if output != "device":
+        raise SystemExit(f"segue: unknown output {output!r}; expected device, wav:PATH, null "
+                         "or shm:NAME")  # fmt: skip
+    from engine.sinks.device import DeviceSink
+
+    try:
+        return DeviceSink(device, block_frames)
+    except SinkError as exc:
+        fallback = "segue-output.wav"
+        log.warning("%s; writing to %s instead", exc, fallback)
+        return WavSink(fallback, block_frames)
+
+
+def cmd_run(args) -> int:
+    from engine.daemon import Daemon, DaemonConfig
+
+    graph_path = Path(args.graph)
+    graph = _graph(graph_path)
+    config = DaemonConfig(
+        graph_path=graph_path, soundfont=_soundfont(args.soundfont), model=args.model,
+        use_model=not args.no_model, host=args.host, port=args.port,
+        block_frames=args.blocksize, seed=args.seed,
+    )  # fmt: skip
+    sink = open_sink(args.output, args.device, args.blocksize)
+    try:
+        daemon = Daemon(config, graph, sink)
+    except OSError as exc:
+        raise SystemExit(f"segue: cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    daemon.start()
+    demo = None
+    if args.demo:
+        host, port = daemon.osc.address
+        demo = subprocess.Popen([sys.executable, str(REPO / "examples" / "demo_game.py"),
+                                 "--host", host, "--port", str(port),
+                                 "--session", str(default_path("examples/session.yaml"))])  # fmt: skip
+    try:
+        if demo is not None:
+            while demo.poll() is None and not daemon.stop_event.wait(0.2):
+                pass
+            print(json.dumps(daemon.status(), indent=1, default=str))
+        else:
+            daemon.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if demo is not None and demo.poll() is None:
+            demo.terminate()
+        daemon.stop()
+    if daemon.sink_error:
+        print(f"segue: {daemon.sink_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_render(args) -> int:
+    from engine.offline import ScriptError, load_script, render
+    from engine.pool import Workshop
+
+    _graph(args.graph)
+    try:
+        script = load_script(args.events) if args.events else []
+    except ScriptError as exc:
+        raise SystemExit(f"segue: {exc}") from None
+    workshop = Workshop(_soundfont(args.soundfont), args.model, use_model=not args.no_model)
+    if workshop.model_problem and not args.no_model:
+        log.warning("no model loops: %s; using the rule-based generator", workshop.model_problem)
+    t0 = time.perf_counter()
+    result = render(args.graph, script, seconds=args.seconds, seed=args.seed,
+                    workshop=workshop, progress=True)  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    import soundfile
+
+    soundfile.write(args.out, result.audio, 48000, subtype="FLOAT")
+    if args.timeline:
+        result.timeline.write(args.timeline)
+    seconds = len(result.audio) / 48000
+    peak = float(abs(result.audio).max()) if len(result.audio) else 0.0
+    print(f"wrote {args.out}: {seconds:.1f} s in {elapsed:.1f} s ({seconds / elapsed:.0f}x real "
+          f"time), peak {peak:.3f}, {result.conductor.counters.transitions} transitions")
+    for row in result.timeline.to_json()["transitions"]:
+        print(f"  {row['seconds']:7.3f} s  {row['from']} -> {row['to']}  ({row['on']}, "
+              f"{row['exit']})")
+    return 0
+
+
+def cmd_check(args) -> int:
+    try:
+        graph = load_graph(args.path)
+    except GraphError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: ok — {len(graph.states)} states, {len(graph.transitions)} transitions, "
+          f"initial {graph.initial}")
+    return 0
+
+
+def _osc_arg(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def cmd_send(args) -> int:
+    from pythonosc.osc_packet import OscPacket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(args.wait)
+    sock.sendto(osc.encode(args.address, *map(_osc_arg, args.args)), (args.host, args.port))
+    try:
+        while True:
+            data, _ = sock.recvfrom(osc.MAX_DATAGRAM)
+            for item in OscPacket(data).messages:
+                params = item.message.params
+                if item.message.address == "/segue/status" and params:
+                    print(json.dumps(json.loads(params[0]), indent=1))
+                else:
+                    print(item.message.address, *params)
+            sock.settimeout(0.2)
+    except (TimeoutError, OSError):
+        pass
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from engine.sinks.device import list_devices
+
+    try:
+        devices = list_devices()
+    except SinkError as exc:
+        print(f"segue: {exc}", file=sys.stderr)
+        return 1
+    if not devices:
+        print("no output devices (see README: Troubleshooting)")
+    for d in devices:
+        print(f"{d['index']:3d}  {d['name']}  [{d['hostapi']}]  {d['channels']} ch")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segue", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def sound_options(p):
+        p.add_argument("--soundfont", help="a .sf2/.sf3 file (default: MuseScore_General, "
+                       "else TimGM6mb)")  # fmt: skip
+        p.add_argument("--model", help="an ONNX model (default: the one in models/)")
+        p.add_argument("--no-model", action="store_true", help="use the rule-based generator")
+        p.add_argument("--seed", type=int, default=0)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--graph", default=str(default_path("statemachines/game.yaml")))
+    run.add_argument("--output", default="device", help="device | wav:PATH | null | shm:NAME")
+    run.add_argument("--device", help="output device index or name; 'jack' for JACK")
+    run.add_argument("--blocksize", type=int, default=256, help="frames per audio block")
+    run.add_argument("--host", default=osc.DEFAULT_HOST,
+                     help="interface for OSC (default 127.0.0.1: this machine only)")
+    run.add_argument("--port", type=int, default=osc.DEFAULT_PORT)
+    run.add_argument("--demo", action="store_true",
+                     help="also run the demo game (examples/demo_game.py) and stop after it")
+    sound_options(run)
+    run.set_defaults(func=cmd_run)
+
+    rend = sub.add_parser("render", help="render a scripted session offline")
+    rend.add_argument("--graph", default=str(default_path("statemachines/game.yaml")))
+    rend.add_argument("--events", help="session script (YAML list of {at, event|state|param})")
+    rend.add_argument("--out", required=True, help="output WAV")
+    rend.add_argument("--timeline", help="output timeline JSON")
+    rend.add_argument("--seconds", type=float, help="length (default: last event + 6 s)")
+    sound_options(rend)
+    rend.set_defaults(func=cmd_render)
+
+    check = sub.add_parser("check", help="validate a graph file")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_check)
+
+    send = sub.add_parser("send", help="send one OSC message and print any reply")
+    send.add_argument("address")
+    send.add_argument("args", nargs="*")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=int, default=osc.DEFAULT_PORT)
+    send.add_argument("--wait", type=float, default=1.0, help="seconds to wait for a reply")
+    send.set_defaults(func=cmd_send)
+
+    devices = sub.add_parser("devices", help="list audio output devices")
+    devices.set_defaults(func=cmd_devices)
+
+    for module in ("engine.generate_cmd",):
+        try:
+            __import__(module, fromlist=["register"]).register(sub)
+        except ImportError:
+            pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="segue: %(message)s")  # fmt: skip
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

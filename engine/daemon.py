@@ -1,0 +1,185 @@
+"""The live daemon: OSC thread → control thread → mixer, pulled by a sink.
+
+Threads:
+- `segue-osc` receives datagrams and queues commands (answers pings itself);
+- `segue-control` applies commands, ticks the conductor, watches the graph file,
+  sends replies and notifications;
+- the sink's thread (PortAudio's callback, or a paced writer) pulls the mixer;
+- a worker process writes and renders loops (see engine/pool.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import commands as cmd
+from engine.conductor import Conductor
+from engine.graph import Graph
+from engine.mixer import Mixer
+from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
+from engine.pool import LoopPool, ProcessMaker
+
+log = logging.getLogger("segue.daemon")
+
+TICK_SECONDS = 0.005
+WATCH_SECONDS = 0.25
+
+
+@dataclass
+class DaemonConfig:
+    graph_path: Path
+    soundfont: Path
+    model: Path | None = None
+    use_model: bool = True
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    block_frames: int = 256
+    seed: int = 0
+    pool_depth: int = 2
+    watch: bool = True
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, graph: Graph, sink) -> None:
+        self.config = config
+        self.sink = sink
+        self.mixer = Mixer(max_block_frames=max(8192, config.block_frames))
+        self.maker = ProcessMaker(config.soundfont, config.model, config.use_model)
+        self.pool = LoopPool(self.maker, depth=config.pool_depth, seed=config.seed)
+        self.conductor = Conductor(graph, self.pool, self.mixer, block_frames=config.block_frames,
+                                   graph_path=str(config.graph_path))  # fmt: skip
+        self.inbox: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
+        self.osc = OscServer(self.inbox.put, config.host, config.port)
+        self.stop_event = threading.Event()
+        self.generator = "?"
+        self._threads: list[threading.Thread] = []
+        self._graph_stamp = _stamp(config.graph_path)
+        self.sink_error: str = ""
+
+    def start(self) -> None:
+        """Fill every state's pool, start the music, then open the ears (OSC)."""
+        generator, problem = self.maker.describe()
+        self.generator = generator
+        if problem and self.config.use_model:
+            log.warning("no model loops: %s; using the rule-based generator", problem)
+        t0 = time.monotonic()
+        self.pool.set_graph(self.conductor.graph)
+        self.pool.wait_ready(list(self.conductor.graph.states))
+        log.info("loops ready for %d states in %.1f s (generator: %s)",
+                 len(self.conductor.graph.states), time.monotonic() - t0, generator)  # fmt: skip
+        self.conductor.start()
+        control = threading.Thread(target=self._control, name="segue-control", daemon=True)
+        audio = threading.Thread(target=self._sink, name="segue-sink", daemon=True)
+        self._threads = [control, audio]
+        control.start()
+        audio.start()
+        self.osc.start()
+        host, port = self.osc.address
+        log.info("listening for OSC on %s:%d; output: %s", host, port, self.sink.name)
+
+    def _sink(self) -> None:
+        try:
+            self.sink.run(self.mixer.render, self.stop_event)
+        except Exception as exc:  # noqa: BLE001 - reported in one line, the daemon stops
+            self.sink_error = str(exc)
+            log.error("audio output stopped: %s", exc)
+            self.stop_event.set()
+
+    def _control(self) -> None:
+        conductor = self.conductor
+        scheduled: list[tuple[int, int, cmd.Command]] = []
+        order = 0
+        next_watch = time.monotonic() + WATCH_SECONDS
+        while not self.stop_event.is_set():
+            timeout = TICK_SECONDS
+            if scheduled:
+                timeout = max(0.0, min(timeout, (scheduled[0][0] - time.monotonic_ns()) / 1e9))
+            try:
+                command = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                command = None
+            try:
+                if command is not None:
+                    if command.due_ns and command.due_ns > time.monotonic_ns():
+                        order += 1
+                        heapq.heappush(scheduled, (command.due_ns, order, command))
+                    else:
+                        self._apply(command)
+                while scheduled and scheduled[0][0] <= time.monotonic_ns():
+                    self._apply(heapq.heappop(scheduled)[2])
+                conductor.tick()
+                self._send_outbox()
+                if self.config.watch and time.monotonic() >= next_watch:
+                    next_watch = time.monotonic() + WATCH_SECONDS
+                    self._watch()
+            except Exception:  # noqa: BLE001 - the control thread must survive a bug
+                log.exception("control thread error (recovered)")
+
+    def _apply(self, command: cmd.Command) -> None:
+        reply = self.conductor.handle(command)
+        if isinstance(command, cmd.Status) and command.reply_to:
+            self.osc.reply_json(command.reply_to, "/segue/status", self.status())
+        elif isinstance(command, cmd.Reload) and command.reply_to:
+            self._graph_stamp = _stamp(self.config.graph_path)
+            error = self.conductor.last_error
+            self.osc.send(command.reply_to, "/segue/reload", "error" if error else "ok", error)
+        elif isinstance(reply, dict) and command.reply_to and "error" in reply:
+            self.osc.send(command.reply_to, "/segue/error", reply["error"])
+
+    def _watch(self) -> None:
+        stamp = _stamp(self.config.graph_path)
+        if stamp != self._graph_stamp:
+            self._graph_stamp = stamp
+            self.conductor.reload()
+
+    def _send_outbox(self) -> None:
+        outbox = self.conductor.outbox
+        while outbox:
+            address, args, frame = outbox.popleft()
+            self.osc.notify(address, *args, frame)
+
+    def status(self) -> dict:
+        status = self.conductor.status()
+        sink = self.sink.stats()
+        status["counters"] |= {"osc_" + k: v for k, v in vars(self.osc.counters).items()}
+        status["counters"] |= {"pool_" + k: v for k, v in vars(self.pool.counters).items()}
+        status["sink"] = sink
+        status["underruns"] = sink.get("underruns", 0)
+        status["generator_default"] = self.generator
+        latency = [r.as_dict(self.mixer.counters.frames and 48000) for r in
+                   list(self.conductor.responses)[-20:]]  # fmt: skip
+        device_ms = sink.get("output_latency_ms", 0.0)
+        for row in latency:
+            if "audible_ms" in row:
+                row["audible_ms"] += device_ms
+        status["latency"] = latency
+        return status
+
+    def wait(self) -> None:
+        try:
+            while not self.stop_event.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            log.info("stopping")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self.osc.stop()
+        self.maker.close()
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size

@@ -1,0 +1,62 @@
+"""A designer's seed motif: a short MIDI file read with mido, moved into a state's key.
+
+A motif is written in C (major or minor) unless the file carries a key signature;
+Segue transposes it to the state's tonic by the smallest interval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+
+from engine.music import PITCH_NAMES, Note
+
+MAX_MOTIF_BEATS = 16.0
+
+
+class MotifError(ValueError):
+    pass
+
+
+def read_motif(path: Path, tonic: int) -> tuple[Note, ...]:
+    """The motif's notes (part "lead", beats from its first bar), in the key of `tonic`."""
+    try:
+        midi = mido.MidiFile(str(path))
+    except FileNotFoundError:
+        raise MotifError("file not found") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise MotifError(f"not a readable MIDI file ({exc})") from None
+    source_tonic = 0
+    notes: list[Note] = []
+    open_notes: dict[tuple[int, int], tuple[int, int]] = {}
+    for track in midi.tracks:
+        ticks = 0
+        for msg in track:
+            ticks += msg.time
+            if msg.type == "key_signature":
+                name = msg.key.rstrip("m")
+                if name in PITCH_NAMES:
+                    source_tonic = PITCH_NAMES.index(name)
+                elif name in ("Db", "D#", "Gb", "G#", "A#", "Cb"):
+                    source_tonic = {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11}[name]
+            elif msg.type == "note_on" and msg.velocity > 0 and msg.channel != 9:
+                open_notes[(msg.channel, msg.note)] = (ticks, msg.velocity)
+            elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in open_notes:
+                start, velocity = open_notes.pop((msg.channel, msg.note))
+                beat = midi.ticks_per_beat
+                notes.append(Note("lead", msg.note, start / beat, max(ticks - start, 1) / beat,
+                                  velocity))  # fmt: skip
+    if not notes:
+        raise MotifError("it has no notes")
+    notes.sort(key=lambda n: (n.start_beats, n.pitch))
+    first_bar = int(notes[0].start_beats // 4) * 4
+    shift = (tonic - source_tonic) % 12
+    if shift > 6:
+        shift -= 12
+    moved = tuple(
+        Note("lead", n.pitch + shift, n.start_beats - first_bar, n.duration_beats, n.velocity)
+        for n in notes
+        if n.start_beats - first_bar < MAX_MOTIF_BEATS
+    )
+    return moved

@@ -1,0 +1,155 @@
+"""Musical vocabulary shared by the graph, the generators, the synth and the mixer.
+
+Everything here is a frozen value: generators produce `Loop`s, the synth turns a
+`Loop` into a `Clip` (audio), and the mixer plays clips. Times inside a loop are in
+beats from the loop start; the loop is exactly `spec.bars` bars long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SAMPLE_RATE = 48_000
+
+# The roles a state can fill. Order is the stem order of a rendered clip.
+PARTS: tuple[str, ...] = ("drums", "bass", "pad", "lead")
+
+# Mood words a designer may write, mapped to a (valence, arousal) quadrant.
+# valence: +1 pleasant / -1 unpleasant; arousal: +1 energetic / -1 calm.
+MOODS: dict[str, tuple[int, int]] = {
+    "happy": (1, 1),
+    "triumphant": (1, 1),
+    "excited": (1, 1),
+    "calm": (1, -1),
+    "peaceful": (1, -1),
+    "dreamy": (1, -1),
+    "angry": (-1, 1),
+    "tense": (-1, 1),
+    "scary": (-1, 1),
+    "sad": (-1, -1),
+    "dark": (-1, -1),
+    "mysterious": (-1, -1),
+}
+
+# The quadrant names the model is conditioned on (Russell's circumplex, one word each).
+QUADRANTS: dict[tuple[int, int], str] = {
+    (1, 1): "happy",
+    (1, -1): "calm",
+    (-1, 1): "tense",
+    (-1, -1): "sad",
+}
+
+MODES: tuple[str, ...] = ("major", "minor")
+DENSITIES: tuple[str, ...] = ("low", "medium", "high")
+
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def scale_of(mode: str) -> tuple[int, ...]:
+    return MAJOR_SCALE if mode == "major" else MINOR_SCALE
+
+
+def quadrant_of(mood: str) -> str:
+    """The valence/arousal quadrant name of a mood word (see `MOODS`)."""
+    return QUADRANTS[MOODS[mood]]
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    beats_per_bar: int = 4
+    beat_unit: int = 4
+
+    def __str__(self) -> str:
+        return f"{self.beats_per_bar}/{self.beat_unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A General MIDI sound: a melodic program, or a drum kit (bank 128)."""
+
+    name: str
+    program: int
+    is_drums: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    part: str  # one of PARTS
+    pitch: int  # MIDI note number; for drums, the GM percussion key
+    start_beats: float  # from the loop start, 0 <= start < loop length
+    duration_beats: float  # may run past the loop end: the synth wraps it
+    velocity: int  # 1..127
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSpec:
+    """What a state asks a generator for."""
+
+    state: str
+    mood: str
+    mode: str  # "major" | "minor"
+    tonic: int  # pitch class 0..11
+    tempo_bpm: float
+    meter: Meter
+    bars: int
+    instruments: tuple[tuple[str, Instrument], ...]  # (part, instrument), parts from PARTS
+    density: str = "medium"  # one of DENSITIES
+    seed: int = 0
+    motif: tuple[Note, ...] = ()  # designer's seed motif, already transposed to the key
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(part for part, _ in self.instruments)
+
+    @property
+    def beats(self) -> float:
+        return self.bars * self.meter.beats_per_bar * 4 / self.meter.beat_unit
+
+    @property
+    def seconds(self) -> float:
+        return self.beats * 60.0 / self.tempo_bpm
+
+    @property
+    def frames(self) -> int:
+        return round(self.seconds * SAMPLE_RATE)
+
+    @property
+    def quadrant(self) -> str:
+        return quadrant_of(self.mood)
+
+    def musical_key(self) -> tuple[int, str]:
+        """The (tonic, mode) pair: what a bridge or stinger transposes into."""
+        return self.tonic, self.mode
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """Notes for exactly `spec.bars` bars, written by a generator."""
+
+    spec: LoopSpec
+    notes: tuple[Note, ...]
+    generator: str  # "model" | "rules" | ...
+    loop_id: str = field(default="")
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """A loop rendered to audio: one stereo float32 stem per part, periodic.
+
+    `stems` has shape (len(parts), frames, 2). `mix` is their sum at unit gain.
+    The audio is sample-seamless: release tails past the loop end are already
+    added back onto the start, so playing `mix[i % frames]` never clicks.
+    """
+
+    loop: Loop
+    parts: tuple[str, ...]
+    stems: object  # np.ndarray, (parts, frames, 2) float32
+    mix: object  # np.ndarray, (frames, 2) float32
+    loudness_lufs: float
+    peak: float
+
+    @property
+    def frames(self) -> int:
+        return self.mix.shape[0]  # type: ignore[attr-defined]

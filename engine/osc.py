@@ -1,0 +1,239 @@
+"""The OSC boundary: UDP datagrams in, typed commands out, replies back.
+
+One table (`ADDRESSES`) says what each address takes; it drives both checking and
+building commands. A datagram that is not OSC, an unknown address or wrong argument
+types is counted and logged (rate-limited) — never a crash, never a stall. Nothing in
+the receive path sleeps: a future-dated bundle becomes a command with a due time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket, ParseError
+
+from engine import commands as cmd
+
+log = logging.getLogger("segue.osc")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9000
+MAX_DATAGRAM = 65536
+
+_STR, _NUM, _INT, _ANY = "string", "number", "int", "any"
+
+
+@dataclass(frozen=True)
+class Spec:
+    address: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    help: str
+
+
+ADDRESSES: dict[str, Spec] = {
+    s.address: s
+    for s in (
+        Spec("/segue/event", (_STR,), (_ANY,) * 8, "game event; fires matching transitions"),
+        Spec("/segue/state", (_STR,), (), "force a state"),
+        Spec("/segue/param", (_STR, _NUM), (), "set a continuous parameter"),
+        Spec("/segue/reload", (), (), "reload the graph file now"),
+        Spec("/segue/status", (), (), "reply with one JSON string"),
+        Spec("/segue/subscribe", (_INT,), (_STR,), "send notifications to port [host]"),
+        Spec("/segue/unsubscribe", (_INT,), (_STR,), "stop notifications to port [host]"),
+        Spec("/segue/ping", (), (_ANY,), "reply /segue/pong id daemon_time"),
+    )
+}
+
+
+def _type_ok(kind: str, value) -> bool:
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == _NUM:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return True
+
+
+class BadMessage(ValueError):
+    """Why a message was refused (becomes a counter and a log line)."""
+
+    def __init__(self, counter: str, reason: str) -> None:
+        super().__init__(reason)
+        self.counter = counter
+
+
+def to_command(address: str, args: list, sender: tuple[str, int], received_ns: int,
+               due_ns: int = 0) -> cmd.Command | None:  # fmt: skip
+    """Check one message against the table and build its command (None for ping)."""
+    spec = ADDRESSES.get(address)
+    if spec is None:
+        raise BadMessage("unknown_address", f"unknown address {address!r}")
+    if not len(spec.required) <= len(args) <= len(spec.required) + len(spec.optional):
+        raise BadMessage("bad_args", f"{address} takes {len(spec.required)} argument(s) "
+                         f"({', '.join(spec.required) or 'none'}), got {len(args)}")  # fmt: skip
+    for i, (kind, value) in enumerate(zip(spec.required + spec.optional, args, strict=False)):
+        if not _type_ok(kind, value):
+            raise BadMessage("bad_args", f"{address} argument {i + 1} must be a {kind}, "
+                             f"got {type(value).__name__}")  # fmt: skip
+    meta = {"received_ns": received_ns, "due_ns": due_ns, "reply_to": sender}
+    if address == "/segue/event":
+        return cmd.Event(args[0], tuple(args[1:]), **meta)
+    if address == "/segue/state":
+        return cmd.SetState(args[0], **meta)
+    if address == "/segue/param":
+        return cmd.SetParam(args[0], float(args[1]), **meta)
+    if address == "/segue/reload":
+        return cmd.Reload(**meta)
+    if address == "/segue/status":
+        return cmd.Status(**meta)
+    if address in ("/segue/subscribe", "/segue/unsubscribe"):
+        port = args[0]
+        if not 1 <= port <= 65535:
+            raise BadMessage("bad_args", f"{address}: port {port} is out of range")
+        host = args[1] if len(args) > 1 else sender[0]
+        kind = cmd.Subscribe if address == "/segue/subscribe" else cmd.Unsubscribe
+        return kind(host, port, **meta)
+    return None  # /segue/ping is answered in the receive thread
+
+
+def encode(address: str, *args) -> bytes:
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    return builder.build().dgram
+
+
+@dataclass
+class OscCounters:
+    datagrams: int = 0
+    messages: int = 0
+    malformed: int = 0
+    unknown_address: int = 0
+    bad_args: int = 0
+    scheduled: int = 0
+    replies: int = 0
+    notifications: int = 0
+    send_errors: int = 0
+
+
+class RateLimitedLog:
+    """At most one line per reason per interval; says how many were suppressed."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        last, suppressed = self.last.get(key, (0.0, 0))
+        if now - last < self.interval_s:
+            self.last[key] = (last, suppressed + 1)
+            return
+        extra = f" ({suppressed} more like this suppressed)" if suppressed else ""
+        self.logger.warning("%s%s", message, extra)
+        self.last[key] = (now, 0)
+
+
+class OscServer:
+    """Receives on a UDP socket in its own thread and hands commands to `on_command`."""
+
+    def __init__(self, on_command: Callable[[cmd.Command], None], host: str = DEFAULT_HOST,
+                 port: int = DEFAULT_PORT) -> None:  # fmt: skip
+        self.on_command = on_command
+        self.counters = OscCounters()
+        self.subscribers: set[tuple[str, int]] = set()
+        self._log = RateLimitedLog(log)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self._sock.bind((host, port))
+        self._sock.settimeout(0.2)
+        self.address = self._sock.getsockname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="segue-osc", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, sender = self._sock.recvfrom(MAX_DATAGRAM)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            self.receive(data, sender)
+
+    def receive(self, data: bytes, sender: tuple[str, int]) -> None:
+        """Parse and dispatch one datagram (receive thread). Never raises."""
+        received_ns = time.monotonic_ns()
+        self.counters.datagrams += 1
+        try:
+            # Cheap check first: an OSC packet starts with '/' (message) or '#' (bundle).
+            if not data or data[:1] not in (b"/", b"#"):
+                raise ParseError("not an OSC message or bundle")
+            timed = OscPacket(data).messages
+        except (ParseError, Exception) as exc:  # noqa: B014 - any parse failure is the sender's
+            self.counters.malformed += 1
+            self._log.warning("malformed", f"malformed OSC datagram from {sender[0]}:{sender[1]} "
+                              f"({len(data)} bytes): {exc}")  # fmt: skip
+            return
+        wall_now = time.time()
+        for item in timed:
+            self.counters.messages += 1
+            message = item.message
+            due_ns = 0
+            if item.time > wall_now + 0.001:
+                due_ns = received_ns + int((item.time - wall_now) * 1e9)
+                self.counters.scheduled += 1
+            try:
+                command = to_command(message.address, list(message.params), sender,
+                                     received_ns, due_ns)  # fmt: skip
+            except BadMessage as exc:
+                setattr(self.counters, exc.counter, getattr(self.counters, exc.counter) + 1)
+                self._log.warning(exc.counter, f"OSC from {sender[0]}:{sender[1]}: {exc}")
+                continue
+            if command is None:
+                ping_id = message.params[0] if message.params else 0
+                self.send(sender, "/segue/pong", ping_id, time.monotonic_ns() / 1e9)
+                continue
+            if isinstance(command, cmd.Subscribe):
+                self.subscribers.add((command.host, command.port))
+                continue
+            if isinstance(command, cmd.Unsubscribe):
+                self.subscribers.discard((command.host, command.port))
+                continue
+            self.on_command(command)
+
+    def send(self, to: tuple[str, int], address: str, *args) -> None:
+        try:
+            self._sock.sendto(encode(address, *args), to)
+            self.counters.replies += 1
+        except OSError as exc:
+            self.counters.send_errors += 1
+            self._log.warning("send", f"could not send {address} to {to[0]}:{to[1]}: {exc}")
+
+    def reply_json(self, to: tuple[str, int], address: str, payload: dict) -> None:
+        self.send(to, address, json.dumps(payload, separators=(",", ":"), default=str))
+
+    def notify(self, address: str, *args) -> None:
+        for subscriber in list(self.subscribers):
+            self.send(subscriber, address, *args)
+            self.counters.notifications += 1

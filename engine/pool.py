@@ -1,0 +1,259 @@
+"""Ready loops per state, written and rendered off the audio thread.
+
+A `Workshop` turns a `LoopSpec` into a `Clip`: the model (or the rule-based fallback)
+writes the notes, the SoundFont synth renders them. `LoopPool` keeps a few clips ready
+for every state, so a transition never waits for generation.
+
+Live, the workshop runs in a worker *process*: sampling and rendering are Python-heavy
+and would compete with the audio callback for the GIL. Offline renders and tests use
+the same code inline, which makes them deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import time
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine.graph import Graph, loop_spec
+from engine.music import Clip, LoopSpec
+
+log = logging.getLogger("segue.pool")
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    clip: Clip
+    seconds_generate: float
+    seconds_render: float
+    fallback_reason: str = ""
+
+
+class Workshop:
+    """Generator + synth in one place. Not thread-safe: one per thread or process."""
+
+    def __init__(self, soundfont: str | Path, model: str | Path | None = None,
+                 use_model: bool = True) -> None:  # fmt: skip
+        from engine.rules import RuleGenerator
+        from engine.synth import Synth
+
+        self.rules = RuleGenerator()
+        self.model = None
+        self.model_problem = ""
+        if use_model:
+            try:
+                from engine.generator import ModelError, ModelGenerator
+
+                try:
+                    self.model = ModelGenerator.load(model)
+                except ModelError as exc:
+                    self.model_problem = str(exc)
+            except ImportError as exc:  # model support not installed
+                self.model_problem = f"model support unavailable ({exc})"
+        else:
+            self.model_problem = "model disabled"
+        self.synth = Synth(soundfont)
+
+    @property
+    def generator_name(self) -> str:
+        return "model" if self.model is not None else "rules"
+
+    def make(self, spec: LoopSpec, loop_id: str) -> Made:
+        t0 = time.perf_counter()
+        loop, reason = None, ""
+        if self.model is not None:
+            try:
+                loop = self.model.generate(spec)
+            except Exception as exc:  # noqa: BLE001 - any model failure falls back to rules
+                reason = f"model failed: {exc}"
+        if loop is None:
+            loop = self.rules.generate(spec)
+        loop = replace(loop, loop_id=loop_id)
+        t1 = time.perf_counter()
+        clip = self.synth.render(loop)
+        return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
+
+
+# -- worker process -------------------------------------------------------------------
+
+_workshop: Workshop | None = None
+
+
+def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
+    global _workshop
+    _workshop = Workshop(soundfont, model, use_model)
+
+
+def _worker_make(spec: LoopSpec, loop_id: str) -> Made:
+    assert _workshop is not None
+    return _workshop.make(spec, loop_id)
+
+
+def _worker_describe() -> tuple[str, str]:
+    assert _workshop is not None
+    return _workshop.generator_name, _workshop.model_problem
+
+
+class InlineMaker:
+    """Runs the workshop on the calling thread (offline renders, tests)."""
+
+    def __init__(self, workshop: Workshop) -> None:
+        self.workshop = workshop
+
+    def describe(self) -> tuple[str, str]:
+        return self.workshop.generator_name, self.workshop.model_problem
+
+    def submit(self, spec: LoopSpec, loop_id: str) -> cf.Future:
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(self.workshop.make(spec, loop_id))
+        except Exception as exc:  # noqa: BLE001 - reported by the pool
+            future.set_exception(exc)
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessMaker:
+    """Runs the workshop in one worker process."""
+
+    def __init__(self, soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
+        self.executor = cf.ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(str(soundfont), str(model) if model else None, use_model),
+        )
+
+    def describe(self) -> tuple[str, str]:
+        return self.executor.submit(_worker_describe).result(timeout=120)
+
+    def submit(self, spec: LoopSpec, loop_id: str) -> cf.Future:
+        return self.executor.submit(_worker_make, spec, loop_id)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class PoolCounters:
+    requested: int = 0
+    made: int = 0
+    failed: int = 0
+    discarded: int = 0
+    fallbacks: int = 0
+    generate_ms_last: float = 0.0
+    render_ms_last: float = 0.0
+
+
+class LoopPool:
+    """A few ready clips per state; refilled in the background.
+
+    Control thread only. Seeds are derived from (seed, state, request number), so the
+    same graph and seed give the same loops in the same order, live or offline.
+    """
+
+    def __init__(self, maker, depth: int = 2, seed: int = 0) -> None:
+        self.maker = maker
+        self.depth = depth
+        self.seed = seed
+        self.specs: dict[str, LoopSpec] = {}
+        self.ready: dict[str, collections.deque[Clip]] = {}
+        self.pending: dict[str, list[tuple[int, cf.Future]]] = {}
+        self.epoch: dict[str, int] = {}
+        self.requests: dict[str, int] = {}
+        self.counters = PoolCounters()
+
+    def set_graph(self, graph: Graph) -> set[str]:
+        """Adopt a graph's states; returns the states whose music changed (pools flushed)."""
+        changed = set()
+        specs = {name: loop_spec(graph, name, 0) for name in graph.states}
+        for name, spec in specs.items():
+            if self.specs.get(name) != spec:
+                changed.add(name)
+                self.epoch[name] = self.epoch.get(name, 0) + 1
+                self.ready[name] = collections.deque()
+                self.pending.setdefault(name, [])
+                self.requests.setdefault(name, 0)
+        for name in set(self.specs) - set(specs):
+            self.ready.pop(name, None)
+            self.pending.pop(name, None)
+        self.specs = specs
+        self.fill()
+        return changed
+
+    def fill(self) -> None:
+        for name in self.specs:
+            missing = self.depth - len(self.ready[name]) - len(self.pending[name])
+            for _ in range(max(0, missing)):
+                self._request(name)
+
+    def _request(self, name: str) -> None:
+        number = self.requests[name]
+        self.requests[name] = number + 1
+        seed = zlib.crc32(f"{self.seed}:{name}:{number}".encode())
+        spec = replace(self.specs[name], seed=seed)
+        loop_id = f"{name}-{number}"
+        self.pending[name].append((self.epoch[name], self.maker.submit(spec, loop_id)))
+        self.counters.requested += 1
+
+    def poll(self) -> list[str]:
+        """Move finished work into the ready queues; returns states that got a clip."""
+        got = []
+        for name, futures in self.pending.items():
+            if not futures:
+                continue
+            keep = []
+            for epoch, future in futures:
+                if not future.done():
+                    keep.append((epoch, future))
+                    continue
+                try:
+                    made: Made = future.result()
+                except Exception as exc:  # noqa: BLE001 - a failed loop is counted and logged
+                    self.counters.failed += 1
+                    log.error("generating a loop for %s failed: %s", name, exc)
+                    continue
+                if epoch != self.epoch.get(name):
+                    self.counters.discarded += 1
+                    continue
+                self.counters.made += 1
+                self.counters.generate_ms_last = made.seconds_generate * 1000
+                self.counters.render_ms_last = made.seconds_render * 1000
+                if made.fallback_reason:
+                    self.counters.fallbacks += 1
+                    log.warning("%s: %s; used the rule-based generator", name, made.fallback_reason)
+                self.ready[name].append(made.clip)
+                got.append(name)
+            self.pending[name] = keep
+        return got
+
+    def take(self, name: str) -> Clip | None:
+        """A fresh clip for `name`, or None if none is ready yet; asks for a refill."""
+        self.poll()
+        clip = self.ready[name].popleft() if self.ready.get(name) else None
+        self.fill()
+        return clip
+
+    def wait_ready(self, names, timeout_s: float = 120.0) -> None:
+        """Block until every named state has at least one clip (start-up only)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.poll()
+            if all(self.ready.get(n) for n in names):
+                return
+            waiting = [f for n in names for _, f in self.pending.get(n, [])]
+            if not waiting:
+                self.fill()
+                continue
+            cf.wait(waiting, timeout=0.05, return_when=cf.FIRST_COMPLETED)
+        raise TimeoutError("loops were not ready in time")
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(q) for name, q in self.ready.items()}

@@ -1,0 +1,123 @@
+"""The sound card (or JACK) through sounddevice / PortAudio."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from engine.sinks.base import Pull, SinkError
+
+TIMING_SLOTS = 1 << 16  # callback durations remembered for benchmarks
+
+
+def _sounddevice():
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio library missing
+        raise SinkError(f"no audio output: PortAudio is not installed ({exc})") from None
+    return sd
+
+
+def list_devices() -> list[dict]:
+    """Output devices with their host API, for `segue devices`."""
+    sd = _sounddevice()
+    apis = sd.query_hostapis()
+    return [
+        {"index": i, "name": d["name"], "hostapi": apis[d["hostapi"]]["name"],
+         "channels": d["max_output_channels"],
+         "default_samplerate": d["default_samplerate"]}
+        for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] >= 2
+    ]  # fmt: skip
+
+
+def find_device(spec: str | int | None) -> int | None:
+    """A device index from an index, a name fragment, or `jack` (the JACK host API)."""
+    sd = _sounddevice()
+    devices = list_devices()
+    if not devices:
+        raise SinkError("no audio output device found")
+    if spec is None or spec == "":
+        try:
+            default = sd.default.device[1]
+        except Exception:  # noqa: BLE001
+            default = -1
+        if default is None or default < 0:
+            raise SinkError("no default audio output device")
+        return None
+    if isinstance(spec, int) or str(spec).isdigit():
+        index = int(spec)
+        if not any(d["index"] == index for d in devices):
+            raise SinkError(f"no output device with index {index} (see `segue devices`)")
+        return index
+    text = str(spec).lower()
+    if text == "jack":
+        for d in devices:
+            if d["hostapi"].lower().startswith("jack"):
+                return d["index"]
+        raise SinkError("no JACK output device: is a JACK server running? (see README)")
+    for d in devices:
+        if text in d["name"].lower():
+            return d["index"]
+    raise SinkError(f"no output device matching {spec!r} (see `segue devices`)")
+
+
+class DeviceSink:
+    name = "device"
+
+    def __init__(self, device: str | int | None = None, block_frames: int = 256,
+                 sample_rate: int = 48000, latency: str | float = "low") -> None:  # fmt: skip
+        self.device = find_device(device)
+        self.block_frames = block_frames
+        self.sample_rate = sample_rate
+        self.latency = latency
+        self.underruns = 0
+        self.callbacks = 0
+        self.errors = 0
+        self.output_latency_s = 0.0
+        self.device_name = ""
+        self.durations_ns = np.zeros(TIMING_SLOTS, np.int64)
+        self._pull: Pull | None = None
+        self.started = threading.Event()
+
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        """Audio thread: pull one block and copy it out. No allocation, locks or I/O."""
+        t0 = time.perf_counter_ns()
+        try:
+            if status.output_underflow:
+                self.underruns += 1
+            outdata[:] = self._pull(frames)
+        except Exception:  # noqa: BLE001 - never raise into PortAudio
+            outdata.fill(0)
+            self.errors += 1
+        n = self.callbacks
+        self.durations_ns[n & (TIMING_SLOTS - 1)] = time.perf_counter_ns() - t0
+        self.callbacks = n + 1
+
+    def run(self, pull: Pull, stop: threading.Event) -> None:
+        sd = _sounddevice()
+        self._pull = pull
+        try:
+            stream = sd.OutputStream(
+                samplerate=self.sample_rate, blocksize=self.block_frames, device=self.device,
+                channels=2, dtype="float32", latency=self.latency, callback=self._callback,
+            )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - PortAudio errors become one line
+            raise SinkError(f"cannot open the audio device: {exc}") from None
+        with stream:
+            self.output_latency_s = float(stream.latency)
+            info = sd.query_devices(stream.device)
+            self.device_name = info["name"]
+            self.started.set()
+            while not stop.wait(0.1):
+                if not stream.active:
+                    raise SinkError("the audio stream stopped")
+
+    def stats(self) -> dict:
+        return {
+            "sink": self.name, "device": self.device_name, "underruns": self.underruns,
+            "callbacks": self.callbacks, "errors": self.errors,
+            "output_latency_ms": round(self.output_latency_s * 1000, 3),
+            "block_frames": self.block_frames,
+        }  # fmt: skip

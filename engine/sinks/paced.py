@@ -1,0 +1,81 @@
+"""Sinks paced by the system clock: a WAV file written in real time, or nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.sinks.base import Pull, SinkError
+
+
+class PacedSink:
+    """Pulls one block per block-duration, on absolute deadlines (no drift)."""
+
+    name = "null"
+
+    def __init__(self, block_frames: int = 256, sample_rate: int = 48000) -> None:
+        self.block_frames = block_frames
+        self.sample_rate = sample_rate
+        self.blocks = 0
+        self.late_blocks = 0  # deadlines missed by more than one block
+        self.output_latency_s = 0.0
+        self.started = threading.Event()
+
+    def consume(self, block: np.ndarray) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def run(self, pull: Pull, stop: threading.Event) -> None:
+        period_ns = self.block_frames * 1_000_000_000 // self.sample_rate
+        deadline = time.monotonic_ns()
+        self.started.set()
+        try:
+            while not stop.is_set():
+                self.consume(pull(self.block_frames))
+                self.blocks += 1
+                deadline += period_ns
+                delay = deadline - time.monotonic_ns()
+                if delay > 0:
+                    time.sleep(delay / 1e9)
+                elif -delay > period_ns:
+                    self.late_blocks += 1
+        finally:
+            self.close()
+
+    def stats(self) -> dict:
+        return {"sink": self.name, "blocks": self.blocks, "late_blocks": self.late_blocks,
+                "underruns": self.late_blocks, "output_latency_ms": 0.0,
+                "block_frames": self.block_frames}  # fmt: skip
+
+
+class NullSink(PacedSink):
+    name = "null"
+
+
+class WavSink(PacedSink):
+    name = "wav"
+
+    def __init__(self, path: str | Path, block_frames: int = 256, sample_rate: int = 48000) -> None:
+        super().__init__(block_frames, sample_rate)
+        import soundfile
+
+        self.path = Path(path)
+        try:
+            self._file = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate,
+                                             channels=2, subtype="FLOAT")  # fmt: skip
+        except (OSError, RuntimeError) as exc:
+            raise SinkError(f"cannot write {self.path}: {exc}") from None
+
+    def consume(self, block: np.ndarray) -> None:
+        self._file.write(block)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def stats(self) -> dict:
+        return super().stats() | {"path": str(self.path)}

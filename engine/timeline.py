@@ -1,0 +1,72 @@
+"""What happened, at which sample: events received, transitions, loops played.
+
+The conductor records entries as it acts; a few of them (a crossfade that starts "at
+the next block") only learn their sample once the mixer has played them, so entries
+may carry a plan serial that `resolve` turns into a frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Entry:
+    kind: str  # "event" | "transition" | "loop" | "error" | "reload"
+    data: dict
+    frame: int | None = None
+    serial: int = 0  # plan whose start frame (+ offset) gives `frame`
+    offset: int = 0
+
+
+@dataclass
+class Timeline:
+    sample_rate: int
+    entries: list[Entry] = field(default_factory=list)
+    keep: int = 10_000  # the live daemon keeps the latest entries only
+
+    def add(self, kind: str, data: dict, frame: int | None = None,
+            serial: int = 0, offset: int = 0) -> Entry:  # fmt: skip
+        entry = Entry(kind, data, frame, serial, offset)
+        self.entries.append(entry)
+        if len(self.entries) > self.keep:
+            del self.entries[: len(self.entries) - self.keep]
+        return entry
+
+    def resolve(self, start_frame) -> None:
+        """Fill in frames of entries whose plan has started (`start_frame(serial)`)."""
+        for entry in reversed(self.entries):
+            if entry.frame is not None:
+                continue
+            start = start_frame(entry.serial)
+            if start is not None:
+                entry.frame = start + entry.offset
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [e.data | {"frame": e.frame} for e in self.entries if e.kind == kind]
+
+    def to_json(self) -> dict:
+        rate = self.sample_rate
+
+        def row(e: Entry) -> dict:
+            out = {"kind": e.kind, **e.data, "frame": e.frame}
+            if e.frame is not None:
+                out["seconds"] = round(e.frame / rate, 6)
+            return out
+
+        return {
+            "sample_rate": rate,
+            "events": [row(e) for e in self.entries if e.kind in ("event", "param", "state")],
+            "transitions": [row(e) for e in self.entries if e.kind == "transition"],
+            "loops": [row(e) for e in self.entries if e.kind == "loop"],
+            "other": [row(e) for e in self.entries
+                      if e.kind not in ("event", "param", "state", "transition", "loop")],
+        }  # fmt: skip
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+
+__all__ = ["Entry", "Timeline", "asdict"]
