@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -67,9 +68,19 @@ def open_sink(output: str, device, block_frames: int):
         return WavSink(fallback, block_frames)
 
 
+def _stop_on_sigterm() -> None:
+    """`kill` stops the daemon the way Ctrl-C does: cleanly, worker included."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_run(args) -> int:
     from engine.daemon import Daemon, DaemonConfig
 
+    _stop_on_sigterm()
     graph_path = Path(args.graph)
     graph = _graph(graph_path)
     config = DaemonConfig(

@@ -63,11 +63,15 @@ class Response:
     applied_ns: int
     serial: int  # the plan that carries the response
     offset: int  # frames after that plan's start where the change begins
+    applied_frame: int = 0  # the mixer's frame when the event was applied
+    begins_frame: int | None = None  # the first frame of the block that carries it
     audible_ns: int | None = None
     musical_frame: int | None = None
 
     def as_dict(self, sample_rate: int) -> dict:
         out = {"event": self.event, "ack_ms": (self.applied_ns - self.received_ns) / 1e6}
+        if self.begins_frame is not None:
+            out["frames_after_apply"] = self.begins_frame - self.applied_frame
         if self.audible_ns is not None:
             out["audible_ms"] = (self.audible_ns - self.received_ns) / 1e6
             out["musical_ms"] = out["audible_ms"] + self.offset / sample_rate * 1000
@@ -249,6 +253,7 @@ class Conductor:
                     keep.append(r)
                 else:
                     r.audible_ns = seen
+                    r.begins_frame = self.mixer.start_frame(r.serial)
                     self.responses.append(r)
             self._unresolved = keep
 
@@ -331,8 +336,9 @@ class Conductor:
             rec.frame = offset
         entry["end_offset"] = fade
         self._record_loop(clip, base, offset)
+        now = self.mixer.frames_rendered
         response = Response(rule.event, received_ns, self.clock_ns(), serial,
-                            0 if at is None else max(0, at - self.mixer.frames_rendered))
+                            0 if at is None else max(0, at - now), applied_frame=now)
         self._unresolved.append(response)
         self._notify("/segue/state", self.state)
         self._notify("/segue/transition", "begin", source, rule.target, rule.exit)

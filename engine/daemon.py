@@ -14,6 +14,7 @@ import heapq
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from engine import commands as cmd
 from engine.conductor import Conductor
 from engine.graph import Graph
 from engine.mixer import Mixer
+from engine.music import SAMPLE_RATE
 from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from engine.pool import LoopPool, ProcessMaker
 
@@ -65,6 +67,8 @@ class Daemon:
 
     def start(self) -> None:
         """Fill every state's pool, start the music, then open the ears (OSC)."""
+        # The audio callback is Python: let it take the GIL from busy threads sooner.
+        sys.setswitchinterval(0.001)
         generator, problem = self.maker.describe()
         self.generator = generator
         if problem and self.config.use_model:
@@ -80,6 +84,9 @@ class Daemon:
         self._threads = [control, audio]
         control.start()
         audio.start()
+        # Answer the game only once sound flows (or the sink has failed and said so).
+        while not self.sink.started.wait(0.05) and not self.stop_event.is_set():
+            pass
         self.osc.start()
         host, port = self.osc.address
         log.info("listening for OSC on %s:%d; output: %s", host, port, self.sink.name)
@@ -153,8 +160,7 @@ class Daemon:
         status["sink"] = sink
         status["underruns"] = sink.get("underruns", 0)
         status["generator_default"] = self.generator
-        latency = [r.as_dict(self.mixer.counters.frames and 48000) for r in
-                   list(self.conductor.responses)[-20:]]  # fmt: skip
+        latency = [r.as_dict(SAMPLE_RATE) for r in list(self.conductor.responses)[-20:]]
         device_ms = sink.get("output_latency_ms", 0.0)
         for row in latency:
             if "audible_ms" in row:

@@ -234,6 +234,8 @@ class Mixer:
             np.multiply(x, a - b, out=x)
             a = b
         np.add(x, a, out=x)
+        # float32 cos(pi/2) is -4e-8: keep gains inside their end points.
+        np.clip(x, min(layer.gain_from, layer.gain_to), max(layer.gain_from, layer.gain_to), out=x)
         np.multiply(tmp[lo:hi], x[:, np.newaxis], out=tmp[lo:hi])
 
     def _limit(self, out: np.ndarray, frames: int) -> None:

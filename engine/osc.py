@@ -166,7 +166,8 @@ class OscServer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
         self._sock.close()
 
     def _serve(self) -> None:

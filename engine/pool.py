@@ -15,6 +15,8 @@ import collections
 import concurrent.futures as cf
 import logging
 import multiprocessing
+import os
+import threading
 import time
 import zlib
 from dataclasses import dataclass, replace
@@ -86,6 +88,15 @@ _workshop: Workshop | None = None
 
 def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
     global _workshop
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        # A daemon killed outright must not leave its worker behind.
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, name="segue-worker-watch", daemon=True).start()
     _workshop = Workshop(soundfont, model, use_model)
 
 

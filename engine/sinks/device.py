@@ -77,6 +77,7 @@ class DeviceSink:
         self.errors = 0
         self.output_latency_s = 0.0
         self.device_name = ""
+        self.hostapi = ""
         self.durations_ns = np.zeros(TIMING_SLOTS, np.int64)
         self._pull: Pull | None = None
         self.started = threading.Event()
@@ -105,18 +106,23 @@ class DeviceSink:
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - PortAudio errors become one line
             raise SinkError(f"cannot open the audio device: {exc}") from None
-        with stream:
-            self.output_latency_s = float(stream.latency)
-            info = sd.query_devices(stream.device)
-            self.device_name = info["name"]
+        # Ask PortAudio everything before the stream runs: queries made while the JACK
+        # process thread is live can stall it.
+        self.output_latency_s = float(stream.latency)
+        info = sd.query_devices(stream.device)
+        self.device_name = info["name"]
+        self.hostapi = sd.query_hostapis(info["hostapi"])["name"]
+        try:
+            stream.start()
             self.started.set()
-            while not stop.wait(0.1):
-                if not stream.active:
-                    raise SinkError("the audio stream stopped")
+            stop.wait()
+        finally:
+            stream.close(ignore_errors=True)
 
     def stats(self) -> dict:
         return {
-            "sink": self.name, "device": self.device_name, "underruns": self.underruns,
+            "sink": self.name, "device": self.device_name, "hostapi": self.hostapi,
+            "underruns": self.underruns,
             "callbacks": self.callbacks, "errors": self.errors,
             "output_latency_ms": round(self.output_latency_s * 1000, 3),
             "block_frames": self.block_frames,

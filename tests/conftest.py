@@ -1,0 +1,70 @@
+"""Shared fixtures: a real SoundFont workshop, a JACK dummy server, free UDP ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GAME = REPO / "statemachines" / "game.yaml"
+
+
+@pytest.fixture(scope="session")
+def workshop():
+    """Rule-based generator + the default SoundFont (loading an sf3 takes seconds)."""
+    from engine.pool import Workshop
+    from engine.soundfont import find_soundfont
+
+    return Workshop(find_soundfont(None), use_model=False)
+
+
+@pytest.fixture(scope="session")
+def model_workshop():
+    """The shipped model + the default SoundFont."""
+    from engine.pool import Workshop
+    from engine.soundfont import find_soundfont
+
+    shop = Workshop(find_soundfont(None), use_model=True)
+    if shop.model is None:
+        pytest.fail(f"the shipped model did not load: {shop.model_problem}")
+    return shop
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def jack_server(tmp_path_factory):
+    """A JACK dummy server (48 kHz, 256 frames) under a private name; yields its env."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd is not installed: run the README's test command (it installs jackd2)")
+    name = f"segue-test-{os.getpid()}"
+    env = os.environ | {"JACK_DEFAULT_SERVER": name}
+    log = tmp_path_factory.mktemp("jack") / "jackd.log"
+    # jackd's output goes to a file: an unread pipe would fill up and stall the server.
+    proc = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "48000", "-p", "256"],
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["jack_lsp"], env=env, capture_output=True) if shutil.which(
+            "jack_lsp") else None
+        if probe is not None and probe.returncode == 0:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"jackd exited: {log.read_text(errors='replace')}")
+        time.sleep(0.2)
+    yield env
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -1,0 +1,228 @@
+"""The whole daemon as a user runs it: `segue run` on a JACK dummy device, real UDP.
+
+One daemon per module (start-up fills every state's pool, a few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from pythonosc.osc_packet import OscPacket
+
+from engine.osc import encode
+from tests.conftest import GAME, free_port
+
+
+class Client:
+    """A game's OSC endpoint: sends to Segue, receives replies and notifications."""
+
+    def __init__(self, port: int) -> None:
+        self.segue = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def send(self, address: str, *args) -> None:
+        self.sock.sendto(encode(address, *args), self.segue)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self.segue)
+
+    def receive(self, address: str, timeout: float = 2.0) -> list | None:
+        """Params of the next message at `address` (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except OSError:
+                return None
+            for item in OscPacket(data).messages:
+                if item.message.address == address:
+                    return list(item.message.params)
+        return None
+
+    def status(self, timeout: float = 2.0) -> dict | None:
+        self.send("/segue/status")
+        params = self.receive("/segue/status", timeout)
+        return json.loads(params[0]) if params else None
+
+
+def start_daemon(tmp_path, env, *extra, graph=None):
+    folder = tmp_path / "graph"
+    if graph is None:
+        shutil.copytree(GAME.parent, folder)
+        graph = folder / "game.yaml"
+    port = free_port()
+    log = open(tmp_path / f"daemon-{port}.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", "--graph", str(graph), "--port", str(port),
+         "--device", "jack", *extra],
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    client = Client(port)
+    deadline = time.monotonic() + 90
+    first = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail((tmp_path / f"daemon-{port}.log").read_text())
+        status = client.status(timeout=0.5)
+        if status is None:
+            continue
+        # Ready when audio flows: JACK may hold a new client for a moment after it joins.
+        if first is not None and status["frame"] > first:
+            return proc, client, graph, tmp_path / f"daemon-{port}.log"
+        first = status["frame"]
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("the daemon did not answer /segue/status within 90 s")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, jack_server):
+    tmp = tmp_path_factory.mktemp("daemon")
+    proc, client, graph, log = start_daemon(tmp, jack_server, "--no-model")
+    client.send("/segue/subscribe", client.port)
+    yield proc, client, graph, log
+    stop(proc)
+
+
+def test_status_has_the_documented_fields(daemon):
+    _, client, _, _ = daemon
+    status = client.status()
+    for key in ("state", "tempo", "bar", "beat", "loop", "pools", "counters", "sink"):
+        assert key in status
+    assert status["state"] == "idle"
+    assert status["sink"]["hostapi"] == "JACK Audio Connection Kit"
+    assert set(status["pools"]) == {"idle", "explore", "combat", "victory", "defeat"}
+
+
+def test_event_changes_state_fast_and_the_crossfade_starts_next_block(daemon):
+    _, client, _, _ = daemon
+    sent = time.monotonic()
+    client.send("/segue/event", "enemy_spotted")
+    state = None
+    while time.monotonic() - sent < 1.0:
+        state = client.status(timeout=0.2)
+        if state and state["state"] == "combat":
+            break
+    assert state["state"] == "combat"
+    assert time.monotonic() - sent < 0.2
+    latency = []
+    while not latency and time.monotonic() - sent < 3.0:  # resolved once the mixer plays it
+        latency = client.status()["latency"]
+    response = latency[-1]
+    assert response["event"] == "enemy_spotted"
+    assert 0 <= response["frames_after_apply"] <= 256  # the very next block
+    assert response["audible_ms"] < 200
+    client.send("/segue/event", "player_died")
+    assert client.receive("/segue/state", timeout=1.0)
+
+
+def test_garbage_datagrams_are_counted_and_streaming_goes_on(daemon):
+    _, client, _, _ = daemon
+    before = client.status()
+    for n in range(50):
+        client.send_raw(os.urandom(1 + n * 7))
+    client.send_raw(encode("/segue/event", "enemy_spotted")[:-2])
+    client.send("/segue/param", "intensity", "loud")
+    client.send("/segue/nope")
+    time.sleep(0.3)
+    after = client.status()
+    counters = after["counters"]
+    rejected = sum(counters[f"osc_{k}"] - before["counters"][f"osc_{k}"]
+                   for k in ("malformed", "bad_args", "unknown_address"))  # fmt: skip
+    assert rejected == 53
+    assert after["frame"] > before["frame"]  # still streaming
+
+
+def test_unknown_event_and_state_are_reported(daemon):
+    _, client, _, _ = daemon
+    before = client.status()["counters"]
+    client.send("/segue/event", "no_such_event")
+    client.send("/segue/state", "no_such_state")
+    assert "unknown state 'no_such_state'" in client.receive("/segue/error")[0]
+    after = client.status()["counters"]
+    assert after["unknown_events"] == before["unknown_events"] + 1
+
+
+def test_ping_pong(daemon):
+    _, client, _, _ = daemon
+    client.send("/segue/ping", 5)
+    pong = client.receive("/segue/pong")
+    assert pong[0] == 5 and abs(pong[1] - time.monotonic()) < 1.0
+
+
+def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
+    _, client, graph, _ = daemon
+    client.send("/segue/state", "idle")
+    time.sleep(0.8)
+    original = graph.read_text()
+    broken = original.replace("tempo: 84", "tempo: [84", 1)
+    graph.write_text(broken)
+    error = client.receive("/segue/error", timeout=3.0)
+    assert error and error[0].startswith(f"{graph}:") and "YAML syntax" in error[0]
+    line_col = error[0][len(str(graph)) + 1 :].split(":")[:2]
+    assert all(part.isdigit() for part in line_col)
+    status = client.status()
+    assert status["counters"]["reload_errors"] >= 1 and status["state"] == "idle"
+    assert status["last_error"] == error[0]
+
+    edited = original.replace("tempo: 84", "tempo: 96", 1)
+    graph.write_text(edited)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3.0:
+        status = client.status(timeout=0.3)
+        if status and status["tempo"] == 96.0:
+            break
+    assert status["tempo"] == 96.0, status
+    assert time.monotonic() - t0 < 1.5  # detection + generation + a short crossfade
+    assert status["last_error"] == ""
+    graph.write_text(original)
+
+
+def test_missing_model_falls_back_in_one_line(tmp_path, jack_server):
+    proc, client, _, log = start_daemon(tmp_path, jack_server, "--model", "nope.onnx")
+    try:
+        assert client.status()["generator"] == "rules"
+    finally:
+        stop(proc)
+    lines = [line for line in log.read_text().splitlines() if "nope.onnx" in line]
+    assert len(lines) == 1 and "rule-based generator" in lines[0]
+    assert "Traceback" not in log.read_text()
+
+
+def test_no_audio_device_writes_a_wav_instead(tmp_path, jack_server):
+    proc, client, _, log = start_daemon(tmp_path, jack_server, "--no-model", "--device",
+                                        "no-such-card")  # noqa: this replaces --device jack
+    try:
+        status = client.status()
+        assert status["sink"]["sink"] == "wav"
+    finally:
+        stop(proc)
+    text = log.read_text()
+    assert "no output device matching 'no-such-card'" in text and "segue-output.wav" in text
+    assert "Traceback" not in text
+    assert (tmp_path / "segue-output.wav").stat().st_size > 48000
+
+
+def test_missing_soundfont_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--soundfont",
+                             "nope.sf2"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "nope.sf2" in result.stderr

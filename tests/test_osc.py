@@ -1,0 +1,187 @@
+"""The OSC boundary over real UDP on 127.0.0.1: good, bad and garbage datagrams."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from pythonosc.osc_bundle_builder import OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from engine import commands as cmd
+from engine.osc import BadMessage, OscServer, encode, to_command
+
+SENDER = ("127.0.0.1", 5555)
+
+GOOD = [
+    ("/segue/event", ["enemy_spotted"], cmd.Event("enemy_spotted")),
+    ("/segue/event", ["hit", 3, 0.5], cmd.Event("hit", (3, 0.5))),
+    ("/segue/state", ["combat"], cmd.SetState("combat")),
+    ("/segue/param", ["intensity", 0.8], cmd.SetParam("intensity", 0.8)),
+    ("/segue/param", ["intensity", 1], cmd.SetParam("intensity", 1.0)),
+    ("/segue/reload", [], cmd.Reload()),
+    ("/segue/status", [], cmd.Status()),
+    ("/segue/subscribe", [9001], cmd.Subscribe("127.0.0.1", 9001)),
+    ("/segue/subscribe", [9001, "127.0.0.2"], cmd.Subscribe("127.0.0.2", 9001)),
+    ("/segue/ping", [7], None),
+]
+
+
+@pytest.mark.parametrize("address,args,expected", GOOD)
+def test_good_messages_become_commands(address, args, expected):
+    command = to_command(address, args, SENDER, received_ns=1)
+    if expected is None:
+        assert command is None
+        return
+    assert type(command) is type(expected)
+    for name in ("name", "args", "value", "host", "port"):
+        if hasattr(expected, name):
+            assert getattr(command, name) == getattr(expected, name)
+    assert command.reply_to == SENDER and command.received_ns == 1
+
+
+BAD = [
+    ("/segue/evnt", ["x"], "unknown_address", "unknown address '/segue/evnt'"),
+    ("/segue/event", [], "bad_args", "takes 1 argument(s)"),
+    ("/segue/event", [3], "bad_args", "argument 1 must be a string, got int"),
+    ("/segue/param", ["intensity", "high"], "bad_args", "argument 2 must be a number, got str"),
+    ("/segue/param", ["intensity"], "bad_args", "takes 2 argument(s)"),
+    ("/segue/state", ["a", "b"], "bad_args", "got 2"),
+    ("/segue/subscribe", [0], "bad_args", "port 0 is out of range"),
+    ("/segue/subscribe", ["9000"], "bad_args", "must be a int"),
+]
+
+
+@pytest.mark.parametrize("address,args,counter,reason", BAD)
+def test_bad_messages_say_why(address, args, counter, reason):
+    with pytest.raises(BadMessage) as info:
+        to_command(address, args, SENDER, received_ns=1)
+    assert info.value.counter == counter
+    assert reason in str(info.value)
+
+
+@pytest.fixture
+def server():
+    got: list[cmd.Command] = []
+    arrived = threading.Event()
+
+    def on_command(command):
+        got.append(command)
+        arrived.set()
+
+    srv = OscServer(on_command, "127.0.0.1", 0)
+    srv.start()
+    srv.got, srv.arrived = got, arrived
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    yield sock
+    sock.close()
+
+
+def wait_for(predicate, timeout=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_server_binds_loopback_by_default():
+    srv = OscServer(lambda c: None, port=0)
+    try:
+        assert srv.address[0] == "127.0.0.1"
+    finally:
+        srv.stop()
+
+
+def test_event_over_udp(server, client):
+    client.sendto(encode("/segue/event", "enemy_spotted"), server.address)
+    assert wait_for(lambda: server.got)
+    assert server.got[0] == cmd.Event("enemy_spotted", received_ns=server.got[0].received_ns,
+                                      reply_to=client.getsockname())
+
+
+def test_ping_is_answered_with_the_daemon_clock(server, client):
+    client.sendto(encode("/segue/ping", 42), server.address)
+    data, _ = client.recvfrom(65536)
+    message = OscPacket(data).messages[0].message
+    assert message.address == "/segue/pong" and message.params[0] == 42
+    assert abs(message.params[1] - time.monotonic_ns() / 1e9) < 1.0
+
+
+def test_garbage_is_counted_and_the_server_keeps_serving(server, client):
+    rng = os.urandom
+    truncated = encode("/segue/event", "enemy_spotted")[:-3]
+    wrong_type = encode("/segue/param", "intensity", "loud")
+    garbage = [rng(n) for n in (1, 7, 64, 512)] + [b"", b"/", b"#bundle\x00", truncated,
+                                                   b"/segue/event\x00\x00\x00\x00,s\x00"]
+    for datagram in garbage:
+        client.sendto(datagram, server.address)
+    client.sendto(wrong_type, server.address)
+    client.sendto(encode("/no/such"), server.address)
+    client.sendto(encode("/segue/state", "combat"), server.address)  # still served after all that
+    assert wait_for(lambda: server.got)
+    assert isinstance(server.got[0], cmd.SetState)
+    c = server.counters
+    assert wait_for(lambda: c.malformed + c.bad_args + c.unknown_address >= len(garbage) + 1)
+    assert c.bad_args >= 1 and c.unknown_address == 1
+    # empty datagrams may not even reach recvfrom as a packet; all others are counted
+    assert c.datagrams >= len(garbage) + 2
+
+
+def test_future_bundle_is_scheduled_not_slept_on(server, client):
+    builder = OscBundleBuilder(time.time() + 2.0)
+    message = OscMessageBuilder("/segue/event")
+    message.add_arg("enemy_spotted")
+    builder.add_content(message.build())
+    sent = time.monotonic_ns()
+    client.sendto(builder.build().dgram, server.address)
+    assert wait_for(lambda: server.got, timeout=0.5), "a future bundle must not block receipt"
+    command = server.got[0]
+    assert 1.8e9 < command.due_ns - sent < 2.2e9
+    assert server.counters.scheduled == 1
+
+
+def test_immediate_bundle_of_several_messages(server, client):
+    builder = OscBundleBuilder(1)  # the OSC "immediately" timetag
+    for name in ("a", "b", "c"):
+        message = OscMessageBuilder("/segue/event")
+        message.add_arg(name)
+        builder.add_content(message.build())
+    client.sendto(builder.build().dgram, server.address)
+    assert wait_for(lambda: len(server.got) == 3)
+    assert sorted(c.name for c in server.got) == ["a", "b", "c"]
+    assert all(c.due_ns == 0 for c in server.got)
+
+
+def test_subscribe_then_notify(server, client):
+    client.sendto(encode("/segue/subscribe", client.getsockname()[1]), server.address)
+    assert wait_for(lambda: server.subscribers)
+    server.notify("/segue/state", "combat", 1024)
+    data, _ = client.recvfrom(65536)
+    message = OscPacket(data).messages[0].message
+    assert (message.address, message.params) == ("/segue/state", ["combat", 1024])
+
+
+def test_hex_fixture_decodes():
+    # /segue/event "x": address, padded; type tags ",s"; the string "x", padded.
+    datagram = bytes.fromhex(
+        "2f 73 65 67 75 65 2f 65 76 65 6e 74 00 00 00 00"  # /segue/event....
+        "2c 73 00 00"  # ,s..
+        "78 00 00 00"  # x...
+    )
+    assert datagram == encode("/segue/event", "x")
+    assert struct.unpack(">4s", datagram[-4:])[0] == b"x\x00\x00\x00"

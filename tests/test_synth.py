@@ -1,0 +1,172 @@
+"""The SoundFont synth: exact length, stems, seamless loop point, loudness and peak."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from engine.gm import instrument
+from engine.music import SAMPLE_RATE, Instrument, Loop, LoopSpec, Meter, Note
+from engine.rules import RuleGenerator
+from engine.soundfont import find_soundfont
+from engine.synth import PEAK_CEILING, TARGET_LUFS, Synth
+
+ALL_PARTS = (
+    ("drums", "standard"),
+    ("bass", "acoustic_bass"),
+    ("pad", "strings"),
+    ("lead", "flute"),
+)
+
+
+@pytest.fixture(scope="module")
+def synth() -> Synth:
+    return Synth(find_soundfont())  # loading the sf3 takes ~3 s: once per module
+
+
+def make_spec(mood="happy", meter=None, bars=2, tempo=120.0, parts=ALL_PARTS, seed=0, mode="major"):
+    instruments = tuple((part, instrument(part, name)) for part, name in parts)
+    return LoopSpec(
+        "test", mood, mode, 2, tempo, meter or Meter(4, 4), bars, instruments, seed=seed
+    )
+
+
+def rules_loop(**kwargs) -> Loop:
+    return RuleGenerator().generate(make_spec(**kwargs))
+
+
+def seam_ok(audio: np.ndarray) -> tuple[float, float]:
+    """(step across the loop point, 99.9th percentile of steps inside)."""
+    inside = np.abs(np.diff(audio, axis=0)).max(axis=1)
+    return float(np.abs(audio[0] - audio[-1]).max()), float(np.percentile(inside, 99.9))
+
+
+@pytest.mark.parametrize(
+    "meter, bars, tempo",
+    [
+        (Meter(4, 4), 2, 120.0),
+        (Meter(3, 4), 3, 97.0),
+        (Meter(6, 8), 2, 133.3),
+        (Meter(4, 4), 1, 71.0),
+    ],
+)
+def test_frames_exact_and_stems_in_part_order(synth, meter, bars, tempo):
+    parts = (("lead", "flute"), ("drums", "standard"), ("bass", "acoustic_bass"))
+    loop = rules_loop(meter=meter, bars=bars, tempo=tempo, parts=parts)
+    clip = synth.render(loop)
+    assert clip.frames == loop.spec.frames
+    assert clip.parts == ("lead", "drums", "bass")
+    assert clip.stems.shape == (3, loop.spec.frames, 2) and clip.stems.dtype == np.float32
+    assert clip.mix.dtype == np.float32
+    np.testing.assert_allclose(clip.stems.sum(axis=0), clip.mix, atol=1e-5)
+    assert all(np.abs(stem).max() > 1e-3 for stem in clip.stems)  # every part sounds
+
+
+@pytest.mark.parametrize("mood", ["happy", "calm", "tense", "sad"])
+def test_loudness_and_peak(synth, mood):
+    clip = synth.render(rules_loop(mood=mood, bars=4, seed=11))
+    measured = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(clip.mix.astype(np.float64))
+    assert abs(measured - TARGET_LUFS) <= 1.0
+    assert abs(clip.loudness_lufs - measured) < 0.05
+    assert clip.peak == pytest.approx(np.abs(clip.mix).max())
+    assert clip.peak <= PEAK_CEILING <= 0.891
+
+
+def test_loud_transients_are_limited_below_ceiling(synth):
+    # Sparse hard drums: at the target loudness their raw peaks would exceed the ceiling.
+    spec = make_spec(parts=(("drums", "power"),), bars=2)
+    hits = (Note("drums", 36, 0.0, 0.25, 127), Note("drums", 49, 0.0, 2.0, 127),
+            Note("drums", 38, 4.0, 0.25, 127))  # fmt: skip
+    clip = synth.render(Loop(spec, hits, "test"))
+    assert clip.peak <= PEAK_CEILING
+    assert clip.loudness_lufs == pytest.approx(TARGET_LUFS, abs=2.0)
+    np.testing.assert_allclose(clip.stems.sum(axis=0), clip.mix, atol=1e-5)
+
+
+@pytest.mark.parametrize("mood, meter", [("happy", Meter(4, 4)), ("sad", Meter(3, 4)),
+                                         ("tense", Meter(6, 8))])  # fmt: skip
+def test_loop_point_is_seamless(synth, mood, meter):
+    clip = synth.render(rules_loop(mood=mood, meter=meter, bars=2))
+    step, typical = seam_ok(clip.mix)
+    assert step <= typical
+    for stem in clip.stems:
+        stem_step, stem_typical = seam_ok(stem)
+        assert stem_step <= max(stem_typical, 1e-4)
+
+
+def test_notes_past_the_end_wrap_onto_the_start(synth):
+    spec = make_spec(parts=(("pad", "strings"),), bars=1)
+    # Starts on the last beat and holds two more: half of it belongs at the loop start.
+    loop = Loop(spec, (Note("pad", 60, 3.0, 3.0, 100), Note("pad", 64, 3.0, 3.0, 100)), "test")
+    clip = synth.render(loop)
+    beat_frames = round(SAMPLE_RATE * 60 / spec.tempo_bpm)
+    head_rms = np.sqrt(np.mean(clip.mix[:beat_frames] ** 2))
+    assert head_rms > 0.05  # still sounding at the start, not silence
+    step, typical = seam_ok(clip.mix)
+    assert step <= typical
+
+
+def centroid_hz(clip) -> float:
+    mono = clip.mix.mean(axis=1)
+    spectrum = np.abs(np.fft.rfft(mono))
+    freqs = np.fft.rfftfreq(mono.shape[0], 1 / SAMPLE_RATE)
+    return float((spectrum * freqs).sum() / spectrum.sum())
+
+
+def flux(clip, frame: int = 1024) -> float:
+    """Mean positive spectral change per frame, relative to the mean spectrum: onsets."""
+    mono = clip.mix.mean(axis=1)
+    usable = mono.shape[0] // frame * frame
+    spectra = np.abs(np.fft.rfft(mono[:usable].reshape(-1, frame) * np.hanning(frame), axis=1))
+    rise = np.maximum(np.diff(spectra, axis=0), 0).sum(axis=1)
+    return float(rise.mean() / spectra.sum(axis=1).mean())
+
+
+def chroma(clip) -> np.ndarray:
+    """Spectral power per pitch class (60 Hz to 2 kHz)."""
+    mono = clip.mix.mean(axis=1)
+    power = np.abs(np.fft.rfft(mono)) ** 2
+    freqs = np.fft.rfftfreq(mono.shape[0], 1 / SAMPLE_RATE)
+    keep = (freqs > 60) & (freqs < 2000)
+    pitch_classes = np.round(12 * np.log2(freqs[keep] / 440.0) + 69).astype(int) % 12
+    return np.bincount(pitch_classes, weights=power[keep], minlength=12)
+
+
+def test_moods_sound_measurably_different(synth):
+    clips = {
+        mood: synth.render(rules_loop(mood=mood, mode=mode, bars=4, seed=2))
+        for mood, mode in (
+            ("happy", "major"),
+            ("calm", "major"),
+            ("tense", "minor"),
+            ("sad", "minor"),
+        )
+    }
+    # Arousal: brighter and busier.
+    for energetic, quiet in (("happy", "calm"), ("tense", "sad")):
+        assert centroid_hz(clips[energetic]) > 1.25 * centroid_hz(clips[quiet])
+        assert flux(clips[energetic]) > flux(clips[quiet])
+    # Valence at equal arousal (in the mode a designer pairs with it): other harmony.
+    for bright, dark in (("happy", "tense"), ("calm", "sad")):
+        assert np.corrcoef(chroma(clips[bright]), chroma(clips[dark]))[0, 1] < 0.9
+
+
+def test_different_seeds_render_different_audio(synth):
+    first = synth.render(rules_loop(seed=1))
+    second = synth.render(rules_loop(seed=2))
+    assert not np.allclose(first.mix, second.mix, atol=1e-3)
+
+
+def test_empty_loop_is_silent(synth):
+    spec = make_spec(parts=(("lead", "flute"),), bars=1)
+    clip = synth.render(Loop(spec, (), "test"))
+    assert clip.frames == spec.frames and not np.any(clip.mix)
+    assert clip.loudness_lufs == float("-inf") and clip.peak == 0.0
+
+
+def test_missing_kit_falls_back_to_first_program(synth):
+    odd_kit = Instrument("odd", 99, is_drums=True)  # no bank 128 program 99 in a GM font
+    spec = LoopSpec("test", "happy", "major", 0, 120.0, Meter(4, 4), 1, (("drums", odd_kit),))
+    clip = synth.render(Loop(spec, (Note("drums", 36, 0.0, 0.5, 110),), "test"))
+    assert np.abs(clip.mix).max() > 0.01
