@@ -52,9 +52,22 @@ def open_sink(output: str, device, block_frames: int):
     if output.startswith("wav:"):
         return WavSink(output[4:], block_frames)
     if output.startswith("shm:"):
+        from urllib.parse import parse_qs
+
         from engine.sinks.shm import ShmSink
 
-        return ShmSink(output[4:], block_frames=block_frames)
+        name, _, query = output[4:].partition("?")
+        options = {k: v[-1] for k, v in parse_qs(query).items()}
+        try:
+            fill = int(options.pop("fill", 2048))
+            priority = int(options.pop("rt", 0))
+        except ValueError:
+            raise SystemExit("segue: shm options are numbers: shm:NAME?fill=2048&rt=10") from None
+        if options:
+            raise SystemExit(f"segue: unknown shm option(s) {', '.join(options)}; "
+                             "expected fill, rt")  # fmt: skip
+        return ShmSink(name, target_fill_frames=fill, block_frames=block_frames,
+                       realtime_priority=priority)  # fmt: skip
     if output != "device":
         raise SystemExit(f"segue: unknown output {output!r}; expected device, wav:PATH, null "
                          "or shm:NAME")  # fmt: skip
@@ -100,6 +113,8 @@ def cmd_run(args) -> int:
         demo = subprocess.Popen([sys.executable, str(REPO / "examples" / "demo_game.py"),
                                  "--host", host, "--port", str(port),
                                  "--session", str(default_path("examples/session.yaml"))])  # fmt: skip
+    if args.stats_out:
+        daemon.stats_path = Path(args.stats_out)
     try:
         if demo is not None:
             while demo.poll() is None and not daemon.stop_event.wait(0.2):
@@ -221,12 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--graph", default=str(default_path("statemachines/game.yaml")))
-    run.add_argument("--output", default="device", help="device | wav:PATH | null | shm:NAME")
+    run.add_argument("--output", default="device",
+                     help="device | wav:PATH | null | shm:NAME[?fill=FRAMES&rt=PRIORITY]")
     run.add_argument("--device", help="output device index or name; 'jack' for JACK")
     run.add_argument("--blocksize", type=int, default=256, help="frames per audio block")
     run.add_argument("--host", default=osc.DEFAULT_HOST,
                      help="interface for OSC (default 127.0.0.1: this machine only)")
     run.add_argument("--port", type=int, default=osc.DEFAULT_PORT)
+    run.add_argument("--stats-out", help="write the final status (counters, timings) as JSON")
     run.add_argument("--demo", action="store_true",
                      help="also run the demo game (examples/demo_game.py) and stop after it")
     sound_options(run)

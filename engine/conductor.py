@@ -69,7 +69,8 @@ class Response:
     musical_frame: int | None = None
 
     def as_dict(self, sample_rate: int) -> dict:
-        out = {"event": self.event, "ack_ms": (self.applied_ns - self.received_ns) / 1e6}
+        out = {"event": self.event, "ack_ms": (self.applied_ns - self.received_ns) / 1e6,
+               "received_ns": self.received_ns, "mixed_ns": self.audible_ns}  # fmt: skip
         if self.begins_frame is not None:
             out["frames_after_apply"] = self.begins_frame - self.applied_frame
         if self.audible_ns is not None:

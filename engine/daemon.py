@@ -11,6 +11,7 @@ Threads:
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import os
 import queue
@@ -64,6 +65,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._graph_stamp = _stamp(config.graph_path)
         self.sink_error: str = ""
+        self.stats_path: Path | None = None
 
     def start(self) -> None:
         """Fill every state's pool, start the music, then open the ears (OSC)."""
@@ -176,6 +178,8 @@ class Daemon:
             log.info("stopping")
 
     def stop(self) -> None:
+        if self.stats_path is not None:
+            self.stats_path.write_text(json.dumps(self.status(), indent=1, default=str) + "\n")
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout=2)

@@ -62,6 +62,24 @@ class Duration:
 
 
 @dataclass(frozen=True, slots=True)
+class Layering:
+    """A stem's gain as a piecewise-linear curve of a parameter (vertical layering)."""
+
+    part: str
+    param: str
+    points: tuple[tuple[float, float], ...]  # (parameter value, gain 0..1), x increasing
+
+    def gain(self, value: float) -> float:
+        pts = self.points
+        if value <= pts[0][0]:
+            return pts[0][1]
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
+            if value <= x1:
+                return y0 + (y1 - y0) * (value - x0) / (x1 - x0)
+        return pts[-1][1]
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     name: str
     mood: str
@@ -76,19 +94,74 @@ class State:
     once: bool  # one-shot: plays one loop, then goes to `next`
     next: str | None
     motif: tuple[Note, ...] = ()
+    cues: tuple[tuple[str, float], ...] = ()  # named exit points, beats from the loop start
+    layers: tuple[Layering, ...] = ()
     mark: Mark | None = field(default=None, compare=False)
+
+    @property
+    def beats_per_loop(self) -> float:
+        return self.bars * self.meter.beats_per_bar * 4 / self.meter.beat_unit
+
+    def cue(self, name: str) -> float | None:
+        return dict(self.cues).get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """`intensity > 0.8`: fires when it becomes true; re-arms once the value has come
+    back past the threshold by `hysteresis`."""
+
+    param: str
+    op: str  # ">" | "<"
+    threshold: float
+    hysteresis: float = 0.05
+
+    def holds(self, value: float) -> bool:
+        return value > self.threshold if self.op == ">" else value < self.threshold
+
+    def rearms(self, value: float) -> bool:
+        if self.op == ">":
+            return value < self.threshold - self.hysteresis
+        return value > self.threshold + self.hysteresis
+
+    def __str__(self) -> str:
+        return f"{self.param} {self.op} {self.threshold:g}"
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
     source: str  # a state name or "any"
-    event: str
-    target: str
-    exit: str = "immediate"
+    event: str  # the event name, or the condition's text for a parameter rule
+    target: str | None  # None: a rule that only plays a stinger
+    exit: str = "immediate"  # one of EXITS, or a cue name of the source state
     entry: str = "start"
-    fade: Duration = Duration(0.5, "seconds")
+    fade_out: Duration = Duration(0.5, "seconds")
+    fade_in: Duration = Duration(0.5, "seconds")
     curve: str = "equal_power"
+    condition: Condition | None = None
+    priority: int = 0
+    while_pending: str = "replace"  # a second transition while this one waits for its exit
+    duck_db: float = 0.0  # first-stage answer while a quantized exit waits
+    respond_stinger: str | None = None  # first-stage answer: a stinger at once
+    stinger: str | None = None  # played at the exit point
+    bridge_bars: int = 0  # a generated bridge between source and destination
     mark: Mark | None = field(default=None, compare=False)
+
+    @property
+    def fade(self) -> Duration:
+        return self.fade_in
+
+
+@dataclass(frozen=True, slots=True)
+class Stinger:
+    """A short phrase played over the music, quantized and moved into the current key."""
+
+    name: str
+    notes: tuple[Note, ...]  # written in C; transposed to the current tonic when played
+    instrument: Instrument
+    quantize: str = "beat"  # "none" | "beat" | "bar"
+    cooldown_seconds: float = 1.0
+    gain_db: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +170,7 @@ class Parameter:
     default: float
     low: float
     high: float
+    smoothing_seconds: float = 0.2  # stem gains follow this parameter this smoothly
 
 
 @dataclass(frozen=True)
@@ -106,22 +180,34 @@ class Graph:
     states: dict[str, State]
     transitions: tuple[Transition, ...]
     parameters: dict[str, Parameter]
+    stingers: dict[str, Stinger] = field(default_factory=dict)
 
     def transition_for(self, state: str, event: str) -> Transition | None:
-        """The rule for `event` in `state`: a rule from the state beats one from `any`."""
-        fallback = None
+        """The rule for `event` in `state`: a rule from the state beats one from `any`,
+        then the higher priority wins (ties are refused at load)."""
+        best = None
         for rule in self.transitions:
-            if rule.event != event:
+            if rule.condition is not None or rule.event != event:
                 continue
-            if rule.source == state:
-                return rule
-            if rule.source == ANY and rule.target != state:
-                fallback = rule
-        return fallback
+            if rule.source != state and (rule.source != ANY or rule.target == state):
+                continue
+            if best is None or _rank(rule, state) > _rank(best, state):
+                best = rule
+        return best
+
+    def condition_rules(self, state: str) -> list[Transition]:
+        """Parameter rules that apply in `state`, best first."""
+        rules = [r for r in self.transitions if r.condition is not None
+                 and (r.source == state or (r.source == ANY and r.target != state))]
+        return sorted(rules, key=lambda r: _rank(r, state), reverse=True)
 
     @property
     def events(self) -> set[str]:
-        return {rule.event for rule in self.transitions}
+        return {rule.event for rule in self.transitions if rule.condition is None}
+
+
+def _rank(rule: Transition, state: str) -> tuple[int, int]:
+    return (1 if rule.source == state else 0, rule.priority)
 
 
 def loop_spec(graph: Graph, state: str, seed: int) -> LoopSpec:
@@ -164,12 +250,17 @@ def parse_graph(text: str, filename: str, base_dir: Path | None = None) -> Graph
 
 
 class _Validator:
-    TOP = ("version", "initial", "defaults", "states", "transitions", "parameters")
+    TOP = ("version", "initial", "defaults", "states", "transitions", "parameters", "stingers")
     STATE = (
         "mood", "mode", "key", "tempo", "meter", "bars", "loop_seconds", "instruments",
-        "density", "repeats", "once", "next", "motif",
+        "density", "repeats", "once", "next", "motif", "cues", "layers",
     )  # fmt: skip
-    TRANSITION = ("from", "on", "to", "exit", "entry", "fade", "curve")
+    TRANSITION = (
+        "from", "on", "when", "hysteresis", "to", "exit", "entry", "fade", "fade_out", "fade_in",
+        "curve", "priority", "while_pending", "respond", "stinger", "bridge",
+    )  # fmt: skip
+    STINGER = ("midi", "instrument", "quantize", "cooldown", "gain_db")
+    PENDING = ("replace", "queue", "ignore")
 
     def __init__(self, filename: str, base_dir: Path) -> None:
         self.file = filename
@@ -223,9 +314,16 @@ class _Validator:
             self.fail(doc.value_mark("initial"),
                       f"initial state {initial!r} is not defined; expected one of "
                       f"{', '.join(states)}")  # fmt: skip
-        transitions = self.transitions(doc.get("transitions", MarkedList()), doc, states)
         parameters = self.parameters(doc.get("parameters", Marked()), doc)
-        return Graph(self.file, initial, states, transitions, parameters)
+        for state in states.values():
+            for layer in state.layers:
+                if layer.param not in parameters:
+                    self.fail(state.mark, f"state {state.name!r}: layer {layer.part!r} follows "
+                              f"unknown parameter {layer.param!r}; declare it under parameters")
+        stingers = self.stingers(doc.get("stingers", Marked()), doc)
+        transitions = self.transitions(doc.get("transitions", MarkedList()), doc, states,
+                                       parameters, stingers)  # fmt: skip
+        return Graph(self.file, initial, states, transitions, parameters, stingers)
 
     def state(self, name: str, body, mark: Mark, defaults: Marked) -> State:
         body = self.mapping(body, mark, f"state {name!r}")
@@ -294,8 +392,50 @@ class _Validator:
             self.fail(m, f"next must be a state name, got {nxt!r}")
         motif_path, m = get("motif", None)
         motif = self.motif(motif_path, m, tonic) if motif_path is not None else ()
+        loop_beats = bars * meter.beats_per_bar * 4 / meter.beat_unit
+        cues = self.cues(body.get("cues", Marked()), body.value_mark("cues"), loop_beats)
+        layers = self.layers(body.get("layers", Marked()), body.value_mark("layers"),
+                             [p for p, _ in instruments])  # fmt: skip
         return State(name, mood, mode, tonic, float(tempo), meter, bars, tuple(instruments),
-                     density, repeats, once, nxt, motif, mark)  # fmt: skip
+                     density, repeats, once, nxt, motif, cues, layers, mark)  # fmt: skip
+
+    def cues(self, doc, mark: Mark, loop_beats: float) -> tuple[tuple[str, float], ...]:
+        doc = self.mapping(doc, mark, "cues")
+        out = []
+        for name, beats in doc.items():
+            if name in EXITS:
+                self.fail(doc.key_mark(name), f"cue name {name!r} is an exit kind; pick another")
+            if not _number(beats) or not 0 <= beats < loop_beats:
+                self.fail(doc.value_mark(name), f"cue {name!r} must be beats from the loop start "
+                          f"in 0..{loop_beats:g}, got {beats!r}")  # fmt: skip
+            out.append((name, float(beats)))
+        return tuple(out)
+
+    def layers(self, doc, mark: Mark, parts: list[str]) -> tuple[Layering, ...]:
+        doc = self.mapping(doc, mark, "layers")
+        out = []
+        for part, spec in doc.items():
+            if part not in parts:
+                self.fail(doc.key_mark(part), f"layer {part!r} is not a part of this state; "
+                          f"expected one of {', '.join(parts)}")  # fmt: skip
+            spec = self.mapping(spec, doc.value_mark(part), f"layer {part!r}")
+            self.known_keys(spec, ("param", "curve"), f"layer {part!r}")
+            param = spec.get("param")
+            if not isinstance(param, str):
+                self.fail(spec.mark, f"layer {part!r} needs param: the parameter it follows")
+            curve = spec.get("curve", [[0, 0], [1, 1]])
+            points = []
+            if isinstance(curve, list):
+                for point in curve:
+                    if (isinstance(point, list) and len(point) == 2 and all(map(_number, point))
+                            and 0 <= point[1] <= 1):
+                        points.append((float(point[0]), float(point[1])))
+            xs = [x for x, _ in points]
+            if len(points) < 2 or len(points) != len(curve) or xs != sorted(set(xs)):
+                self.fail(spec.value_mark("curve"), "curve must be a list of [value, gain] points "
+                          "with increasing values and gains in 0..1, e.g. [[0, 0], [0.6, 1]]")
+            out.append(Layering(part, param, tuple(points)))
+        return tuple(out)
 
     def key(self, key, mark: Mark) -> tuple[int, str | None]:
         match = re.fullmatch(r"\s*([A-Ga-g][#b]?)\s*(major|minor)?\s*", str(key))
@@ -323,37 +463,138 @@ class _Validator:
         except MotifError as exc:
             self.fail(mark, f"motif {value!r}: {exc}")
 
-    def transitions(self, items, doc: Marked, states: dict[str, State]) -> tuple[Transition, ...]:
+    def transitions(self, items, doc: Marked, states: dict[str, State], parameters,
+                    stingers) -> tuple[Transition, ...]:  # fmt: skip
         if not isinstance(items, MarkedList):
             self.fail(doc.value_mark("transitions"), "transitions must be a list")
         rules: list[Transition] = []
-        seen: dict[tuple[str, str], Mark] = {}
+        seen: dict[tuple, Mark] = {}
         for item, mark in zip(items, items.item_marks, strict=True):
             t = self.mapping(item, mark, "a transition")
             self.known_keys(t, self.TRANSITION, "a transition")
-            for required in ("from", "on", "to"):
-                if required not in t:
-                    self.fail(t.mark, f"transition needs '{required}'")
-            source, target, event = t["from"], t["to"], t["on"]
+            if "from" not in t:
+                self.fail(t.mark, "transition needs 'from' (a state or 'any')")
+            if ("on" in t) == ("when" in t):
+                self.fail(t.mark, "transition needs exactly one of 'on' (an event) or 'when' "
+                          "(a condition such as 'intensity > 0.8')")  # fmt: skip
+            if "to" not in t and "stinger" not in t:
+                self.fail(t.mark, "transition needs 'to' (or a 'stinger' to play)")
+            source, target = t["from"], t.get("to")
             if source != ANY and source not in states:
                 self.fail(t.value_mark("from"), f"from {source!r} is not a state; expected "
                           f"'any' or one of {', '.join(states)}")  # fmt: skip
-            if target not in states:
+            if target is not None and target not in states:
                 self.fail(t.value_mark("to"),
                           f"to {target!r} is not a state; expected one of {', '.join(states)}")
-            if not isinstance(event, str) or not event:
-                self.fail(t.value_mark("on"), f"on must be an event name, got {event!r}")
-            exit_ = self.choice(t, "exit", EXITS, "immediate")
+            condition = None
+            if "on" in t:
+                event = t["on"]
+                if not isinstance(event, str) or not event:
+                    self.fail(t.value_mark("on"), f"on must be an event name, got {event!r}")
+            else:
+                condition = self.condition(t, parameters)
+                event = str(condition)
+            exit_ = t.get("exit", "immediate")
+            if exit_ not in EXITS:
+                sources = list(states.values()) if source == ANY else [states[source]]
+                if not isinstance(exit_, str) or any(s.cue(exit_) is None for s in sources):
+                    self.fail(t.value_mark("exit"), f"exit {exit_!r} is not one of "
+                              f"{', '.join(EXITS)} nor a cue of {source!r}")  # fmt: skip
             entry = self.choice(t, "entry", ENTRIES, "start")
             curve = self.choice(t, "curve", CURVES, "equal_power")
+            pending = self.choice(t, "while_pending", self.PENDING, "replace")
             fade = self.duration(t.get("fade", "0.5s"), t.value_mark("fade"))
-            key = (source, event)
+            fade_out = self.duration(t["fade_out"], t.value_mark("fade_out")) if "fade_out" in t \
+                else fade
+            fade_in = self.duration(t["fade_in"], t.value_mark("fade_in")) if "fade_in" in t \
+                else fade
+            priority = t.get("priority", 0)
+            if not isinstance(priority, int) or isinstance(priority, bool):
+                self.fail(t.value_mark("priority"), f"priority must be a whole number, got "
+                          f"{priority!r}")  # fmt: skip
+            duck_db, respond_stinger = self.respond(t, stingers)
+            stinger = t.get("stinger")
+            if stinger is not None and stinger not in stingers:
+                self.fail(t.value_mark("stinger"), f"stinger {stinger!r} is not defined; expected "
+                          f"one of {', '.join(stingers) or '(none: add a stingers section)'}")
+            bridge = t.get("bridge", False)
+            bridge_bars = 1 if bridge is True else 0 if bridge is False else bridge
+            if not isinstance(bridge_bars, int) or not 0 <= bridge_bars <= 4:
+                self.fail(t.value_mark("bridge"), "bridge must be true, false or 1..4 bars")
+            if bridge_bars and target is None:
+                self.fail(t.value_mark("bridge"), "a bridge needs a destination ('to')")
+            key = (source, event, priority)
             if key in seen:
-                self.fail(t.mark, f"a second rule for event {event!r} from {source!r} "
-                          f"(the first is at {seen[key]}); keep one")  # fmt: skip
+                self.fail(t.mark, f"a second rule for {event!r} from {source!r} with priority "
+                          f"{priority} (the first is at {seen[key]}); keep one or set priority")
             seen[key] = t.mark
-            rules.append(Transition(source, event, target, exit_, entry, fade, curve, t.mark))
+            rules.append(Transition(source, event, target, exit_, entry, fade_out, fade_in,
+                                    curve, condition, priority, pending, duck_db,
+                                    respond_stinger, stinger, bridge_bars, t.mark))  # fmt: skip
         return tuple(rules)
+
+    def condition(self, t: Marked, parameters) -> Condition:
+        text = t["when"]
+        match = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*([<>])\s*(-?\d+(?:\.\d+)?)\s*", str(text))
+        if not match:
+            self.fail(t.value_mark("when"), f"when must look like 'intensity > 0.8', got {text!r}")
+        param, op, threshold = match.group(1), match.group(2), float(match.group(3))
+        if param not in parameters:
+            self.fail(t.value_mark("when"), f"unknown parameter {param!r}; expected one of "
+                      f"{', '.join(parameters) or '(none declared)'}")  # fmt: skip
+        hysteresis = t.get("hysteresis", 0.05 * (parameters[param].high - parameters[param].low))
+        if not _number(hysteresis) or hysteresis < 0:
+            self.fail(t.value_mark("hysteresis"), "hysteresis must be a number >= 0")
+        return Condition(param, op, threshold, float(hysteresis))
+
+    def respond(self, t: Marked, stingers) -> tuple[float, str | None]:
+        if "respond" not in t:
+            return 0.0, None
+        r = self.mapping(t["respond"], t.value_mark("respond"), "respond")
+        self.known_keys(r, ("duck", "stinger"), "respond")
+        duck_db = 0.0
+        if "duck" in r:
+            match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*dB\s*", str(r["duck"]))
+            if not match or not -60 <= float(match.group(1)) <= 0:
+                self.fail(r.value_mark("duck"), f"duck must look like -6dB (0 to -60), got "
+                          f"{r['duck']!r}")  # fmt: skip
+            duck_db = float(match.group(1))
+        stinger = r.get("stinger")
+        if stinger is not None and stinger not in stingers:
+            self.fail(r.value_mark("stinger"), f"stinger {stinger!r} is not defined")
+        return duck_db, stinger
+
+    def stingers(self, doc, top: Marked) -> dict[str, Stinger]:
+        from engine.motif import MotifError, read_motif
+
+        doc = self.mapping(doc, top.value_mark("stingers"), "stingers")
+        out = {}
+        for name, spec in doc.items():
+            spec = self.mapping(spec, doc.value_mark(name), f"stinger {name!r}")
+            self.known_keys(spec, self.STINGER, f"stinger {name!r}")
+            if "midi" not in spec:
+                self.fail(spec.mark, f"stinger {name!r} needs midi: a .mid file (written in C)")
+            path = (self.base_dir / str(spec["midi"])).resolve()
+            if not path.is_relative_to(self.base_dir):
+                self.fail(spec.value_mark("midi"), "the stinger's file is outside the graph's "
+                          "folder")  # fmt: skip
+            try:
+                notes = read_motif(path, 0)
+            except MotifError as exc:
+                self.fail(spec.value_mark("midi"), f"stinger {name!r}: {exc}")
+            try:
+                instrument = gm.instrument("lead", spec.get("instrument", "orchestra_hit"))
+            except ValueError as exc:
+                self.fail(spec.value_mark("instrument"), str(exc))
+            quantize = self.choice(spec, "quantize", ("none", "beat", "bar"), "beat")
+            cooldown = self.duration(spec.get("cooldown", "1s"), spec.value_mark("cooldown"))
+            if cooldown.unit != "seconds":
+                self.fail(spec.value_mark("cooldown"), "cooldown must be in seconds, e.g. 2s")
+            gain_db = spec.get("gain_db", 0.0)
+            if not _number(gain_db) or not -60 <= gain_db <= 12:
+                self.fail(spec.value_mark("gain_db"), "gain_db must be a number in -60..12")
+            out[name] = Stinger(name, notes, instrument, quantize, cooldown.amount, float(gain_db))
+        return out
 
     def choice(self, m: Marked, key: str, allowed: tuple[str, ...], default: str) -> str:
         value = m.get(key, default)
@@ -379,7 +620,7 @@ class _Validator:
         result = {}
         for name in doc:
             p = self.mapping(doc[name], doc.value_mark(name), f"parameter {name!r}")
-            self.known_keys(p, ("default", "range"), f"parameter {name!r}")
+            self.known_keys(p, ("default", "range", "smoothing"), f"parameter {name!r}")
             low, high = p.get("range", [0.0, 1.0])[:2] if isinstance(p.get("range"), list) else (
                 None, None)  # fmt: skip
             if not (_number(low) and _number(high) and low < high):
@@ -387,7 +628,11 @@ class _Validator:
             default = p.get("default", low)
             if not _number(default) or not low <= default <= high:
                 self.fail(p.value_mark("default"), f"default must be a number in [{low}, {high}]")
-            result[name] = Parameter(name, float(default), float(low), float(high))
+            smoothing = self.duration(p.get("smoothing", "0.2s"), p.value_mark("smoothing"))
+            if smoothing.unit != "seconds":
+                self.fail(p.value_mark("smoothing"), "smoothing must be in seconds, e.g. 0.2s")
+            result[name] = Parameter(name, float(default), float(low), float(high),
+                                     smoothing.amount)  # fmt: skip
         return result
 
 

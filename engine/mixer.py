@@ -37,6 +37,11 @@ class Layer:
     `audio` plays with audio[0] at `anchor` and repeats; it is audible in [start, end).
     The fade is timed from plan `fade_base`: the gain goes from `gain_from` to `gain_to`
     over [fade_start, fade_start + fade_frames). A layer that has faded to 0 is done.
+
+    With `stem_to` set, the layer plays `stems` (parts, frames, 2) instead of `audio`, each
+    stem's gain moving linearly from `stem_from` to `stem_to` over
+    [stem_start, stem_start + stem_frames) timed from plan `stem_base` (vertical layering,
+    ducking: smoothed, so no zipper noise).
     """
 
     audio: np.ndarray  # (frames, 2) float32, periodic
@@ -51,6 +56,23 @@ class Layer:
     gain_to: float = 1.0
     curve: int = EQUAL_POWER
     tag: str = ""
+    stems: np.ndarray | None = None
+    stem_from: tuple[float, ...] | None = None
+    stem_to: tuple[float, ...] | None = None
+    stem_base: int = 0
+    stem_start: int = 0
+    stem_frames: int = 0
+
+    def stem_gains_at(self, offset: int) -> tuple[float, ...] | None:
+        """Each stem's gain at a frame offset from `stem_base` (control side)."""
+        if self.stem_to is None:
+            return None
+        if self.stem_frames <= 0 or offset >= self.stem_start + self.stem_frames:
+            return self.stem_to
+        if offset <= self.stem_start:
+            return self.stem_from
+        x = (offset - self.stem_start) / self.stem_frames
+        return tuple(a + (b - a) * x for a, b in zip(self.stem_from, self.stem_to, strict=True))
 
     def gain_at(self, offset: int) -> float:
         """The gain at a frame offset from `fade_base` (control side)."""
@@ -105,6 +127,8 @@ class Mixer:
         self._out = np.zeros((max_block_frames, 2), np.float32)
         self._tmp = np.zeros((max_block_frames, 2), np.float32)
         self._gain = np.zeros(max_block_frames, np.float32)
+        self._stem = np.zeros((max_block_frames, 2), np.float32)
+        self._stem_gain = np.zeros(max_block_frames, np.float32)
         self._ramp = np.arange(max_block_frames, dtype=np.float32)
         self._abs = np.zeros((max_block_frames, 2), np.float32)
         self._starts = np.zeros(_HISTORY, np.int64)
@@ -178,7 +202,11 @@ class Mixer:
                 continue  # faded out
             if lo >= hi:
                 continue
-            self._read(layer.audio, t + lo - layer.anchor, tmp[lo:hi])
+            if layer.stem_to is None:
+                self._read(layer.audio, t + lo - layer.anchor, tmp[lo:hi])
+            else:
+                ts = now - int(starts[layer.stem_base & _MASK]) if layer.stem_base else now
+                self._mix_stems(layer, t + lo - layer.anchor, ts, lo, hi, tmp)
             self._apply_gain(layer, tf, lo, hi, tmp, gain)
             np.add(out[lo:hi], tmp[lo:hi], out=out[lo:hi])
         if plan.master_gain != 1.0:
@@ -198,6 +226,41 @@ class Mixer:
             chunk = min(frames - done, length)
             dest[done : done + chunk] = audio[:chunk]
             done += chunk
+
+    def _mix_stems(self, layer: Layer, position: int, ts: int, lo: int, hi: int, tmp) -> None:
+        """tmp[lo:hi] = sum of stems, each with its (ramping) gain; `ts` is the block start
+        from stem_base."""
+        dest = tmp[lo:hi]
+        dest.fill(0.0)
+        stem_buf = self._stem[lo:hi]
+        ramp_start, ramp_frames = layer.stem_start, layer.stem_frames
+        in_ramp = ramp_frames > 0 and ts + hi > ramp_start and ts + lo < ramp_start + ramp_frames
+        if in_ramp:
+            x = self._stem_gain[lo:hi]
+            np.add(self._ramp[lo:hi], ts - ramp_start, out=x)
+            np.multiply(x, 1.0 / ramp_frames, out=x)
+            np.clip(x, 0.0, 1.0, out=x)
+        after = ts + lo >= ramp_start + ramp_frames
+        for i, stem in enumerate(layer.stems):
+            a, b = layer.stem_from[i], layer.stem_to[i]
+            if not in_ramp or a == b:
+                g = b if (after or ts + lo >= ramp_start) else a
+                if g == 0.0:
+                    continue
+                self._read(stem, position, stem_buf)
+                if g != 1.0:
+                    np.multiply(stem_buf, g, out=stem_buf)
+            else:
+                self._read(stem, position, stem_buf)
+                self._ramp_gain(stem_buf, x, a, b)
+            np.add(dest, stem_buf, out=dest)
+
+    def _ramp_gain(self, buf: np.ndarray, x: np.ndarray, a: float, b: float) -> None:
+        """buf *= a + (b - a) * x, in preallocated scratch."""
+        g = self._gain[: x.shape[0]]
+        np.multiply(x, b - a, out=g)
+        np.add(g, a, out=g)
+        np.multiply(buf, g[:, np.newaxis], out=buf)
 
     def _apply_gain(self, layer: Layer, t: int, lo: int, hi: int, tmp, gain) -> None:
         """Scale tmp[lo:hi] by the layer's gain; `t` is the block start from fade_base."""

@@ -76,7 +76,7 @@ BAD = [
     (_bad("version: 1", "version: 3"), 1, 10, ["unsupported version"]),
     (_bad("  - {from: any", "  - {form: any"), 9, 6, ["unknown key 'form'"]),
     (_bad("parameters:", "  - {from: idle, on: enemy_spotted, to: idle}\nparameters:"), 10, 5,
-     ["a second rule for event 'enemy_spotted' from 'idle'", "game.yaml:8:5"]),
+     ["a second rule for 'enemy_spotted' from 'idle' with priority 0", "game.yaml:8:5"]),
     ("states: 3\n", 1, 9, ["states must be a mapping, got a number"]),
     (_bad("idle:   {", "idle:   {{"), 6, 3, ["YAML syntax"]),
     ("", 1, 1, ["empty"]),

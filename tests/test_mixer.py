@@ -137,3 +137,22 @@ def test_gain_at_matches_what_the_audio_thread_plays():
     out = pull(mixer, 5000)[:, 0] / 0.5
     for frame in (0, 999, 1000, 1500, 2999, 3999, 4500):
         assert out[frame] == pytest.approx(layer.gain_at(frame), abs=1e-5)
+
+
+def test_stem_gains_ramp_linearly_and_sum_to_the_mix():
+    stems = np.stack([np.full((2000, 2), 0.1, np.float32), np.full((2000, 2), 0.2, np.float32)])
+    mix = stems.sum(axis=0)
+    mixer = Mixer()
+    layer = Layer(mix, 0, 0, 0, stems=stems, stem_from=(1.0, 1.0), stem_to=(0.0, 1.0),
+                  stem_start=500, stem_frames=1000)
+    mixer.publish(MixPlan(1, (layer,)))
+    out = pull(mixer, 2000, block=128)[:, 0]
+    np.testing.assert_allclose(out[:500], 0.3, atol=1e-6)
+    np.testing.assert_allclose(out[1500:], 0.2, atol=1e-6)
+    expected = 0.2 + 0.1 * (1 - (np.arange(1000) / 1000))
+    np.testing.assert_allclose(out[500:1500], expected, atol=1e-5)
+    steps = np.abs(np.diff(out))
+    assert steps.max() <= 0.1 / 1000 + 1e-6  # no step larger than the ramp allows
+    for frame in (0, 700, 1499, 1800):
+        gains = layer.stem_gains_at(frame)
+        assert out[frame] == pytest.approx(0.1 * gains[0] + 0.2 * gains[1], abs=1e-5)

@@ -78,6 +78,7 @@ class DeviceSink:
         self.output_latency_s = 0.0
         self.device_name = ""
         self.hostapi = ""
+        self.started_ns = 0
         self.durations_ns = np.zeros(TIMING_SLOTS, np.int64)
         self._pull: Pull | None = None
         self.started = threading.Event()
@@ -114,16 +115,33 @@ class DeviceSink:
         self.hostapi = sd.query_hostapis(info["hostapi"])["name"]
         try:
             stream.start()
+            self.started_ns = time.monotonic_ns()
             self.started.set()
             stop.wait()
         finally:
             stream.close(ignore_errors=True)
 
     def stats(self) -> dict:
-        return {
+        """Counters, and how the callback kept time (computed here, off the audio thread)."""
+        callbacks = self.callbacks
+        durations = self.durations_ns[: min(callbacks, TIMING_SLOTS)] / 1e6
+        block_ms = self.block_frames / self.sample_rate * 1000
+        elapsed_s = (time.monotonic_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0
+        expected = elapsed_s * self.sample_rate / self.block_frames
+        out = {
             "sink": self.name, "device": self.device_name, "hostapi": self.hostapi,
-            "underruns": self.underruns,
-            "callbacks": self.callbacks, "errors": self.errors,
+            "underruns": self.underruns, "callbacks": callbacks, "errors": self.errors,
             "output_latency_ms": round(self.output_latency_s * 1000, 3),
-            "block_frames": self.block_frames,
+            "block_frames": self.block_frames, "block_ms": round(block_ms, 3),
+            # Blocks the clock asked for that never came: a stalled stream shows here even
+            # when PortAudio reports no underflow.
+            "missed_blocks": max(0, round(expected) - callbacks - 2),
         }  # fmt: skip
+        if len(durations):
+            out["callback_ms"] = {
+                "p50": round(float(np.percentile(durations, 50)), 4),
+                "p99": round(float(np.percentile(durations, 99)), 4),
+                "p99_9": round(float(np.percentile(durations, 99.9)), 4),
+                "max": round(float(durations.max()), 4),
+            }
+        return out
