@@ -51,3 +51,8 @@ class Subscribe(Command):
 class Unsubscribe(Command):
     host: str
     port: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlayStinger(Command):
+    name: str

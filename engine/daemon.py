@@ -149,10 +149,18 @@ class Daemon:
             self.conductor.reload()
 
     def _send_outbox(self) -> None:
+        """Notifications carry the sample frame they refer to, and an OSC timetag: the wall
+        time at which that frame leaves the speakers."""
         outbox = self.conductor.outbox
+        if not outbox:
+            return
+        latency_s = getattr(self.sink, "output_latency_s", 0.0)
+        now_frame = self.mixer.frames_rendered
+        now_wall = time.time()
         while outbox:
             address, args, frame = outbox.popleft()
-            self.osc.notify(address, *args, frame)
+            timetag = now_wall + (frame - now_frame) / SAMPLE_RATE + latency_s
+            self.osc.notify(address, *args, frame, timetag=timetag)
 
     def status(self) -> dict:
         status = self.conductor.status()

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pythonosc.osc_bundle_builder import OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
@@ -44,6 +46,7 @@ ADDRESSES: dict[str, Spec] = {
         Spec("/segue/event", (_STR,), (_ANY,) * 8, "game event; fires matching transitions"),
         Spec("/segue/state", (_STR,), (), "force a state"),
         Spec("/segue/param", (_STR, _NUM), (), "set a continuous parameter"),
+        Spec("/segue/stinger", (_STR,), (), "play a stinger, quantized and in key"),
         Spec("/segue/reload", (), (), "reload the graph file now"),
         Spec("/segue/status", (), (), "reply with one JSON string"),
         Spec("/segue/subscribe", (_INT,), (_STR,), "send notifications to port [host]"),
@@ -91,6 +94,8 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
         return cmd.SetState(args[0], **meta)
     if address == "/segue/param":
         return cmd.SetParam(args[0], float(args[1]), **meta)
+    if address == "/segue/stinger":
+        return cmd.PlayStinger(args[0], **meta)
     if address == "/segue/reload":
         return cmd.Reload(**meta)
     if address == "/segue/status":
@@ -234,7 +239,21 @@ class OscServer:
     def reply_json(self, to: tuple[str, int], address: str, payload: dict) -> None:
         self.send(to, address, json.dumps(payload, separators=(",", ":"), default=str))
 
-    def notify(self, address: str, *args) -> None:
+    def notify(self, address: str, *args, timetag: float | None = None) -> None:
+        """Send to every subscriber; with `timetag` (seconds since the epoch), as a bundle
+        stamped with the moment the music it describes is heard."""
+        if not self.subscribers:
+            return
+        data = encode(address, *args)
+        if timetag is not None:
+            bundle = OscBundleBuilder(timetag)
+            bundle.add_content(OscMessage(data))
+            data = bundle.build().dgram
         for subscriber in list(self.subscribers):
-            self.send(subscriber, address, *args)
-            self.counters.notifications += 1
+            try:
+                self._sock.sendto(data, subscriber)
+                self.counters.notifications += 1
+            except OSError as exc:
+                self.counters.send_errors += 1
+                self._log.warning("send", f"could not notify {subscriber[0]}:{subscriber[1]}: "
+                                  f"{exc}")  # fmt: skip

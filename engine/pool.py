@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import logging
+import math
 import multiprocessing
 import os
 import threading
@@ -23,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.graph import Graph, loop_spec
-from engine.music import Clip, LoopSpec
+from engine.music import Clip, Loop, LoopSpec, Note
 
 log = logging.getLogger("segue.pool")
 
@@ -65,6 +66,28 @@ class Workshop:
     def generator_name(self) -> str:
         return "model" if self.model is not None else "rules"
 
+    def make_stinger(self, stinger, state_spec: LoopSpec, loop_id: str) -> Made:
+        """A stinger in a state's key and tempo: its notes, then enough bars for the tail."""
+        t0 = time.perf_counter()
+        shift = state_spec.tonic if state_spec.tonic <= 6 else state_spec.tonic - 12
+        notes = tuple(replace(n, part="lead", pitch=n.pitch + shift) for n in stinger.notes)
+        end_beats = max(n.start_beats + n.duration_beats for n in notes)
+        beats_per_bar = state_spec.meter.beats_per_bar * 4 / state_spec.meter.beat_unit
+        tail_beats = 1.5 * state_spec.tempo_bpm / 60.0  # room for the release
+        bars = max(1, math.ceil((end_beats + tail_beats) / beats_per_bar))
+        spec = replace(state_spec, bars=bars, instruments=(("lead", stinger.instrument),),
+                       motif=())  # fmt: skip
+        loop = Loop(spec, notes, generator="stinger", loop_id=loop_id)
+        t1 = time.perf_counter()
+        clip = self.synth.render(loop)
+        return Made(clip, t1 - t0, time.perf_counter() - t1)
+
+    def make_bridge(self, spec: LoopSpec, previous: tuple[Note, ...], loop_id: str) -> Made:
+        """A short phrase in the destination's key and tempo that develops the outgoing
+        loop's last bar (its notes, moved into the destination key, prime the generator)."""
+        moved = _into_key(previous, spec.tonic)
+        return self.make(replace(spec, motif=moved), loop_id)
+
     def make(self, spec: LoopSpec, loop_id: str) -> Made:
         t0 = time.perf_counter()
         loop, reason = None, ""
@@ -79,6 +102,20 @@ class Workshop:
         t1 = time.perf_counter()
         clip = self.synth.render(loop)
         return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
+
+
+def _into_key(notes: tuple[Note, ...], tonic: int) -> tuple[Note, ...]:
+    """Melodic notes of a phrase, starting at beat 0, shifted to `tonic` by the smallest step
+    from their lowest pitch class (the phrase keeps its shape)."""
+    pitched = [n for n in notes if n.part != "drums"]
+    if not pitched:
+        return ()
+    first = min(n.start_beats for n in pitched)
+    lowest = min(n.pitch for n in pitched)
+    shift = (tonic - lowest) % 12
+    shift = shift - 12 if shift > 6 else shift
+    return tuple(replace(n, part="lead", pitch=n.pitch + shift, start_beats=n.start_beats - first)
+                 for n in sorted(pitched, key=lambda n: n.start_beats))  # fmt: skip
 
 
 # -- worker process -------------------------------------------------------------------
@@ -100,9 +137,9 @@ def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
     _workshop = Workshop(soundfont, model, use_model)
 
 
-def _worker_make(spec: LoopSpec, loop_id: str) -> Made:
+def _worker_call(method: str, *args) -> Made:
     assert _workshop is not None
-    return _workshop.make(spec, loop_id)
+    return getattr(_workshop, method)(*args)
 
 
 def _worker_describe() -> tuple[str, str]:
@@ -119,10 +156,10 @@ class InlineMaker:
     def describe(self) -> tuple[str, str]:
         return self.workshop.generator_name, self.workshop.model_problem
 
-    def submit(self, spec: LoopSpec, loop_id: str) -> cf.Future:
+    def submit(self, method: str, *args) -> cf.Future:
         future: cf.Future = cf.Future()
         try:
-            future.set_result(self.workshop.make(spec, loop_id))
+            future.set_result(getattr(self.workshop, method)(*args))
         except Exception as exc:  # noqa: BLE001 - reported by the pool
             future.set_exception(exc)
         return future
@@ -145,8 +182,8 @@ class ProcessMaker:
     def describe(self) -> tuple[str, str]:
         return self.executor.submit(_worker_describe).result(timeout=120)
 
-    def submit(self, spec: LoopSpec, loop_id: str) -> cf.Future:
-        return self.executor.submit(_worker_make, spec, loop_id)
+    def submit(self, method: str, *args) -> cf.Future:
+        return self.executor.submit(_worker_call, method, *args)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -179,6 +216,8 @@ class LoopPool:
         self.pending: dict[str, list[tuple[int, cf.Future]]] = {}
         self.epoch: dict[str, int] = {}
         self.requests: dict[str, int] = {}
+        self.extras: dict[tuple, Clip] = {}
+        self.extras_pending: dict[tuple, cf.Future] = {}
         self.counters = PoolCounters()
 
     def set_graph(self, graph: Graph) -> set[str]:
@@ -211,7 +250,7 @@ class LoopPool:
         seed = zlib.crc32(f"{self.seed}:{name}:{number}".encode())
         spec = replace(self.specs[name], seed=seed)
         loop_id = f"{name}-{number}"
-        self.pending[name].append((self.epoch[name], self.maker.submit(spec, loop_id)))
+        self.pending[name].append((self.epoch[name], self.maker.submit("make", spec, loop_id)))
         self.counters.requested += 1
 
     def poll(self) -> list[str]:
@@ -265,6 +304,29 @@ class LoopPool:
                 continue
             cf.wait(waiting, timeout=0.05, return_when=cf.FIRST_COMPLETED)
         raise TimeoutError("loops were not ready in time")
+
+    # -- stingers and bridges: one clip per key, made once, kept until the graph changes --
+
+    def request_extra(self, key: tuple, method: str, *args) -> None:
+        if key not in self.extras and key not in self.extras_pending:
+            self.extras_pending[key] = self.maker.submit(method, *args)
+
+    def extra(self, key: tuple) -> Clip | None:
+        """The clip for `key` if it is ready (stingers, bridges)."""
+        future = self.extras_pending.get(key)
+        if future is not None and future.done():
+            del self.extras_pending[key]
+            try:
+                self.extras[key] = future.result().clip
+            except Exception as exc:  # noqa: BLE001 - counted and logged; the music goes on
+                self.counters.failed += 1
+                log.error("rendering %s failed: %s", key, exc)
+        return self.extras.get(key)
+
+    def forget_extras(self, keep) -> None:
+        """Drop stingers/bridges whose key fails `keep(key)` (after a reload)."""
+        self.extras = {k: v for k, v in self.extras.items() if keep(k)}
+        self.extras_pending = {k: v for k, v in self.extras_pending.items() if keep(k)}
 
     def sizes(self) -> dict[str, int]:
         return {name: len(q) for name, q in self.ready.items()}
