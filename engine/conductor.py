@@ -94,6 +94,7 @@ class Pending:
     main_before: Main | None
     clock_before: Main | None
     queued: list[tuple[Transition, int]] = field(default_factory=list)
+    records: list = field(default_factory=list)  # its timeline entries, marked if cancelled
 
 
 @dataclass
@@ -179,7 +180,7 @@ class Conductor:
         self._notify("/segue/state", self.state)
 
     def _adopt(self, graph: Graph) -> set[str]:
-        changed = self.pool.set_graph(graph)
+        changed = self.pool.set_graph(graph, first=self.state or None)
         names = set(graph.stingers)
         self.pool.forget_extras(lambda key: key[0] != "stinger" or (
             key[1] in names and key[2] in graph.states and key[2] not in changed
@@ -214,12 +215,13 @@ class Conductor:
                 self.counters.unknown_states += 1
                 return {"error": f"unknown state {command.name!r}"}
             if command.name != self.state:
+                # Forced: now, with the fades of the rule between the two states if any.
                 rule = next((r for r in self.graph.transitions
                              if r.target == command.name and r.source == self.state), None)
-                rule = rule or Transition(self.state, "/segue/state", command.name,
-                                          fade_out=_seconds(FORCE_FADE_SECONDS),
-                                          fade_in=_seconds(FORCE_FADE_SECONDS))  # fmt: skip
-                self._transition(rule, received)
+                fade_out = rule.fade_out if rule else _seconds(FORCE_FADE_SECONDS)
+                fade_in = rule.fade_in if rule else _seconds(FORCE_FADE_SECONDS)
+                self._transition(Transition(self.state, "/segue/state", command.name,
+                                            fade_out=fade_out, fade_in=fade_in), received)
         elif isinstance(command, cmd.SetParam):
             self.timeline.add("param", {"param": command.name, "value": command.value}, frame=now)
             spec = self.graph.parameters.get(command.name)
@@ -467,6 +469,8 @@ class Conductor:
                 return
             # replace: the waiting change never happens; start over from what played before
             self.counters.replaced_while_pending += 1
+            for entry in pending.records:
+                entry.data["cancelled"] = True
             self._layers = pending.layers_before
             self.main, self._clock = pending.main_before, pending.clock_before
             self.state = pending.state_before
@@ -495,6 +499,7 @@ class Conductor:
                 and at is None:
             base, offset = 0, now + 2 * self.block_frames  # entries need absolute frames
         bridge = self._bridge_for(rule) if rule.bridge_bars else None
+        records = []  # timeline entries of this change (marked if a later rule replaces it)
         # Everything now playing (but stingers) leaves at the exit point.
         layers = self._fade_out_all(base, offset, fade_out, curve)
         ducked = at is not None and rule.duck_db < 0
@@ -507,11 +512,12 @@ class Conductor:
             layers.append(_one_shot(bridge, base, offset, entry_at, min(fade_in, bridge_frames),
                                     swap, 1.0, curve, "bridge:" + bridge.loop.loop_id))
             self.counters.bridges += 1
-            self.timeline.add("bridge", {"from": source, "to": rule.target,
-                                         "loop": bridge.loop.loop_id,
-                                         "generator": bridge.loop.generator,
-                                         "frames": bridge_frames},
-                              serial=base, offset=offset).frame = offset if base == 0 else None
+            bridge_rec = self.timeline.add(
+                "bridge", {"from": source, "to": rule.target, "loop": bridge.loop.loop_id,
+                           "generator": bridge.loop.generator, "frames": bridge_frames},
+                serial=base, offset=offset)  # fmt: skip
+            bridge_rec.frame = offset if base == 0 else None
+            records.append(bridge_rec)
         anchor = entry_at
         if rule.entry != "start" and clock_before is not None and clock_before.anchor is not None:
             old = clock_before
@@ -545,7 +551,8 @@ class Conductor:
         if base == 0:
             loop_rec.frame = entry_at
         if at is not None:
-            self.pending = Pending(rule, at, source, layers_before, main_before, clock_before)
+            self.pending = Pending(rule, at, source, layers_before, main_before, clock_before,
+                                   records=[*records, rec, loop_rec])
         end_abs = self._abs(base, entry_at + (swap if bridge is not None else fade_in))
         self._ends.append((end_abs, source, rule.target))
         if rule.stinger:

@@ -118,8 +118,9 @@ class Mixer:
     LIMIT_CEILING = 0.98  # master limiter ceiling, linear
     LIMIT_RELEASE_PER_BLOCK = 0.02
 
-    def __init__(self, max_block_frames: int = 8192) -> None:
+    def __init__(self, max_block_frames: int = 8192, clock_ns=time.monotonic_ns) -> None:
         self.max_block_frames = max_block_frames
+        self.clock_ns = clock_ns  # the offline renderer passes its virtual clock
         self.plan = MixPlan(serial=0)
         self.frames_rendered = 0
         self.counters = MixerCounters()
@@ -186,7 +187,7 @@ class Mixer:
             # Plans published since the last block (and any skipped) start here.
             for serial in range(self._seen_serial + 1, plan.serial + 1):
                 self._starts[serial & _MASK] = now
-            self._seen_ns[plan.serial & _MASK] = time.monotonic_ns()
+            self._seen_ns[plan.serial & _MASK] = self.clock_ns()
             self._seen_serial = plan.serial
             self.counters.plans_seen += 1
         starts = self._starts

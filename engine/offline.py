@@ -78,10 +78,10 @@ def render(graph_path: str | Path, script: list[ScriptItem], *, seconds: float |
            tail_seconds: float = 6.0, progress: bool = False) -> RenderResult:  # fmt: skip
     """Render a session; `seconds` defaults to the last scripted item plus a tail."""
     graph = load_graph(graph_path)
-    mixer = Mixer(max_block_frames=block_frames)
+    virtual_ns = [0]
+    mixer = Mixer(max_block_frames=block_frames, clock_ns=lambda: virtual_ns[0])
     timeline = Timeline(SAMPLE_RATE, keep=1 << 30)
     pool = LoopPool(InlineMaker(workshop), depth=2, seed=seed)
-    virtual_ns = [0]
     conductor = Conductor(graph, pool, mixer, block_frames=block_frames, timeline=timeline,
                           clock_ns=lambda: virtual_ns[0], graph_path=str(graph_path))  # fmt: skip
     conductor.start()

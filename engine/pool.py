@@ -220,8 +220,9 @@ class LoopPool:
         self.extras_pending: dict[tuple, cf.Future] = {}
         self.counters = PoolCounters()
 
-    def set_graph(self, graph: Graph) -> set[str]:
-        """Adopt a graph's states; returns the states whose music changed (pools flushed)."""
+    def set_graph(self, graph: Graph, first: str | None = None) -> set[str]:
+        """Adopt a graph's states; returns the states whose music changed (pools flushed).
+        `first` (the state playing now) is refilled before the others."""
         changed = set()
         specs = {name: loop_spec(graph, name, 0) for name in graph.states}
         for name, spec in specs.items():
@@ -235,11 +236,12 @@ class LoopPool:
             self.ready.pop(name, None)
             self.pending.pop(name, None)
         self.specs = specs
-        self.fill()
+        self.fill(first)
         return changed
 
-    def fill(self) -> None:
-        for name in self.specs:
+    def fill(self, first: str | None = None) -> None:
+        names = sorted(self.specs, key=lambda name: name != first)  # stable: `first` leads
+        for name in names:
             missing = self.depth - len(self.ready[name]) - len(self.pending[name])
             for _ in range(max(0, missing)):
                 self._request(name)

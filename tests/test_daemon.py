@@ -171,7 +171,13 @@ def test_ping_pong(daemon):
 def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
     _, client, graph, _ = daemon
     client.send("/segue/state", "idle")
-    time.sleep(0.8)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status = client.status()
+        if status["state"] == "idle" and status["pending"] is None and status["loop"].startswith(
+                "idle"):
+            break
+    time.sleep(0.5)  # let the crossfade finish
     original = graph.read_text()
     broken = original.replace("tempo: 84", "tempo: [84", 1)
     graph.write_text(broken)
@@ -191,7 +197,8 @@ def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
         if status and status["tempo"] == 96.0:
             break
     assert status["tempo"] == 96.0, status
-    assert time.monotonic() - t0 < 1.5  # detection + generation + a short crossfade
+    elapsed = time.monotonic() - t0
+    assert elapsed < 1.5, f"heard after {elapsed:.2f} s"  # detection + generation + crossfade
     assert status["last_error"] == ""
     graph.write_text(original)
 

@@ -1,0 +1,186 @@
+"""`segue generate`: write a state's loops to MIDI (and WAV), with a piano roll of each.
+
+    segue generate --graph statemachines/game.yaml --state combat --count 4 --out out/ [--render]
+
+For a composer who wants to hear or edit what the model writes: each loop becomes
+`<state>-<seed>.mid` (one track per part, the state's General MIDI instruments) and
+`<state>-<seed>.png`; with --render also `<state>-<seed>.wav` through the SoundFont synth.
+If the model cannot be loaded or cannot write a loop, the rule-based generator writes it
+and the command says so in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import mido
+
+from engine.music import PARTS, Loop
+
+log = logging.getLogger("segue")
+
+TICKS_PER_BEAT = 480
+MIDI_CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": 9}
+PART_COLOURS = {"drums": "#7f7f7f", "bass": "#1f77b4", "pad": "#2ca02c", "lead": "#d62728"}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="write a state's generated loops as MIDI, PNG (and WAV)"
+    )
+    parser.add_argument("--graph", required=True, type=Path, help="state graph (YAML)")
+    parser.add_argument("--state", required=True, help="state whose loops to write")
+    parser.add_argument("--count", type=int, default=1, help="how many loops")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first loop")
+    parser.add_argument("--render", action="store_true", help="also render WAV files")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: shipped)")
+    parser.add_argument("--soundfont", type=Path, default=None, help="SoundFont for --render")
+    parser.set_defaults(func=run)
+
+
+def loop_to_midi(loop: Loop) -> mido.MidiFile:
+    """One track per part on its GM channel, tempo and meter set; times from the loop start."""
+    spec = loop.spec
+    midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
+    conductor = mido.MidiTrack()
+    conductor.append(mido.MetaMessage("track_name", name=spec.state, time=0))
+    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(spec.tempo_bpm), time=0))
+    conductor.append(
+        mido.MetaMessage(
+            "time_signature", numerator=spec.meter.beats_per_bar, denominator=spec.meter.beat_unit
+        )
+    )
+    conductor.append(mido.MetaMessage("end_of_track", time=round(spec.beats * TICKS_PER_BEAT)))
+    midi.tracks.append(conductor)
+    for part, instrument in spec.instruments:
+        channel = MIDI_CHANNELS[part]
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=f"{part}: {instrument.name}", time=0))
+        if not instrument.is_drums:
+            track.append(
+                mido.Message("program_change", channel=channel, program=instrument.program)
+            )
+        events = []
+        for note in loop.notes:
+            if note.part != part:
+                continue
+            on = round(note.start_beats * TICKS_PER_BEAT)
+            off = on + max(1, round(note.duration_beats * TICKS_PER_BEAT))
+            events.append((on, 1, note.pitch, note.velocity))
+            events.append((off, 0, note.pitch, 0))
+        now = 0
+        for tick, is_on, pitch, velocity in sorted(events):
+            kind = "note_on" if is_on else "note_off"
+            track.append(
+                mido.Message(kind, channel=channel, note=pitch, velocity=velocity, time=tick - now)
+            )
+            now = tick
+        track.append(mido.MetaMessage("end_of_track", time=0))
+        midi.tracks.append(track)
+    return midi
+
+
+def piano_roll(loop: Loop, path: Path) -> None:
+    """A PNG of the loop: time in beats across, pitch up, one colour per part, bar lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = loop.spec
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    for note in loop.notes:
+        ax.add_patch(
+            plt.Rectangle(
+                (note.start_beats, note.pitch - 0.4),
+                note.duration_beats,
+                0.8,
+                color=PART_COLOURS[note.part],
+                alpha=0.35 + 0.65 * note.velocity / 127,
+                linewidth=0,
+            )
+        )
+    bar_beats = spec.beats / spec.bars
+    for bar in range(spec.bars + 1):
+        ax.axvline(bar * bar_beats, color="black", linewidth=0.6)
+    pitches = [n.pitch for n in loop.notes] or [60]
+    ax.set_xlim(0, spec.beats)
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_xlabel("beats")
+    ax.set_ylabel("MIDI pitch (drums: GM key)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLOURS[p]) for p in PARTS if p in spec.parts]
+    ax.legend(handles, [p for p in PARTS if p in spec.parts], loc="upper right", fontsize=8)
+    ax.set_title(
+        f"{spec.state} — {spec.mood}, {spec.mode}, {spec.tempo_bpm:g} bpm, {spec.meter}, "
+        f"{spec.density} density, seed {spec.seed} ({loop.generator})"
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _generators(model_path: Path | None):
+    """The model generator, or the rules when the model cannot be loaded (said in one line)."""
+    from engine.generator import ModelError, ModelGenerator
+    from engine.rules import RuleGenerator
+
+    rules = RuleGenerator()
+    try:
+        return ModelGenerator.load(model_path), rules
+    except ModelError as error:
+        log.warning("%s; writing loops with the rule-based generator", error)
+        return None, rules
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.generator import ModelError
+    from engine.graph import GraphError, load_graph, loop_spec
+
+    try:
+        graph = load_graph(args.graph)
+    except GraphError as error:
+        log.error("%s", error)
+        return 2
+    if args.state not in graph.states:
+        log.error("unknown state %r; the graph has: %s", args.state, ", ".join(graph.states))
+        return 2
+    if args.count < 1:
+        log.error("--count must be at least 1")
+        return 2
+    synth = None
+    if args.render:
+        from engine.soundfont import SoundFontNotFound, find_soundfont
+        from engine.synth import Synth
+
+        try:
+            synth = Synth(find_soundfont(args.soundfont))
+        except SoundFontNotFound as error:
+            log.error("%s", error)
+            return 2
+    model, rules = _generators(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in range(args.seed, args.seed + args.count):
+        spec = loop_spec(graph, args.state, seed)
+        loop = None
+        if model is not None:
+            try:
+                loop = model.generate(spec)
+            except ModelError as error:
+                log.warning("seed %d: %s; the rule-based generator writes this loop", seed, error)
+        if loop is None:
+            loop = rules.generate(spec)
+        stem = args.out / f"{args.state}-{seed}"
+        loop_to_midi(loop).save(str(stem.with_suffix(".mid")))
+        piano_roll(loop, stem.with_suffix(".png"))
+        written = [".mid", ".png"]
+        if synth is not None:
+            import soundfile
+
+            clip = synth.render(loop)
+            soundfile.write(str(stem.with_suffix(".wav")), clip.mix, synth.sample_rate)
+            written.append(".wav")
+        print(f"{stem}{{{','.join(written)}}}: {len(loop.notes)} notes ({loop.generator})")
+    return 0

@@ -1,0 +1,302 @@
+"""The model generator: Segue's int8 ONNX GRU writes a loop, token by token, under the grammar.
+
+This is the only module that imports onnxruntime. The session runs on one thread with
+spinning disabled, so generation in a background thread leaves the other core to the mixer.
+Sampling is temperature + top-p with a numpy Generator seeded from `spec.seed`, and every
+token is drawn from the tokens `engine.tokens.Grammar` allows: the loop has exactly
+`spec.bars` bars at the state's meter, every note starts inside it, and only the state's
+parts play. A designer's motif is written first, as forced tokens, and the model continues
+from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from engine.music import PARTS, LoopSpec, Note, quadrant_of, scale_of
+from engine.tokens import (
+    BAR,
+    EOS,
+    MAX_BAR_STEPS,
+    NOTE0,
+    POS0,
+    PREFIX_LEN,
+    REL_PITCH_HIGH,
+    REL_PITCH_LOW,
+    VOCAB,
+    Controls,
+    Grammar,
+    TokenError,
+    encode,
+    prefix_tokens,
+    tempo_bucket,
+)
+
+MODEL_FILE = "segue-gru-int8.onnx"
+FORMAT_VERSION = 1
+MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
+_EXPECTED_INPUTS = ("token", "hidden")
+_EXPECTED_OUTPUTS = ("logits", "hidden_out")
+
+
+class ModelError(Exception):
+    """The model cannot be loaded or could not write a loop (one line a user can read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    temperature: float = 1.0
+    top_p: float = 0.95
+    # Log-probability added to out-of-scale pitches: a soft tonic/scale prior (0 = off).
+    scale_bias: float = 2.0
+    # Density prior: log(gap to the next onset, in 16ths) times this is added to the next
+    # position (and bar end) for a "low" request, subtracted for "high" (0 = off).
+    density_bias: float = 1.0
+
+
+def default_model_path() -> Path:
+    """The shipped model: packaged beside the engine, or in the repository's models/."""
+    candidates = (
+        Path(__file__).resolve().parent / "models" / MODEL_FILE,
+        Path(__file__).resolve().parents[1] / "models" / MODEL_FILE,
+    )
+    for path in candidates:
+        if path.exists():
+            return path
+    return candidates[-1]
+
+
+def manifest_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def _check_manifest(manifest: dict, model_path: Path) -> None:
+    def fail(why: str) -> None:
+        raise ModelError(f"model manifest {manifest_path(model_path).name} {why}")
+
+    if manifest.get("format_version") != FORMAT_VERSION:
+        fail(f"has format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
+    if tuple(manifest.get("vocabulary", ())) != VOCAB:
+        fail("has a vocabulary that differs from this version of Segue")
+    if manifest.get("prefix_len") != PREFIX_LEN:
+        fail("has a different control prefix")
+    tensors = manifest.get("tensors", {})
+    if tuple(tensors.get("inputs", {})) != _EXPECTED_INPUTS:
+        fail(f"names inputs {list(tensors.get('inputs', {}))}, expected {list(_EXPECTED_INPUTS)}")
+    if tuple(tensors.get("outputs", {})) != _EXPECTED_OUTPUTS:
+        fail(f"names outputs {list(tensors.get('outputs', {}))}")
+    if tuple(manifest.get("controls", {}).get("parts", ())) != PARTS:
+        fail("has different parts")
+
+
+@lru_cache(maxsize=64)
+def _log_gaps(steps_in_bar: int) -> np.ndarray:
+    """[current position + 1, token] → log(16ths from the current position to a next POS or
+    to the bar end); zero for other tokens (only position and bar-end tokens are affected)."""
+    table = np.zeros((MAX_BAR_STEPS + 1, len(VOCAB)), dtype=np.float32)
+    for current in range(-1, steps_in_bar):
+        row = table[current + 1]
+        for pos in range(current + 1, steps_in_bar):
+            row[POS0 + pos] = np.log(pos - current)
+        row[BAR] = row[EOS] = np.log(steps_in_bar - current)
+    table.flags.writeable = False
+    return table
+
+
+class ModelGenerator:
+    """Writes loops with the int8 GRU. Thread-safe: each call keeps its own state."""
+
+    name = "model"
+
+    def __init__(
+        self, session: ort.InferenceSession, manifest: dict, path: Path, sampling: Sampling
+    ) -> None:
+        self._session = session
+        self.manifest = manifest
+        self.path = path
+        self.sampling = sampling
+        arch = manifest["architecture"]
+        self._hidden_shape = (arch["layers"], 1, arch["hidden"])
+        # Logit offsets of the scale prior: out-of-scale pitches lose `scale_bias`.
+        self._scale_bias = {}
+        for mode in ("major", "minor"):
+            offsets = np.zeros(len(VOCAB), dtype=np.float32)
+            for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
+                if r % 12 not in scale_of(mode):
+                    offsets[NOTE0 + r - REL_PITCH_LOW] = -sampling.scale_bias
+            self._scale_bias[mode] = offsets
+
+    @classmethod
+    def load(
+        cls, path: str | Path | None = None, sampling: Sampling | None = None
+    ) -> ModelGenerator:
+        """Load a model and its manifest (`<model>.json` beside it); None → the shipped one."""
+        model_path = Path(path) if path is not None else default_model_path()
+        if not model_path.is_file():
+            raise ModelError(f"model file not found: {model_path}")
+        meta_path = manifest_path(model_path)
+        if not meta_path.is_file():
+            raise ModelError(f"model manifest not found: {meta_path}")
+        try:
+            manifest = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as error:
+            raise ModelError(
+                f"model manifest {meta_path.name} is not valid JSON: {error}"
+            ) from None
+        if not isinstance(manifest, dict):
+            raise ModelError(f"model manifest {meta_path.name} is not a JSON object")
+        _check_manifest(manifest, model_path)
+        model_bytes = model_path.read_bytes()
+        if hashlib.sha256(model_bytes).hexdigest() != manifest.get("sha256"):
+            raise ModelError(f"model file {model_path.name} does not match its manifest (sha256)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ModelError(f"model file {model_path.name} cannot be loaded: {error}") from None
+        names_in = tuple(i.name for i in session.get_inputs())
+        names_out = tuple(o.name for o in session.get_outputs())
+        if names_in != _EXPECTED_INPUTS or names_out != _EXPECTED_OUTPUTS:
+            raise ModelError(f"model file {model_path.name} has tensors {names_in} → {names_out}")
+        if session.get_outputs()[0].shape[-1] != len(VOCAB):
+            raise ModelError(f"model file {model_path.name} has a different vocabulary size")
+        return cls(session, manifest, model_path, sampling or Sampling())
+
+    # -- generation ---------------------------------------------------------------------
+    def controls_for(self, spec: LoopSpec) -> Controls:
+        try:
+            quadrant = quadrant_of(spec.mood)
+        except KeyError:
+            raise ModelError(f"mood {spec.mood!r} has no valence/arousal quadrant") from None
+        meter = str(spec.meter)
+        if f"METER_{meter}" not in VOCAB:
+            raise ModelError(f"the model does not know the meter {meter}")
+        unknown = [p for p in spec.parts if p not in PARTS]
+        if unknown:
+            raise ModelError(f"unknown part {unknown[0]!r}")
+        return Controls(
+            quadrant=quadrant,
+            mode=spec.mode,
+            tempo=tempo_bucket(spec.tempo_bpm),
+            density=spec.density,
+            meter=meter,
+            parts=tuple(p for p in PARTS if p in spec.parts),
+        )
+
+    def motif_tokens(self, spec: LoopSpec, controls: Controls) -> list[int]:
+        """The motif as forced tokens: its notes, in the state's parts, from the loop start."""
+        melodic = [p for p in ("lead", "pad", "bass") if p in controls.parts]
+        notes = []
+        for note in spec.motif:
+            part = note.part
+            if part not in controls.parts:
+                if note.part == "drums" or not melodic:
+                    continue
+                part = melodic[0]  # a motif for a missing part is played by the lead voice
+            notes.append(
+                Note(part, note.pitch, note.start_beats, note.duration_beats, note.velocity)
+            )
+        if not notes:
+            return []
+        tokens = encode(notes, controls, spec.bars, spec.tonic)[PREFIX_LEN:]
+        while tokens and tokens[-1] in (BAR, EOS):
+            tokens.pop()
+        return tokens
+
+    def tokens(self, spec: LoopSpec) -> list[int]:
+        """The full token sequence of a new loop for `spec` (deterministic for spec.seed)."""
+        return self._write(spec)[0]
+
+    def _write(self, spec: LoopSpec) -> tuple[list[int], Grammar]:
+        controls = self.controls_for(spec)
+        try:
+            grammar = Grammar(controls.meter, spec.bars, controls.parts)
+        except TokenError as error:
+            raise ModelError(str(error)) from None
+        forced = prefix_tokens(controls) + self.motif_tokens(spec, controls)
+        rng = np.random.default_rng(spec.seed)
+        sampling = self.sampling
+        bias = self._scale_bias[spec.mode] if sampling.scale_bias else None
+        gaps = None
+        if sampling.density_bias and spec.density != "medium":
+            sign = 1.0 if spec.density == "low" else -1.0
+            gaps = sign * sampling.density_bias * _log_gaps(grammar.steps_in_bar)
+            if bias is None:
+                bias = np.zeros(len(VOCAB), dtype=np.float32)
+        inv_temperature = 1.0 / sampling.temperature
+        run = self._session.run
+        token = np.zeros(1, dtype=np.int64)
+        hidden = np.zeros(self._hidden_shape, dtype=np.float32)
+        sequence: list[int] = []
+        for t in forced:
+            token[0] = t
+            logits, hidden = run(None, {"token": token, "hidden": hidden})
+            sequence.append(t)
+            if len(sequence) > PREFIX_LEN:
+                grammar.advance(t)
+        while not grammar.done:
+            if len(sequence) >= MAX_TOKENS:
+                raise ModelError(f"model wrote more than {MAX_TOKENS} tokens for one loop")
+            mask = grammar.allowed()
+            choices = np.flatnonzero(mask)
+            if len(choices) == 1:
+                t = int(choices[0])
+            else:
+                step_bias = bias if gaps is None else bias + gaps[grammar.pos + 1]
+                t = self._sample(logits[0], choices, step_bias, inv_temperature, rng)
+            grammar.advance(t)
+            sequence.append(t)
+            if not grammar.done:
+                token[0] = t
+                logits, hidden = run(None, {"token": token, "hidden": hidden})
+        return sequence, grammar
+
+    def _sample(
+        self,
+        logits: np.ndarray,
+        choices: np.ndarray,
+        bias: np.ndarray | None,
+        inv_temperature: float,
+        rng: np.random.Generator,
+    ) -> int:
+        """Temperature + top-p sampling among the allowed tokens (ascending token ids)."""
+        if bias is not None:
+            logits = logits + bias
+        z = logits[choices]
+        if choices[0] in (BAR, EOS):
+            # End of bar and end of loop are one event; the grammar says which one it is
+            # (BAR and EOS are the lowest allowed ids, so it sits first).
+            z[0] = np.logaddexp(logits[BAR], logits[EOS])
+        if inv_temperature != 1.0:
+            z *= inv_temperature
+        z -= z.max()
+        p = np.exp(z)
+        order = z.argsort()[::-1]
+        cumulative = p[order].cumsum()
+        keep = int(cumulative.searchsorted(self.sampling.top_p * cumulative[-1])) + 1
+        pick = int(cumulative.searchsorted(rng.random() * cumulative[keep - 1], side="right"))
+        return int(choices[order[min(pick, keep - 1)]])
+
+    def generate(self, spec: LoopSpec):
+        """A new loop for `spec`; raises ModelError if the model cannot write one."""
+        from engine.music import Loop
+
+        try:
+            _, grammar = self._write(spec)
+        except TokenError as error:
+            raise ModelError(f"decoding failed: {error}") from None
+        notes = grammar.notes(spec.tonic)
+        if not notes:
+            raise ModelError("model wrote an empty loop")
+        return Loop(spec, tuple(notes), generator=self.name)

@@ -1,0 +1,306 @@
+"""Segue's loop tokens: a bar-aligned, REMI-like event vocabulary with control tokens first.
+
+A loop is written as
+
+    BOS QUAD_q MODE_m TEMPO_t DENS_d METER_x PART_drums_{on,off} .. PART_lead_{on,off}
+    BAR  [POS_p  INST_part  (PITCH  DV)+ ...]*   BAR ...   EOS
+
+- Time is a 16th-note grid: `POS_p` is the onset inside the bar (quarter beat = 4 steps).
+- `INST_part` names one of `engine.music.PARTS`; notes of one part at one position follow it
+  in ascending pitch order, so every set of notes has exactly one spelling.
+- Melodic pitches are key-relative: `NOTE_r` means MIDI pitch `r + tonic` (tonic a pitch
+  class 0..11), so the model never has to learn twelve copies of each key. Drums are
+  `DRUM_k`, the General MIDI percussion key itself.
+- `DV_d_v` joins a duration (16ths) and a velocity level in one token: one token fewer per
+  note keeps an 8-second loop short enough to write in a few tens of milliseconds.
+
+`Grammar` is the loop grammar as a state machine: it says which tokens may come next and is
+used both to check encoded data and to constrain sampling. This module needs only numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.music import DENSITIES, MODES, PARTS, QUADRANTS, Meter, Note
+
+STEPS_PER_BEAT = 4  # 16th-note grid
+MAX_BAR_STEPS = 32  # longest bar: 8 quarter beats
+METERS: tuple[str, ...] = (
+    "2/4", "3/4", "4/4", "5/4", "6/4", "2/2", "3/2", "3/8", "6/8", "7/8", "9/8", "12/8",
+)  # fmt: skip
+TEMPOS: tuple[str, ...] = ("slow", "medium", "fast")
+TEMPO_EDGES_BPM = (96.0, 132.0)  # slow < 96 <= medium < 132 <= fast
+DURATION_STEPS: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+VELOCITIES: tuple[int, ...] = (48, 72, 96, 116)  # level centres
+VELOCITY_EDGES = (60, 84, 106)
+REL_PITCH_LOW, REL_PITCH_HIGH = 12, 108  # key-relative pitch range, inclusive
+DRUM_LOW, DRUM_HIGH = 27, 87  # GM percussion keys kept, inclusive
+MAX_CHORD = 8  # most notes one part may start at one position
+
+
+def _vocabulary() -> tuple[str, ...]:
+    words = ["PAD", "BOS", "EOS", "BAR"]
+    words += [f"QUAD_{q}" for q in QUADRANTS.values()]
+    words += [f"MODE_{m}" for m in MODES]
+    words += [f"TEMPO_{t}" for t in TEMPOS]
+    words += [f"DENS_{d}" for d in DENSITIES]
+    words += [f"METER_{m}" for m in METERS]
+    for part in PARTS:
+        words += [f"PART_{part}_on", f"PART_{part}_off"]
+    words += [f"POS_{p}" for p in range(MAX_BAR_STEPS)]
+    words += [f"INST_{part}" for part in PARTS]
+    words += [f"NOTE_{r}" for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1)]
+    words += [f"DRUM_{k}" for k in range(DRUM_LOW, DRUM_HIGH + 1)]
+    words += [f"DV_{d}_{v}" for d in DURATION_STEPS for v in range(len(VELOCITIES))]
+    return tuple(words)
+
+
+VOCAB: tuple[str, ...] = _vocabulary()
+INDEX: dict[str, int] = {word: i for i, word in enumerate(VOCAB)}
+PAD, BOS, EOS, BAR = 0, 1, 2, 3
+POS0 = INDEX["POS_0"]
+INST0 = INDEX["INST_drums"]
+NOTE0 = INDEX[f"NOTE_{REL_PITCH_LOW}"]
+DRUM0 = INDEX[f"DRUM_{DRUM_LOW}"]
+DV0 = INDEX[f"DV_{DURATION_STEPS[0]}_0"]
+N_NOTE = REL_PITCH_HIGH - REL_PITCH_LOW + 1
+N_DRUM = DRUM_HIGH - DRUM_LOW + 1
+N_DV = len(DURATION_STEPS) * len(VELOCITIES)
+PREFIX_LEN = 6 + len(PARTS)  # BOS + 5 controls + one on/off token per part
+
+
+class TokenError(ValueError):
+    """A token sequence or a loop that the vocabulary cannot express."""
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """What a loop is conditioned on; every field is a token value."""
+
+    quadrant: str  # one of QUADRANTS' names
+    mode: str  # one of MODES
+    tempo: str  # one of TEMPOS
+    density: str  # one of DENSITIES
+    meter: str  # one of METERS
+    parts: tuple[str, ...]  # subset of PARTS, in PARTS order
+
+
+def tempo_bucket(tempo_bpm: float) -> str:
+    slow_below, fast_from = TEMPO_EDGES_BPM
+    return "slow" if tempo_bpm < slow_below else "medium" if tempo_bpm < fast_from else "fast"
+
+
+def bar_steps(meter: Meter | str) -> int:
+    """Length of one bar in 16th-note steps."""
+    if isinstance(meter, str):
+        beats, unit = (int(x) for x in meter.split("/"))
+    else:
+        beats, unit = meter.beats_per_bar, meter.beat_unit
+    return beats * 16 // unit
+
+
+def velocity_level(velocity: int) -> int:
+    return int(np.searchsorted(VELOCITY_EDGES, velocity, side="right"))
+
+
+def duration_index(steps: float) -> int:
+    """Nearest duration token on a log scale (a dotted value rounds to its neighbour)."""
+    steps = max(steps, 0.5)
+    return int(np.argmin(np.abs(np.log(np.asarray(DURATION_STEPS, float) / steps))))
+
+
+def prefix_tokens(controls: Controls) -> list[int]:
+    tokens = [
+        BOS,
+        INDEX[f"QUAD_{controls.quadrant}"],
+        INDEX[f"MODE_{controls.mode}"],
+        INDEX[f"TEMPO_{controls.tempo}"],
+        INDEX[f"DENS_{controls.density}"],
+        INDEX[f"METER_{controls.meter}"],
+    ]
+    for part in PARTS:
+        tokens.append(INDEX[f"PART_{part}_{'on' if part in controls.parts else 'off'}"])
+    return tokens
+
+
+def controls_of(tokens: list[int] | np.ndarray) -> Controls:
+    words = [VOCAB[t] for t in tokens[:PREFIX_LEN]]
+    if len(words) < PREFIX_LEN or words[0] != "BOS":
+        raise TokenError("token sequence does not start with BOS and the control tokens")
+    values = [w.split("_", 1)[1] for w in words[1:6]]
+    parts = tuple(p for p, w in zip(PARTS, words[6:], strict=True) if w.endswith("_on"))
+    return Controls(values[0], values[1], values[2], values[3], values[4], parts)
+
+
+def pitch_token(part: str, pitch: int, tonic: int) -> int:
+    """The token of a note's pitch; melodic pitches outside the range fold by octaves."""
+    if part == "drums":
+        if not DRUM_LOW <= pitch <= DRUM_HIGH:
+            raise TokenError(f"drum key {pitch} outside {DRUM_LOW}..{DRUM_HIGH}")
+        return DRUM0 + pitch - DRUM_LOW
+    rel = pitch - tonic
+    while rel < REL_PITCH_LOW:
+        rel += 12
+    while rel > REL_PITCH_HIGH:
+        rel -= 12
+    return NOTE0 + rel - REL_PITCH_LOW
+
+
+def encode(
+    notes: list[Note] | tuple[Note, ...], controls: Controls, bars: int, tonic: int
+) -> list[int]:
+    """Tokens of `bars` bars of notes (starts in beats from the first bar line).
+
+    Notes are snapped to the 16th grid; notes starting outside the bars, parts not in
+    `controls.parts` and drum keys outside the kit range are dropped.
+    """
+    steps_in_bar = bar_steps(controls.meter)
+    events: dict[tuple[int, int, int], tuple[int, int]] = {}
+    for note in notes:
+        step = round(note.start_beats * STEPS_PER_BEAT)
+        if not 0 <= step < bars * steps_in_bar or note.part not in controls.parts:
+            continue
+        if note.part == "drums" and not DRUM_LOW <= note.pitch <= DRUM_HIGH:
+            continue
+        token = pitch_token(note.part, note.pitch, tonic)
+        dv = DV0 + duration_index(note.duration_beats * STEPS_PER_BEAT) * len(VELOCITIES)
+        dv += velocity_level(note.velocity)
+        events.setdefault((step, PARTS.index(note.part), token), (token, dv))
+    by_onset: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for (step, part, _), pair in sorted(events.items()):
+        chord = by_onset.setdefault((step, part), [])
+        if len(chord) < MAX_CHORD:
+            chord.append(pair)
+    tokens = prefix_tokens(controls)
+    current_bar, current_pos = -1, -1
+    for (step, part), chord in sorted(by_onset.items()):
+        bar, pos = divmod(step, steps_in_bar)
+        while current_bar < bar:
+            tokens.append(BAR)
+            current_bar, current_pos = current_bar + 1, -1
+        if pos != current_pos:
+            tokens.append(POS0 + pos)
+            current_pos = pos
+        tokens.append(INST0 + part)
+        for pitch_tok, dv in chord:
+            tokens += [pitch_tok, dv]
+    while current_bar < bars - 1:
+        tokens.append(BAR)
+        current_bar += 1
+    tokens.append(EOS)
+    return tokens
+
+
+def decode(tokens: list[int] | np.ndarray, tonic: int) -> tuple[Controls, list[Note]]:
+    """Controls and notes of a complete token sequence (checked against the grammar)."""
+    controls = controls_of(tokens)
+    bars = sum(1 for t in tokens if t == BAR)
+    grammar = Grammar(controls.meter, bars, controls.parts)
+    for token in tokens[PREFIX_LEN:]:
+        grammar.advance(int(token))
+    if not grammar.done:
+        raise TokenError("token sequence ends before EOS")
+    return controls, grammar.notes(tonic)
+
+
+class Grammar:
+    """The loop grammar as a state machine over the tokens after the control prefix.
+
+    `allowed()` gives a boolean mask of the tokens that may come next; `advance(token)`
+    takes one (raising TokenError for a token the grammar forbids). It also collects the
+    notes as (step, part index, pitch token, dv token) so decoding costs nothing extra.
+    """
+
+    __slots__ = (
+        "bars", "steps_in_bar", "part_mask", "bar", "pos", "part", "last_pitch", "chord",
+        "phase", "done", "events", "_mask", "_parts",
+    )  # fmt: skip
+
+    def __init__(self, meter: str, bars: int, parts: tuple[str, ...]) -> None:
+        self.steps_in_bar = bar_steps(meter)
+        if self.steps_in_bar > MAX_BAR_STEPS:
+            raise TokenError(f"meter {meter} has more than {MAX_BAR_STEPS} 16ths in a bar")
+        self.bars = bars
+        self._parts = frozenset(PARTS.index(p) for p in parts)
+        self.bar, self.pos, self.part, self.last_pitch, self.chord = -1, -1, -1, -1, 0
+        self.phase = "start"  # start | bar | pos | inst | pitch | dv
+        self.done = False
+        self.events: list[tuple[int, int, int, int]] = []
+        self._mask = np.zeros(len(VOCAB), dtype=bool)
+
+    # -- what may come next -------------------------------------------------------------
+    def allowed(self) -> np.ndarray:
+        """Mask of the tokens allowed next (a view reused between calls: copy to keep)."""
+        mask = self._mask
+        mask[:] = False
+        if self.done:
+            return mask
+        phase = self.phase
+        if phase == "start":
+            mask[BAR] = True
+        elif phase == "pos":
+            for part in self._parts:
+                mask[INST0 + part] = True
+        elif phase == "inst":
+            self._allow_pitches(mask, -1)
+        elif phase == "pitch":
+            mask[DV0 : DV0 + N_DV] = True
+        else:  # after BAR or after a note's DV
+            if phase == "dv":
+                if self.chord < MAX_CHORD:
+                    self._allow_pitches(mask, self.last_pitch)
+                for part in self._parts:
+                    if part > self.part:
+                        mask[INST0 + part] = True
+            mask[POS0 + self.pos + 1 : POS0 + self.steps_in_bar] = True
+            mask[BAR if self.bar < self.bars - 1 else EOS] = True
+        return mask
+
+    def _allow_pitches(self, mask: np.ndarray, above: int) -> None:
+        if self.part == 0:
+            mask[max(DRUM0, above + 1) : DRUM0 + N_DRUM] = True
+        else:
+            mask[max(NOTE0, above + 1) : NOTE0 + N_NOTE] = True
+
+    # -- taking a token -----------------------------------------------------------------
+    def advance(self, token: int) -> None:
+        if not self.allowed()[token]:
+            raise TokenError(f"token {VOCAB[token]} not allowed after {self.phase}")
+        if token == BAR:
+            self.bar, self.pos, self.part, self.phase = self.bar + 1, -1, -1, "bar"
+        elif token == EOS:
+            self.done = True
+        elif token < INST0:  # a position
+            self.pos, self.part, self.phase = token - POS0, -1, "pos"
+        elif token < NOTE0:  # a part
+            self.part, self.last_pitch, self.chord, self.phase = token - INST0, -1, 0, "inst"
+        elif token < DV0:  # a pitch
+            self.last_pitch, self.phase = token, "pitch"
+        else:
+            step = self.bar * self.steps_in_bar + self.pos
+            self.events.append((step, self.part, self.last_pitch, token))
+            self.chord += 1
+            self.phase = "dv"
+
+    def notes(self, tonic: int) -> list[Note]:
+        """The notes taken so far; melodic pitches are made absolute with `tonic`."""
+        notes = []
+        for step, part, pitch_tok, dv in self.events:
+            if part == 0:
+                pitch = pitch_tok - DRUM0 + DRUM_LOW
+            else:
+                pitch = pitch_tok - NOTE0 + REL_PITCH_LOW + tonic
+            dur_index, vel_level = divmod(dv - DV0, len(VELOCITIES))
+            notes.append(
+                Note(
+                    part=PARTS[part],
+                    pitch=pitch,
+                    start_beats=step / STEPS_PER_BEAT,
+                    duration_beats=DURATION_STEPS[dur_index] / STEPS_PER_BEAT,
+                    velocity=VELOCITIES[vel_level],
+                )
+            )
+        return notes

@@ -1,0 +1,73 @@
+"""`python -m engine.train {data,train,export,evaluate,all}`: Segue's model, end to end.
+
+python -m engine.train data [--midi DIR ...]   # rebuild the cached dataset under data/
+python -m engine.train all  [--minutes 35]     # train, export, quantize, evaluate → models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.train", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="read the sources and cache the tokenized dataset")
+    data.add_argument("--midi", type=Path, action="append", default=[], help="extra MIDI folder")
+    data.add_argument("--workers", type=int, default=2)
+    for name in ("train", "all"):
+        p = sub.add_parser(name, help="train" if name == "train" else "train+export+evaluate")
+        p.add_argument("--minutes", type=float, default=35.0, help="wall-clock training budget")
+        p.add_argument("--hidden", type=int, default=256)
+        p.add_argument("--layers", type=int, default=2)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--run", type=Path, default=Path("runs/gru"), help="checkpoint folder")
+        p.add_argument("--threads", type=int, default=1, help="torch threads (2 at most)")
+        p.add_argument("--init", type=Path, default=None, help="checkpoint to fine-tune from")
+    exp = sub.add_parser("export", help="export the best checkpoint to ONNX and quantize it")
+    exp.add_argument("--run", type=Path, default=Path("runs/gru"))
+    ev = sub.add_parser("evaluate", help="evaluate the shipped model, write models/EVALUATION.md")
+    ev.add_argument("--model", type=Path, default=None)
+    ev.add_argument("--loops", type=int, default=20, help="generated loops per control value")
+    args = parser.parse_args(argv)
+
+    if args.command == "data":
+        from engine.train.data import build
+
+        summary = build(args.midi, workers=args.workers)
+        for name, source in summary["sources"].items():
+            print(f"{name:16s} {source['pieces']:6d} pieces {source['windows']:7d} windows")
+        print("splits:", summary["splits"])
+        return 0
+    if args.command in ("train", "all"):
+        from engine.train.train import TrainConfig, train
+
+        config = TrainConfig(
+            hidden=args.hidden,
+            layers=args.layers,
+            seed=args.seed,
+            minutes=args.minutes,
+            threads=args.threads,
+            init=args.init,
+        )
+        train(config, args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))
+        if args.command == "train":
+            return 0
+    if args.command in ("export", "all"):
+        from engine.train.export import export
+
+        export(args.run)
+        if args.command == "export":
+            return 0
+    from engine.train.evaluate import evaluate
+
+    evaluate(getattr(args, "model", None), loops_per_value=getattr(args, "loops", 20))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,409 @@
+"""Evaluation of the shipped model → models/EVALUATION.md, models/evaluation.json, MODEL_CARD.md.
+
+- held-out NLL (nats/token) on the test split: torch fp32 on every test window, and the
+  ONNX fp32 twin vs the shipped int8 model on the same seeded subset, one step at a time;
+- control accuracy on generated loops: for each requested mode, density, mood quadrant and
+  part set, the share of loops whose measured attribute matches (engine.train.controls),
+  with grammar-only decoding and with the soft scale prior, reported separately;
+- pitch-in-scale rate, pitch-class entropy and empty-bar rate (muspy's definitions, in numpy)
+  for generated loops beside the same figures on held-out real windows;
+- time to write one 8-second loop (tokens → notes) on one core, p50 and p99.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tqdm import tqdm
+
+from engine.generator import ModelGenerator, Sampling, default_model_path, manifest_path
+from engine.music import DENSITIES, MODES, MOODS, PARTS, QUADRANTS, Instrument, LoopSpec, Meter
+from engine.tokens import PREFIX_LEN, TokenError, bar_steps, decode
+from engine.train import controls as ctl
+from engine.train.data import WINDOW_BARS, Dataset
+
+REPO = Path(__file__).resolve().parents[2]
+FP32_TWIN = REPO / "runs" / "gru" / "segue-gru-fp32.onnx"
+NLL_WINDOWS = 400  # test windows scored step by step through ONNX (fp32 and int8)
+# Decoding configurations compared; the last one is what Segue ships (Sampling()).
+CONFIGS: dict[str, Sampling] = {
+    "grammar only": Sampling(scale_bias=0.0, density_bias=0.0),
+    "+ scale prior": replace(Sampling(), density_bias=0.0),
+    "shipped: + scale & density priors": Sampling(),
+}
+MELODIC_PROGRAMS = {"bass": 33, "pad": 48, "lead": 73}
+
+
+def onnx_nll(model_path: Path, seqs: list[np.ndarray]) -> float:
+    """Per-token NLL of the single-step ONNX model, scored like training (after the prefix)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    shape = session.get_inputs()[1].shape
+    total, count = 0.0, 0
+    for seq in tqdm(seqs, desc=f"NLL {model_path.name}", unit="window", leave=False):
+        hidden = np.zeros(shape, dtype=np.float32)
+        for i in range(len(seq) - 1):
+            logits, hidden = session.run(
+                None, {"token": seq[i : i + 1].astype(np.int64), "hidden": hidden}
+            )
+            if i + 1 > PREFIX_LEN:
+                z = logits[0].astype(np.float64)
+                total += float(np.logaddexp.reduce(z) - z[seq[i + 1]])
+                count += 1
+    return total / count
+
+
+def torch_nll(seqs: list[np.ndarray]) -> float | None:
+    checkpoint = REPO / "runs" / "gru" / "best.pt"
+    if not checkpoint.exists():
+        return None
+    import torch
+
+    from engine.train.model import SegueGRU
+    from engine.train.train import sequence_nll
+
+    torch.set_num_threads(1)
+    model = SegueGRU.from_checkpoint(torch.load(checkpoint, weights_only=False)["model"])
+    return sequence_nll(model, seqs)[0]
+
+
+def random_specs(count: int, seed: int) -> list[LoopSpec]:
+    """Specs as a designer might write them: mode follows the mood's valence."""
+    rng = np.random.default_rng(seed)
+    specs = []
+    meters = [Meter(4, 4)] * 6 + [Meter(3, 4), Meter(6, 8)]
+    for i in range(count):
+        mood = list(QUADRANTS.values())[i % 4]
+        valence, _ = MOODS[mood]
+        mode = "major" if valence > 0 else "minor"
+        n_parts = int(rng.integers(1, 5))
+        parts = tuple(sorted(rng.choice(PARTS, n_parts, replace=False), key=PARTS.index))
+        instruments = tuple(
+            (
+                p,
+                Instrument("standard", 0, True)
+                if p == "drums"
+                else Instrument(p, MELODIC_PROGRAMS[p]),
+            )
+            for p in parts
+        )
+        specs.append(
+            LoopSpec(
+                state=f"eval{i}",
+                mood=mood,
+                mode=mode,
+                tonic=int(rng.integers(0, 12)),
+                tempo_bpm=float(rng.uniform(70, 160)),
+                meter=meters[int(rng.integers(0, len(meters)))],
+                bars=4,
+                instruments=instruments,
+                density=DENSITIES[(i // 4) % 3],
+                seed=int(rng.integers(0, 2**31)),
+            )
+        )
+    return specs
+
+
+def measure(loop, density_edges, median_density) -> dict:
+    spec = loop.spec
+    notes = loop.notes
+    density = ctl.density_per_part(notes, spec.beats)
+    mode = ctl.mode_given_tonic(notes, spec.tonic)
+    key = ctl.find_key(notes)
+    return {
+        "mode": mode,
+        "key_mode": key[1] if key else None,
+        "key_tonic_ok": key is not None and key[0] == spec.tonic % 12,
+        "density": ctl.density_bucket(density, density_edges),
+        "quadrant": ctl.quadrant(
+            mode or spec.mode,
+            ctl.mean_melodic_pitch(notes),
+            spec.tempo_bpm,
+            density,
+            median_density,
+        ),
+        "parts": tuple(p for p in PARTS if any(n.part == p for n in notes)),
+        "in_scale": ctl.in_scale_rate(notes, spec.tonic, spec.mode),
+        "pc_entropy": ctl.pitch_class_entropy(notes),
+        "empty_bars": ctl.empty_bar_rate(notes, spec.bars, spec.beats / spec.bars),
+    }
+
+
+def accuracy(specs, measured, attribute: str, values) -> dict:
+    table = {}
+    for value in values:
+        hits = [
+            m[attribute] == value
+            for s, m in zip(specs, measured, strict=True)
+            if getattr(s, attribute if attribute != "quadrant" else "quadrant") == value
+            and m[attribute] is not None
+        ]
+        table[value] = {"n": len(hits), "accuracy": float(np.mean(hits)) if hits else None}
+    all_hits = [
+        m[attribute] == getattr(s, attribute)
+        for s, m in zip(specs, measured, strict=True)
+        if m[attribute] is not None
+    ]
+    table["all"] = {"n": len(all_hits), "accuracy": float(np.mean(all_hits))}
+    return table
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def generated_metrics(generator: ModelGenerator, specs, manifest) -> dict:
+    edges = manifest["controls"]["density_edges_onsets_per_beat_per_part"]
+    median = manifest["controls"]["median_density"]
+    loops, failures = [], 0
+    for spec in tqdm(specs, desc="generate", unit="loop", leave=False):
+        loops.append(generator.generate(spec))
+    measured = [measure(loop, edges, median) for loop in loops]
+    parts_hits = [s.parts == m["parts"] for s, m in zip(specs, measured, strict=True)]
+    by_count = {}
+    for k in range(1, 5):
+        hits = [h for s, h in zip(specs, parts_hits, strict=True) if len(s.parts) == k]
+        by_count[str(k)] = {"n": len(hits), "accuracy": float(np.mean(hits)) if hits else None}
+    return {
+        "loops": len(loops),
+        "failures": failures,
+        "mode": accuracy(specs, measured, "mode", MODES),
+        "mode_full_key_finding": float(
+            np.mean(
+                [
+                    m["key_mode"] == s.mode
+                    for s, m in zip(specs, measured, strict=True)
+                    if m["key_mode"]
+                ]
+            )
+        ),
+        "tonic_found": float(np.mean([m["key_tonic_ok"] for m in measured if m["key_mode"]])),
+        "density": accuracy(specs, measured, "density", DENSITIES),
+        "quadrant": accuracy(specs, measured, "quadrant", list(QUADRANTS.values())),
+        "parts_exact": {
+            "all": {"n": len(parts_hits), "accuracy": float(np.mean(parts_hits))},
+            **by_count,
+        },
+        "in_scale_rate": _mean(m["in_scale"] for m in measured),
+        "pitch_class_entropy": _mean(m["pc_entropy"] for m in measured),
+        "empty_bar_rate": _mean(m["empty_bars"] for m in measured),
+        "notes_per_loop": float(np.mean([len(loop.notes) for loop in loops])),
+    }
+
+
+def real_metrics(seqs: list[np.ndarray]) -> dict:
+    """The same figures on held-out real windows (tokens decoded, tonic 0 = key-relative)."""
+    in_scale, entropy, empty = [], [], []
+    for seq in seqs:
+        try:
+            controls, notes = decode(seq, tonic=0)
+        except TokenError:  # a window cut at MAX_TOKENS
+            continue
+        in_scale.append(ctl.in_scale_rate(notes, 0, controls.mode))
+        entropy.append(ctl.pitch_class_entropy(notes))
+        bar_beats = bar_steps(controls.meter) / 4
+        empty.append(ctl.empty_bar_rate(notes, WINDOW_BARS, bar_beats))
+    return {
+        "windows": len(seqs),
+        "in_scale_rate": _mean(in_scale),
+        "pitch_class_entropy": _mean(entropy),
+        "empty_bar_rate": _mean(empty),
+    }
+
+
+def timing(generator: ModelGenerator, runs: int = 200) -> dict:
+    """Time to write one 8-second loop (120 bpm, 4/4, 4 bars, all parts): tokens → notes."""
+    specs = random_specs(runs, seed=99)
+    specs = [
+        replace(
+            s,
+            tempo_bpm=120.0,
+            meter=Meter(4, 4),
+            instruments=tuple(
+                (
+                    p,
+                    Instrument("standard", 0, True)
+                    if p == "drums"
+                    else Instrument(p, MELODIC_PROGRAMS[p]),
+                )
+                for p in PARTS
+            ),
+        )
+        for s in specs
+    ]
+    generator.generate(specs[0])  # warm-up
+    times, tokens = [], []
+    for spec in specs:
+        start = time.perf_counter()
+        generator.generate(spec)
+        times.append((time.perf_counter() - start) * 1e3)
+        tokens.append(len(generator.tokens(spec)))
+    return {
+        "loops": runs,
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "max_ms": float(np.max(times)),
+        "tokens_p50": float(np.percentile(tokens, 50)),
+        "tokens_max": int(np.max(tokens)),
+    }
+
+
+def evaluate(model: Path | None = None, loops_per_value: int = 20, fp32: Path = FP32_TWIN) -> dict:
+    model_path = Path(model) if model else default_model_path()
+    models_dir = model_path.parent
+    manifest = json.loads(manifest_path(model_path).read_text())
+    data = Dataset.load()
+    test = data.sequences("test")
+    rng = np.random.default_rng(3)
+    picks = sorted(rng.choice(len(test), min(NLL_WINDOWS, len(test)), replace=False))
+    subset = [test[i] for i in picks]
+    nll = {"test_windows_all": len(test), "onnx_windows": len(subset)}
+    nll["torch_fp32_all"] = torch_nll(test)
+    nll["int8"] = onnx_nll(model_path, subset)
+    nll["fp32"] = onnx_nll(fp32, subset) if fp32.exists() else None
+    if nll["fp32"]:
+        nll["int8_vs_fp32_percent"] = 100.0 * (nll["int8"] - nll["fp32"]) / nll["fp32"]
+    specs = random_specs(loops_per_value * 12, seed=2026)
+    generated = {}
+    for label, sampling in CONFIGS.items():
+        generator = ModelGenerator.load(model_path, sampling=sampling)
+        generated[label] = {"sampling": asdict(sampling)}
+        generated[label].update(generated_metrics(generator, specs, manifest))
+    report = {
+        "model": model_path.name,
+        "bytes": model_path.stat().st_size,
+        "nll_nats_per_token": nll,
+        "generated": generated,
+        "real_test": real_metrics(test),
+        "timing_one_core": timing(ModelGenerator.load(model_path)),
+        "machine": f"{platform.processor() or platform.machine()}, onnxruntime {ort.__version__}",
+    }
+    (models_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (models_dir / "EVALUATION.md").write_text(markdown(report))
+    from engine.train.card import write_card
+
+    write_card(models_dir, manifest, report)
+    print(markdown(report))
+    return report
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def _num(x, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(r: dict) -> str:
+    nll, real, t, gen = (
+        r["nll_nats_per_token"],
+        r["real_test"],
+        r["timing_one_core"],
+        r["generated"],
+    )
+    labels = list(gen)
+    first = gen[labels[0]]
+    head = "| " + " | ".join(labels) + " |"
+    rule = "|---" * len(labels) + "|"
+    lines = [
+        "# Segue model evaluation",
+        "",
+        f"Model `{r['model']}` ({r['bytes'] / 1e6:.2f} MB), written by "
+        "`python -m engine.train evaluate`.",
+        "",
+        "## Held-out NLL (test split, nats/token, after the control prefix)",
+        "",
+        "| model | windows | NLL |",
+        "|---|---|---|",
+        f"| torch fp32, all test windows | {nll['test_windows_all']} | "
+        f"{_num(nll['torch_fp32_all'], 4)} |",
+        f"| ONNX fp32 twin | {nll['onnx_windows']} | {_num(nll['fp32'], 4)} |",
+        f"| ONNX int8, shipped | {nll['onnx_windows']} | {_num(nll['int8'], 4)} |",
+        "",
+        f"int8 vs fp32 on the same windows: {_num(nll.get('int8_vs_fp32_percent'), 2)} %",
+        "",
+        f"## Control accuracy ({first['loops']} generated 4-bar loops per column)",
+        "",
+        "Specs: random tonic, tempo 70–160 bpm, meter 4/4, 3/4 or 6/8, random part sets, each",
+        "density and mood equally often; the mode follows the mood's valence. The grammar alone",
+        "guarantees bars, meter, onsets inside the loop and no unrequested part; everything",
+        "below is measured on the notes. Columns are decoding configurations:",
+        "",
+    ]
+    for label in labels:
+        sampling = gen[label]["sampling"]
+        lines.append(
+            f"- {label}: temperature {sampling['temperature']}, top-p {sampling['top_p']}, "
+            f"scale prior {sampling['scale_bias']}, density prior {sampling['density_bias']}"
+        )
+    lines += [
+        "",
+        "The scale prior subtracts its value from the logits of out-of-scale pitches; the",
+        "density prior adds (low) or subtracts (high) its value × log(gap in 16ths) on the",
+        "choice of the next onset position.",
+        "",
+        "| control | value | n " + head,
+        "|---|---|---" + rule,
+    ]
+    for control, key in (
+        ("mode", "mode"),
+        ("density", "density"),
+        ("mood quadrant", "quadrant"),
+        ("all requested parts play", "parts_exact"),
+    ):
+        for value, row in first[key].items():
+            cells = " | ".join(_pct(gen[label][key][value]["accuracy"]) for label in labels)
+            shown = value if key != "parts_exact" or value == "all" else f"{value} requested"
+            lines.append(f"| {control} | {shown} | {row['n']} | {cells} |")
+    lines += [
+        "",
+        "Mode is measured over the state's tonic (Krumhansl–Kessler major vs minor profile).",
+        "With full 24-key finding instead: "
+        + ", ".join(f"{_pct(gen[k]['mode_full_key_finding'])} ({k})" for k in labels)
+        + "; tonic found: "
+        + ", ".join(_pct(gen[k]["tonic_found"]) for k in labels)
+        + ".",
+        "",
+        "## Music statistics (muspy's definitions, in numpy)",
+        "",
+        "| metric | held-out real " + head,
+        "|---|---" + rule,
+    ]
+    for name, key, fmt in (
+        ("pitch-in-scale rate", "in_scale_rate", _pct),
+        ("pitch-class entropy (bits)", "pitch_class_entropy", _num),
+        ("empty-bar rate", "empty_bar_rate", _pct),
+    ):
+        cells = " | ".join(fmt(gen[label][key]) for label in labels)
+        lines.append(f"| {name} | {fmt(real[key])} | {cells} |")
+    notes = " | ".join(_num(gen[label]["notes_per_loop"], 1) for label in labels)
+    lines += [
+        f"| notes per loop | – | {notes} |",
+        "",
+        f"Real: {real['windows']} held-out test windows (4 bars each), in their own key.",
+        "",
+        "## Time to write one 8-second loop (tokens → notes), one core",
+        "",
+        f"120 bpm, 4/4, 4 bars, all four parts, random mood/mode/density; {t['loops']} loops,",
+        "shipped decoding, onnxruntime on 1 thread without spinning. "
+        "`benchmarks/bench_model.py` has the full table.",
+        "",
+        "| p50 | p99 | max | tokens p50 | tokens max |",
+        "|---|---|---|---|---|",
+        f"| {t['p50_ms']:.1f} ms | {t['p99_ms']:.1f} ms | {t['max_ms']:.1f} ms | "
+        f"{t['tokens_p50']:.0f} | {t['tokens_max']} |",
+        "",
+        f"Machine: {r['machine']}.",
+        "",
+    ]
+    return "\n".join(lines)

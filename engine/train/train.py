@@ -1,0 +1,169 @@
+"""Training loop: seeded, checkpointed, validated, early-stopped, with a wall-clock budget."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from engine.tokens import PAD, PREFIX_LEN, VOCAB
+from engine.train.data import DATA_DIR, Dataset
+from engine.train.model import ModelConfig, SegueGRU
+
+# Freedoom is the only source with drums and four-part textures: show it more often.
+SOURCE_WEIGHT = {"freedoom": 4.0}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: int = 256
+    layers: int = 2
+    embed: int = 128
+    dropout: float = 0.1
+    batch: int = 32
+    max_len: int = 512  # training crops longer windows to their first max_len tokens
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+    minutes: float = 35.0
+    eval_every: int = 150  # steps
+    patience: int = 5  # evaluations without improvement before stopping
+    threads: int = 1
+    init: Path | None = None  # fine-tune from this checkpoint
+    val_limit: int = 1500  # validation windows (a fixed, seeded subset)
+
+
+def loss_mask(targets: torch.Tensor) -> torch.Tensor:
+    """Which targets count: real tokens after the forced prefix and the first BAR."""
+    mask = targets != PAD
+    mask[:, :PREFIX_LEN] = False  # targets 0..PREFIX_LEN-1 are controls and the first BAR
+    return mask
+
+
+def batch_tensor(seqs: list[np.ndarray], max_len: int) -> torch.Tensor:
+    length = min(max(len(s) for s in seqs), max_len)
+    out = np.full((len(seqs), length), PAD, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : min(len(s), length)] = s[:length]
+    return torch.from_numpy(out)
+
+
+def sequence_nll(model: SegueGRU, seqs: list[np.ndarray], batch: int = 64) -> tuple[float, int]:
+    """Mean per-token NLL (nats) over the scored targets, and their count."""
+    model.eval()
+    total, count = 0.0, 0
+    order = np.argsort([len(s) for s in seqs])
+    with torch.no_grad():
+        for i in range(0, len(order), batch):
+            x = batch_tensor([seqs[j] for j in order[i : i + batch]], 10**6)
+            logits, _ = model(x[:, :-1])
+            targets = x[:, 1:]
+            mask = loss_mask(targets)
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+            total += float(nll[mask].sum())
+            count += int(mask.sum())
+    model.train()
+    return total / max(count, 1), count
+
+
+def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path = DATA_DIR) -> Path:
+    """Train until early stopping or the time budget; returns the best checkpoint's path."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    data = Dataset.load(data_dir)
+    train_seqs = data.sequences("train")
+    weights = np.array([SOURCE_WEIGHT.get(s, 1.0) for s in data.sources_of("train")])
+    weights /= weights.sum()
+    val_seqs = data.sequences("val")
+    if not val_seqs:  # a tiny fine-tuning folder may hash no piece into validation
+        tqdm.write("no validation pieces: validating on training windows")
+        val_seqs = train_seqs
+    if len(val_seqs) > config.val_limit:
+        pick = np.random.default_rng(7).choice(len(val_seqs), config.val_limit, replace=False)
+        val_seqs = [val_seqs[i] for i in sorted(pick)]
+
+    model_config = ModelConfig(
+        len(VOCAB), config.embed, config.hidden, config.layers, config.dropout
+    )
+    model = SegueGRU(model_config)
+    if config.init is not None:
+        model.load_state_dict(torch.load(config.init, weights_only=False)["model"]["state"])
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    best_path = run_dir / "best.pt"
+    history: list[dict] = []
+    best, stale, step = math.inf, 0, 0
+    started = time.monotonic()
+    deadline = started + config.minutes * 60
+    params = sum(p.numel() for p in model.parameters())
+    bar = tqdm(desc=f"train ({params / 1e6:.2f}M params)", unit="step", dynamic_ncols=True)
+    stop_reason = "time budget"
+    while time.monotonic() < deadline:
+        step += 1
+        picks = rng.choice(len(train_seqs), config.batch, p=weights)
+        x = batch_tensor([train_seqs[i] for i in picks], config.max_len + 1)
+        logits, _ = model(x[:, :-1])
+        targets = x[:, 1:]
+        mask = loss_mask(targets)
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        loss = nll[mask].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}", best=f"{best:.3f}")
+        if step % config.eval_every == 0:
+            val_nll, _ = sequence_nll(model, val_seqs)
+            scheduler.step(val_nll)
+            history.append(
+                {
+                    "step": step,
+                    "minutes": round((time.monotonic() - started) / 60, 2),
+                    "train_loss": round(loss.item(), 4),
+                    "val_nll": round(val_nll, 4),
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+            )
+            tqdm.write(f"step {step}: val NLL {val_nll:.4f} nats/token")
+            if val_nll < best - 1e-4:
+                best, stale = val_nll, 0
+                torch.save(
+                    {"model": model.checkpoint(), "step": step, "val_nll": val_nll}, best_path
+                )
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    stop_reason = "early stopping"
+                    break
+    bar.close()
+    if not best_path.exists():  # budget ran out before the first evaluation
+        val_nll, _ = sequence_nll(model, val_seqs)
+        best = val_nll
+        torch.save({"model": model.checkpoint(), "step": step, "val_nll": val_nll}, best_path)
+    summary = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "model": asdict(model_config),
+        "parameters": params,
+        "steps": step,
+        "stopped_by": stop_reason,
+        "minutes": round((time.monotonic() - started) / 60, 2),
+        "best_val_nll": best,
+        "history": history,
+        "command": command,
+        "train_windows": len(train_seqs),
+        "val_windows_scored": len(val_seqs),
+    }
+    (run_dir / "train.json").write_text(json.dumps(summary, indent=2))
+    return best_path
