@@ -573,7 +573,7 @@ class Conductor:
         self._unresolved.append(response)
         self._notify("/segue/state", self.state)
         self._notify("/segue/transition", "begin", source, rule.target,
-                     self._abs(base, offset))  # fmt: skip
+                     at=self._abs(base, offset))
 
     def _fade_out_all(self, base: int, offset: int, fade: int, curve: int) -> list[Layer]:
         """Every current layer but stingers fades to silence from (base, offset)."""
@@ -727,7 +727,7 @@ class Conductor:
         """Beat and bar callbacks just ahead of the audio; transition ends."""
         while self._ends and self._ends[0][0] <= now:
             frame, source, target = self._ends.pop(0)
-            self._notify("/segue/transition", "end", source, target, frame, at=frame)
+            self._notify("/segue/transition", "end", source, target, at=frame)
         clock = self._clock
         if clock is None or clock.anchor is None:
             return
@@ -744,9 +744,9 @@ class Conductor:
                 if beat_in_bar == 1:
                     self._bar_number += 1
                     self.counters.bars += 1
-                    self._notify("/segue/bar", self._bar_number, frame, at=frame)
+                    self._notify("/segue/bar", self._bar_number, at=frame)
                 self.counters.beats += 1
-                self._notify("/segue/beat", self._bar_number, beat_in_bar, frame, at=frame)
+                self._notify("/segue/beat", self._bar_number, beat_in_bar, at=frame)
                 self.timeline.add("beat", {"bar": self._bar_number, "beat": beat_in_bar,
                                            "state": clock.state.name}, frame=frame)  # fmt: skip
                 self._beat_done = frame
@@ -815,6 +815,7 @@ class Conductor:
             "next_beat_ms": next_beat_ms,
             "next_bar_ms": next_bar_ms,
             "bar_count": self._bar_number,
+            "grid_anchor_frame": None if self._clock is None else self._clock.anchor,
             "frame": self.mixer.frames_rendered,
             "loop": main.clip.loop.loop_id if main else None,
             "generator": main.clip.loop.generator if main else None,

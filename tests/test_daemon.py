@@ -161,6 +161,35 @@ def test_unknown_event_and_state_are_reported(daemon):
     assert after["unknown_events"] == before["unknown_events"] + 1
 
 
+def test_beat_and_bar_callbacks_match_the_audio_clock(daemon):
+    """Beats arrive ahead of the audio, stamped with the frame and the moment they sound."""
+    _, client, _, _ = daemon
+    client.send("/segue/state", "combat")
+    time.sleep(1.0)
+    status = client.status()
+    anchor, tempo = status["grid_anchor_frame"], status["tempo"]
+    beat_frames = 60 / tempo * 48000
+    beats = []
+    deadline = time.monotonic() + 2.0
+    client.sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        data, _ = client.sock.recvfrom(65536)
+        arrived = time.time()
+        for item in OscPacket(data).messages:
+            if item.message.address == "/segue/beat":
+                beats.append((item.message.params, item.time, arrived))
+    assert len(beats) >= 3  # 144 BPM: ~4.8 beats in 2 s
+    latency_s = status["sink"]["output_latency_ms"] / 1000
+    for (bar, beat, frame), timetag, arrived in beats:
+        k = (frame - anchor) / beat_frames
+        assert abs(k - round(k)) * beat_frames <= 1, (frame, anchor)  # exactly on the grid
+        assert 1 <= beat <= 4 and bar >= 1
+        # sent ahead of the sound, by about the look-ahead (2 blocks) plus the device latency
+        assert -0.005 <= timetag - arrived <= 2 * 256 / 48000 + latency_s + 0.05
+    frames = [params[2] for params, _, _ in beats]
+    assert all(abs((b - a) - beat_frames) <= 1 for a, b in zip(frames, frames[1:], strict=False))
+
+
 def test_ping_pong(daemon):
     _, client, _, _ = daemon
     client.send("/segue/ping", 5)
