@@ -273,11 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list audio output devices")
     devices.set_defaults(func=cmd_devices)
 
-    for module in ("engine.generate_cmd",):
-        try:
-            __import__(module, fromlist=["register"]).register(sub)
-        except ImportError:
-            pass
+    from engine import bench_cmd, export, generate_cmd
+
+    for module in (generate_cmd, export, bench_cmd):
+        module.register(sub)
     return parser
 
 
