@@ -155,6 +155,10 @@ def cmd_render(args) -> int:
     soundfile.write(args.out, result.audio, 48000, subtype="FLOAT")
     if args.timeline:
         result.timeline.write(args.timeline)
+    if args.picture:
+        from engine.picture import timeline_png
+
+        timeline_png(result.timeline.to_json(), result.audio, args.picture)
     seconds = len(result.audio) / 48000
     peak = float(abs(result.audio).max()) if len(result.audio) else 0.0
     print(f"wrote {args.out}: {seconds:.1f} s in {elapsed:.1f} s ({seconds / elapsed:.0f}x real "
@@ -254,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--events", help="session script (YAML list of {at, event|state|param})")
     rend.add_argument("--out", required=True, help="output WAV")
     rend.add_argument("--timeline", help="output timeline JSON")
+    rend.add_argument("--picture", help="output timeline PNG (states, transitions, stingers)")
     rend.add_argument("--seconds", type=float, help="length (default: last event + 6 s)")
     sound_options(rend)
     rend.set_defaults(func=cmd_render)
