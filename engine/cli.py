@@ -105,14 +105,18 @@ def cmd_run(args) -> int:
     try:
         daemon = Daemon(config, graph, sink)
     except OSError as exc:
-        raise SystemExit(f"segue: cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        raise SystemExit(
+            f"segue: cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        ) from None
     daemon.start()
     demo = None
     if args.demo:
         host, port = daemon.osc.address
-        demo = subprocess.Popen([sys.executable, str(REPO / "examples" / "demo_game.py"),
-                                 "--host", host, "--port", str(port),
-                                 "--session", str(default_path("examples/session.yaml"))])  # fmt: skip
+        session = str(default_path("examples/session.yaml"))
+        game = str(REPO / "examples" / "demo_game.py")
+        demo = subprocess.Popen(
+            [sys.executable, game, "--host", host, "--port", str(port), "--session", session]
+        )
     if args.stats_out:
         daemon.stats_path = Path(args.stats_out)
     try:
@@ -161,11 +165,14 @@ def cmd_render(args) -> int:
         timeline_png(result.timeline.to_json(), result.audio, args.picture)
     seconds = len(result.audio) / 48000
     peak = float(abs(result.audio).max()) if len(result.audio) else 0.0
-    print(f"wrote {args.out}: {seconds:.1f} s in {elapsed:.1f} s ({seconds / elapsed:.0f}x real "
-          f"time), peak {peak:.3f}, {result.conductor.counters.transitions} transitions")
+    print(
+        f"wrote {args.out}: {seconds:.1f} s in {elapsed:.1f} s ({seconds / elapsed:.0f}x real "
+        f"time), peak {peak:.3f}, {result.conductor.counters.transitions} transitions"
+    )
     for row in result.timeline.to_json()["transitions"]:
-        print(f"  {row['seconds']:7.3f} s  {row['from']} -> {row['to']}  ({row['on']}, "
-              f"{row['exit']})")
+        print(
+            f"  {row['seconds']:7.3f} s  {row['from']} -> {row['to']}  ({row['on']}, {row['exit']})"
+        )
     return 0
 
 
@@ -175,8 +182,10 @@ def cmd_check(args) -> int:
     except GraphError as exc:
         print(f"{exc}", file=sys.stderr)
         return 1
-    print(f"{args.path}: ok — {len(graph.states)} states, {len(graph.transitions)} transitions, "
-          f"initial {graph.initial}")
+    print(
+        f"{args.path}: ok — {len(graph.states)} states, {len(graph.transitions)} transitions, "
+        f"initial {graph.initial}"
+    )
     return 0
 
 
@@ -240,16 +249,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--graph", default=str(default_path("statemachines/game.yaml")))
-    run.add_argument("--output", default="device",
-                     help="device | wav:PATH | null | shm:NAME[?fill=FRAMES&rt=PRIORITY]")
+    run.add_argument(
+        "--output",
+        default="device",
+        help="device | wav:PATH | null | shm:NAME[?fill=FRAMES&rt=PRIORITY]",
+    )
     run.add_argument("--device", help="output device index or name; 'jack' for JACK")
     run.add_argument("--blocksize", type=int, default=256, help="frames per audio block")
-    run.add_argument("--host", default=osc.DEFAULT_HOST,
-                     help="interface for OSC (default 127.0.0.1: this machine only)")
+    run.add_argument(
+        "--host",
+        default=osc.DEFAULT_HOST,
+        help="interface for OSC (default 127.0.0.1: this machine only)",
+    )
     run.add_argument("--port", type=int, default=osc.DEFAULT_PORT)
     run.add_argument("--stats-out", help="write the final status (counters, timings) as JSON")
-    run.add_argument("--demo", action="store_true",
-                     help="also run the demo game (examples/demo_game.py) and stop after it")
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="also run the demo game (examples/demo_game.py) and stop after it",
+    )
     sound_options(run)
     run.set_defaults(func=cmd_run)
 

@@ -119,7 +119,8 @@ class Response:
         if self.audible_ns is not None:
             out["audible_ms"] = (self.audible_ns - self.received_ns) / 1e6
             out["musical_ms"] = out["audible_ms"] + (self.offset - self.audible_offset) / (
-                sample_rate / 1000)
+                sample_rate / 1000
+            )
         return out
 
 
@@ -216,12 +217,22 @@ class Conductor:
                 return {"error": f"unknown state {command.name!r}"}
             if command.name != self.state:
                 # Forced: now, with the fades of the rule between the two states if any.
-                rule = next((r for r in self.graph.transitions
-                             if r.target == command.name and r.source == self.state), None)
+                rule = next(
+                    (
+                        r
+                        for r in self.graph.transitions
+                        if r.target == command.name and r.source == self.state
+                    ),
+                    None,
+                )
                 fade_out = rule.fade_out if rule else _seconds(FORCE_FADE_SECONDS)
                 fade_in = rule.fade_in if rule else _seconds(FORCE_FADE_SECONDS)
-                self._transition(Transition(self.state, "/segue/state", command.name,
-                                            fade_out=fade_out, fade_in=fade_in), received)
+                self._transition(
+                    Transition(
+                        self.state, "/segue/state", command.name, fade_out=fade_out, fade_in=fade_in
+                    ),
+                    received,
+                )
         elif isinstance(command, cmd.SetParam):
             self.timeline.add("param", {"param": command.name, "value": command.value}, frame=now)
             spec = self.graph.parameters.get(command.name)
@@ -495,8 +506,12 @@ class Conductor:
         now = self.mixer.frames_rendered
         at = self._boundary(rule.exit)
         base, offset = (serial, 0) if at is None else (0, at)
-        if rule.entry != "start" and self._clock is not None and self._clock.anchor is not None \
-                and at is None:
+        if (
+            rule.entry != "start"
+            and self._clock is not None
+            and self._clock.anchor is not None
+            and at is None
+        ):
             base, offset = 0, now + 2 * self.block_frames  # entries need absolute frames
         bridge = self._bridge_for(rule) if rule.bridge_bars else None
         records = []  # timeline entries of this change (marked if a later rule replaces it)
@@ -509,8 +524,19 @@ class Conductor:
         if bridge is not None:
             bridge_frames = bridge.frames
             entry_at = offset + bridge_frames
-            layers.append(_one_shot(bridge, base, offset, entry_at, min(fade_in, bridge_frames),
-                                    swap, 1.0, curve, "bridge:" + bridge.loop.loop_id))
+            layers.append(
+                _one_shot(
+                    bridge,
+                    base,
+                    offset,
+                    entry_at,
+                    min(fade_in, bridge_frames),
+                    swap,
+                    1.0,
+                    curve,
+                    "bridge:" + bridge.loop.loop_id,
+                )
+            )
             self.counters.bridges += 1
             bridge_rec = self.timeline.add(
                 "bridge", {"from": source, "to": rule.target, "loop": bridge.loop.loop_id,
@@ -551,8 +577,15 @@ class Conductor:
         if base == 0:
             loop_rec.frame = entry_at
         if at is not None:
-            self.pending = Pending(rule, at, source, layers_before, main_before, clock_before,
-                                   records=[*records, rec, loop_rec])
+            self.pending = Pending(
+                rule,
+                at,
+                source,
+                layers_before,
+                main_before,
+                clock_before,
+                records=[*records, rec, loop_rec],
+            )
         end_abs = self._abs(base, entry_at + (swap if bridge is not None else fade_in))
         self._ends.append((end_abs, source, rule.target))
         if rule.stinger:
@@ -564,16 +597,22 @@ class Conductor:
             if "scheduled" in played:  # not cooling down, and rendered
                 audible = 0
         two_stage = audible < musical
-        response = Response(rule.event, received_ns, self.clock_ns(), serial, musical,
-                            applied_frame=now, audible_offset=audible)
+        response = Response(
+            rule.event,
+            received_ns,
+            self.clock_ns(),
+            serial,
+            musical,
+            applied_frame=now,
+            audible_offset=audible,
+        )
         self.timeline.add("response", {"event": rule.event, "two_stage": two_stage,
                                        "musical_frames": musical,
                                        "audible_frames": response.audible_offset},
                           frame=now)  # fmt: skip
         self._unresolved.append(response)
         self._notify("/segue/state", self.state)
-        self._notify("/segue/transition", "begin", source, rule.target,
-                     at=self._abs(base, offset))
+        self._notify("/segue/transition", "begin", source, rule.target, at=self._abs(base, offset))
 
     def _fade_out_all(self, base: int, offset: int, fade: int, curve: int) -> list[Layer]:
         """Every current layer but stingers fades to silence from (base, offset)."""
@@ -613,11 +652,25 @@ class Conductor:
         fade = round(SWAP_FADE_SECONDS * self.sample_rate)
         layers = self._fade_out_all(0, at, fade, EQUAL_POWER)
         state = self.main.state
-        incoming = self._loop_layer(clip, state, 0, anchor=at, start=at, fade_base=0,
-                                    fade_start=at, fade_frames=fade, gain_from=0.0)
+        incoming = self._loop_layer(
+            clip,
+            state,
+            0,
+            anchor=at,
+            start=at,
+            fade_base=0,
+            fade_start=at,
+            fade_frames=fade,
+            gain_from=0.0,
+        )
         layers.append(incoming)
-        self.main = Main(state, clip, incoming, anchor=at,
-                         swap_at=at + clip.frames * (1 if state.once else state.repeats))
+        self.main = Main(
+            state,
+            clip,
+            incoming,
+            anchor=at,
+            swap_at=at + clip.frames * (1 if state.once else state.repeats),
+        )
         self._publish(self._next_serial(), layers)
         self._record_loop(clip, 0, at).frame = at
 
@@ -707,8 +760,17 @@ class Conductor:
         base, offset = (serial, 0) if at_frame is None else (0, at_frame)
         gain = 10.0 ** (stinger.gain_db / 20.0)
         edge = round(SWAP_FADE_SECONDS * self.sample_rate)
-        layer = _one_shot(clip, base, offset, offset + clip.frames - edge, edge, edge, gain,
-                          EQUAL_POWER, f"stinger:{name}")
+        layer = _one_shot(
+            clip,
+            base,
+            offset,
+            offset + clip.frames - edge,
+            edge,
+            edge,
+            gain,
+            EQUAL_POWER,
+            f"stinger:{name}",
+        )
         self._publish(serial, [*self._layers, layer])
         self._stinger_last[name] = now
         self.counters.stingers += 1
@@ -832,8 +894,17 @@ class Conductor:
         }  # fmt: skip
 
 
-def _one_shot(clip: Clip, base: int, start: int, stop: int, fade_in: int, fade_out: int,
-              gain: float, curve: int, tag: str) -> Layer:
+def _one_shot(
+    clip: Clip,
+    base: int,
+    start: int,
+    stop: int,
+    fade_in: int,
+    fade_out: int,
+    gain: float,
+    curve: int,
+    tag: str,
+) -> Layer:
     """A clip played once from `start`: faded in there, and out over `fade_out` frames from
     `stop` (through its stems' ramp, since the layer's own fade is the fade-in)."""
     ones = tuple(1.0 for _ in clip.parts)

@@ -197,8 +197,12 @@ class Graph:
 
     def condition_rules(self, state: str) -> list[Transition]:
         """Parameter rules that apply in `state`, best first."""
-        rules = [r for r in self.transitions if r.condition is not None
-                 and (r.source == state or (r.source == ANY and r.target != state))]
+        rules = [
+            r
+            for r in self.transitions
+            if r.condition is not None
+            and (r.source == state or (r.source == ANY and r.target != state))
+        ]
         return sorted(rules, key=lambda r: _rank(r, state), reverse=True)
 
     @property
@@ -318,8 +322,11 @@ class _Validator:
         for state in states.values():
             for layer in state.layers:
                 if layer.param not in parameters:
-                    self.fail(state.mark, f"state {state.name!r}: layer {layer.part!r} follows "
-                              f"unknown parameter {layer.param!r}; declare it under parameters")
+                    self.fail(
+                        state.mark,
+                        f"state {state.name!r}: layer {layer.part!r} follows "
+                        f"unknown parameter {layer.param!r}; declare it under parameters",
+                    )
         stingers = self.stingers(doc.get("stingers", Marked()), doc)
         transitions = self.transitions(doc.get("transitions", MarkedList()), doc, states,
                                        parameters, stingers)  # fmt: skip
@@ -374,8 +381,10 @@ class _Validator:
                     self.fail(instruments_doc.value_mark(part), str(exc))
         for part in instruments_doc:
             if part not in PARTS:
-                self.fail(instruments_doc.key_mark(part),
-                          f"unknown part {part!r}; expected one of {', '.join(PARTS)}")
+                self.fail(
+                    instruments_doc.key_mark(part),
+                    f"unknown part {part!r}; expected one of {', '.join(PARTS)}",
+                )
         if not instruments:
             self.fail(m, "instruments is empty; expected at least one part")
         density, m = get("density", "medium")
@@ -427,13 +436,20 @@ class _Validator:
             points = []
             if isinstance(curve, list):
                 for point in curve:
-                    if (isinstance(point, list) and len(point) == 2 and all(map(_number, point))
-                            and 0 <= point[1] <= 1):
+                    if (
+                        isinstance(point, list)
+                        and len(point) == 2
+                        and all(map(_number, point))
+                        and 0 <= point[1] <= 1
+                    ):
                         points.append((float(point[0]), float(point[1])))
             xs = [x for x, _ in points]
             if len(points) < 2 or len(points) != len(curve) or xs != sorted(set(xs)):
-                self.fail(spec.value_mark("curve"), "curve must be a list of [value, gain] points "
-                          "with increasing values and gains in 0..1, e.g. [[0, 0], [0.6, 1]]")
+                self.fail(
+                    spec.value_mark("curve"),
+                    "curve must be a list of [value, gain] points "
+                    "with increasing values and gains in 0..1, e.g. [[0, 0], [0.6, 1]]",
+                )
             out.append(Layering(part, param, tuple(points)))
         return tuple(out)
 
@@ -484,8 +500,10 @@ class _Validator:
                 self.fail(t.value_mark("from"), f"from {source!r} is not a state; expected "
                           f"'any' or one of {', '.join(states)}")  # fmt: skip
             if target is not None and target not in states:
-                self.fail(t.value_mark("to"),
-                          f"to {target!r} is not a state; expected one of {', '.join(states)}")
+                self.fail(
+                    t.value_mark("to"),
+                    f"to {target!r} is not a state; expected one of {', '.join(states)}",
+                )
             condition = None
             if "on" in t:
                 event = t["on"]
@@ -504,10 +522,12 @@ class _Validator:
             curve = self.choice(t, "curve", CURVES, "equal_power")
             pending = self.choice(t, "while_pending", self.PENDING, "replace")
             fade = self.duration(t.get("fade", "0.5s"), t.value_mark("fade"))
-            fade_out = self.duration(t["fade_out"], t.value_mark("fade_out")) if "fade_out" in t \
-                else fade
-            fade_in = self.duration(t["fade_in"], t.value_mark("fade_in")) if "fade_in" in t \
-                else fade
+            fade_out = (
+                self.duration(t["fade_out"], t.value_mark("fade_out")) if "fade_out" in t else fade
+            )
+            fade_in = (
+                self.duration(t["fade_in"], t.value_mark("fade_in")) if "fade_in" in t else fade
+            )
             priority = t.get("priority", 0)
             if not isinstance(priority, int) or isinstance(priority, bool):
                 self.fail(t.value_mark("priority"), f"priority must be a whole number, got "
@@ -515,8 +535,11 @@ class _Validator:
             duck_db, respond_stinger = self.respond(t, stingers)
             stinger = t.get("stinger")
             if stinger is not None and stinger not in stingers:
-                self.fail(t.value_mark("stinger"), f"stinger {stinger!r} is not defined; expected "
-                          f"one of {', '.join(stingers) or '(none: add a stingers section)'}")
+                self.fail(
+                    t.value_mark("stinger"),
+                    f"stinger {stinger!r} is not defined; expected "
+                    f"one of {', '.join(stingers) or '(none: add a stingers section)'}",
+                )
             bridge = t.get("bridge", False)
             bridge_bars = 1 if bridge is True else 0 if bridge is False else bridge
             if not isinstance(bridge_bars, int) or not 0 <= bridge_bars <= 4:
@@ -525,8 +548,11 @@ class _Validator:
                 self.fail(t.value_mark("bridge"), "a bridge needs a destination ('to')")
             key = (source, event, priority)
             if key in seen:
-                self.fail(t.mark, f"a second rule for {event!r} from {source!r} with priority "
-                          f"{priority} (the first is at {seen[key]}); keep one or set priority")
+                self.fail(
+                    t.mark,
+                    f"a second rule for {event!r} from {source!r} with priority "
+                    f"{priority} (the first is at {seen[key]}); keep one or set priority",
+                )
             seen[key] = t.mark
             rules.append(Transition(source, event, target, exit_, entry, fade_out, fade_in,
                                     curve, condition, priority, pending, duck_db,
@@ -605,7 +631,9 @@ class _Validator:
     def duration(self, value, mark: Mark) -> Duration:
         if _number(value):
             return Duration(float(value), "seconds")
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|ms|beats?|bars?)\s*", str(value))
+        match = re.fullmatch(
+            r"\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|ms|beats?|bars?)\s*", str(value)
+        )
         if not match:
             self.fail(mark, f"a length must look like 0.5s, 250ms, 1 beat or 2 bars, got {value!r}")
         amount, unit = float(match.group(1)), match.group(2)
@@ -643,5 +671,6 @@ def _number(value) -> bool:
 def _kind(value) -> str:
     if value is None:
         return "nothing"
-    return {str: "text", int: "a number", float: "a number", bool: "true/false",
-            list: "a list", MarkedList: "a list"}.get(type(value), type(value).__name__)  # fmt: skip
+    kinds = {str: "text", int: "a number", float: "a number", bool: "true/false",
+             list: "a list", MarkedList: "a list"}  # fmt: skip
+    return kinds.get(type(value), type(value).__name__)

@@ -37,11 +37,14 @@ def listen(sock, start, stop):
             msg = item.message
             if msg.address == "/segue/status":
                 status = json.loads(msg.params[0])
-                print(f"[{time.monotonic() - start:6.2f}] status: state={status['state']} "
-                      f"bar={status['bar']} beat={status['beat']} loop={status['loop']} "
-                      f"generator={status['generator']} underruns={status['underruns']}")
+                print(
+                    f"[{time.monotonic() - start:6.2f}] status: state={status['state']} "
+                    f"bar={status['bar']} beat={status['beat']} loop={status['loop']} "
+                    f"generator={status['generator']} underruns={status['underruns']}"
+                )
             elif msg.address not in ("/segue/beat", "/segue/bar"):
-                print(f"[{time.monotonic() - start:6.2f}] {msg.address} {' '.join(map(str, msg.params))}")
+                args = " ".join(map(str, msg.params))
+                print(f"[{time.monotonic() - start:6.2f}] {msg.address} {args}")
 
 
 def main():
@@ -49,7 +52,9 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--session", default="examples/session.yaml")
-    parser.add_argument("--tail", type=float, default=6.0, help="seconds to listen after the last item")
+    parser.add_argument(
+        "--tail", type=float, default=6.0, help="seconds to listen after the last item"
+    )
     args = parser.parse_args()
     with open(args.session, encoding="utf-8") as f:
         script = sorted(yaml.safe_load(f), key=lambda item: item["at"])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.mixer import Mixer, MixPlan
+
 REPO = Path(__file__).resolve().parent.parent
 GAME = REPO / "statemachines" / "game.yaml"
 
@@ -51,12 +53,19 @@ def jack_server(tmp_path_factory):
     env = os.environ | {"JACK_DEFAULT_SERVER": name}
     log = tmp_path_factory.mktemp("jack") / "jackd.log"
     # jackd's output goes to a file: an unread pipe would fill up and stall the server.
-    proc = subprocess.Popen(["jackd", "-n", name, "-r", "-d", "dummy", "-r", "48000", "-p", "256"],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["jackd", "-n", name, "-r", "-d", "dummy", "-r", "48000", "-p", "256"],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        probe = subprocess.run(["jack_lsp"], env=env, capture_output=True) if shutil.which(
-            "jack_lsp") else None
+        probe = (
+            subprocess.run(["jack_lsp"], env=env, capture_output=True)
+            if shutil.which("jack_lsp")
+            else None
+        )
         if probe is not None and probe.returncode == 0:
             break
         if proc.poll() is not None:
@@ -68,3 +77,15 @@ def jack_server(tmp_path_factory):
         proc.wait(5)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+class RecordingMixer(Mixer):
+    """The real mixer, remembering every plan it was handed (to check plan changes)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.plans: list[MixPlan] = []
+
+    def publish(self, plan: MixPlan) -> None:
+        self.plans.append(plan)
+        super().publish(plan)

@@ -10,9 +10,8 @@ import pytest
 from engine import commands as cmd
 from engine.conductor import _beat_frames
 from engine.graph import load_graph
-from engine.mixer import Mixer, MixPlan
 from engine.offline import ScriptItem, render
-from tests.conftest import GAME
+from tests.conftest import GAME, RecordingMixer
 
 RATE = 48000
 BLOCK = 256
@@ -45,16 +44,6 @@ parameters:
 """
 
 
-class RecordingMixer(Mixer):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.plans: list[MixPlan] = []
-
-    def publish(self, plan: MixPlan) -> None:
-        self.plans.append(plan)
-        super().publish(plan)
-
-
 @pytest.fixture
 def graph_path(tmp_path):
     shutil.copy(GAME.parent / "stingers" / "hit.mid", tmp_path / "hit.mid")
@@ -73,8 +62,13 @@ def run(graph_path, workshop, items, seconds, monkeypatch=None):
 
 
 def events(result, kind):
-    return [e for e in result.timeline.to_json()["other" if kind not in (
-        "transitions", "loops") else kind] if kind in ("transitions", "loops") or e["kind"] == kind]
+    return [
+        e
+        for e in result.timeline.to_json()[
+            "other" if kind not in ("transitions", "loops") else kind
+        ]
+        if kind in ("transitions", "loops") or e["kind"] == kind
+    ]
 
 
 def test_next_bar_starts_on_the_bar_line_and_the_duck_answers_at_once(graph_path, workshop):
@@ -101,8 +95,9 @@ def test_named_cue_exit(graph_path, workshop):
 
 def test_same_beat_entry_lands_on_the_matching_beat(graph_path, workshop):
     """fight (150 BPM) -> walk (96 BPM), entry same_beat: the phase within the beat carries."""
-    result = run(graph_path, workshop, [(0.1, cmd.Event("now")), (2.05, cmd.Event("beat"))],
-                 seconds=4)
+    result = run(
+        graph_path, workshop, [(0.1, cmd.Event("now")), (2.05, cmd.Event("beat"))], seconds=4
+    )
     graph = load_graph(graph_path)
     transitions = events(result, "transitions")
     loops = events(result, "loops")
@@ -136,8 +131,9 @@ def test_stinger_starts_on_its_beat_and_in_key(graph_path, workshop):
 
 def test_stinger_that_misses_the_change_plays_in_the_next_state(graph_path, workshop):
     """calm -> walk waits for the bar at 4 s; a stinger quantized past it lands in walk (G)."""
-    result = run(graph_path, workshop, [(1.0, cmd.Event("wait")), (3.9, cmd.Event("hit"))],
-                 seconds=6)
+    result = run(
+        graph_path, workshop, [(1.0, cmd.Event("wait")), (3.9, cmd.Event("hit"))], seconds=6
+    )
     (stinger,) = events(result, "stinger")
     assert stinger["state"] == "walk" and stinger["tonic"] == 7
     walk_beat = _beat_frames(load_graph(graph_path).states["walk"], RATE)
@@ -187,10 +183,16 @@ def test_intensity_moves_stem_gains_smoothly(graph_path, workshop, monkeypatch):
 
 
 def test_condition_fires_once_and_rearms_with_hysteresis(graph_path, workshop):
-    items = [(0.1, cmd.SetState("walk")), (0.5, cmd.SetParam("intensity", 0.9)),
-             (1.5, cmd.SetState("walk")), (1.8, cmd.SetParam("intensity", 0.85)),  # still armed? no
-             (2.2, cmd.SetParam("intensity", 0.7)), (2.4, cmd.SetParam("intensity", 0.9)),
-             (2.8, cmd.SetParam("intensity", 0.5)), (3.0, cmd.SetParam("intensity", 0.95))]
+    items = [
+        (0.1, cmd.SetState("walk")),
+        (0.5, cmd.SetParam("intensity", 0.9)),
+        (1.5, cmd.SetState("walk")),
+        (1.8, cmd.SetParam("intensity", 0.85)),  # still armed? no
+        (2.2, cmd.SetParam("intensity", 0.7)),
+        (2.4, cmd.SetParam("intensity", 0.9)),
+        (2.8, cmd.SetParam("intensity", 0.5)),
+        (3.0, cmd.SetParam("intensity", 0.95)),
+    ]
     result = run(graph_path, workshop, items, seconds=4)
     fired = [t for t in events(result, "transitions") if t["on"] == "intensity > 0.8"]
     # 0.9 fires; back in walk the value is still high, so it is disarmed (no re-fire at 0.85
@@ -204,8 +206,9 @@ def test_condition_fires_once_and_rearms_with_hysteresis(graph_path, workshop):
     # fight -> walk waits for fight's bar; "now" (any -> fight) is ignored meanwhile
     ("rest", "now", "ignored_while_pending", ["walk"]),
 ])  # fmt: skip
-def test_second_event_while_pending_follows_the_rule(graph_path, workshop, first, second,
-                                                     counter, expected):
+def test_second_event_while_pending_follows_the_rule(
+    graph_path, workshop, first, second, counter, expected
+):
     items = [(0.05, cmd.Event("now")), (0.6, cmd.Event(first)), (0.8, cmd.Event(second))]
     result = run(graph_path, workshop, items, seconds=9)
     transitions = events(result, "transitions")
@@ -222,7 +225,9 @@ def test_replace_is_the_default_while_pending(graph_path, workshop):
     result = run(graph_path, workshop, items, seconds=5)
     transitions = events(result, "transitions")
     assert [(t["to"], t.get("cancelled", False)) for t in transitions] == [
-        ("walk", True), ("fight", False)]
+        ("walk", True),
+        ("fight", False),
+    ]
     assert transitions[1]["frame"] < 4 * RATE
     assert result.conductor.counters.replaced_while_pending == 1
     assert result.conductor.state == "fight"
@@ -242,8 +247,9 @@ def test_beat_and_bar_callbacks_sit_on_the_grid(graph_path, workshop):
     beat = _beat_frames(load_graph(graph_path).states["fight"], RATE)
     assert fight[0]["frame"] >= start
     for b in fight:
-        assert ((b["frame"] - start) / beat) == pytest.approx(round((b["frame"] - start) / beat),
-                                                             abs=1e-3)
+        assert ((b["frame"] - start) / beat) == pytest.approx(
+            round((b["frame"] - start) / beat), abs=1e-3
+        )
 
 
 def test_shipped_graph_uses_every_feature():
@@ -259,8 +265,12 @@ def test_shipped_graph_uses_every_feature():
     assert any(r.stinger and r.target is None for r in rules) and graph.stingers
     assert {r.while_pending for r in rules} >= {"replace", "queue", "ignore"}
     assert any(r.priority for r in rules) and any(r.fade_in != r.fade_out for r in rules)
-    assert any(s.layers for s in graph.states.values()) and any(s.once for s in graph.states.values())
-    assert any(s.cues for s in graph.states.values()) and any(s.motif for s in graph.states.values())
+    assert any(s.layers for s in graph.states.values()) and any(
+        s.once for s in graph.states.values()
+    )
+    assert any(s.cues for s in graph.states.values()) and any(
+        s.motif for s in graph.states.values()
+    )
 
 
 def test_graph_errors_for_adaptive_rules(tmp_path):

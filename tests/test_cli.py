@@ -23,9 +23,12 @@ def test_check_ok_and_error_exit_codes(tmp_path):
     bad.write_text("states:\n  a: {mood: grumpy, instruments: {pad: strings}}\n")
     result = segue("check", str(bad))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"{bad}:2:13: unknown mood 'grumpy'; expected one of " + \
-        "happy, triumphant, excited, calm, peaceful, dreamy, angry, tense, scary, sad, dark, " \
+    assert (
+        result.stderr.strip()
+        == f"{bad}:2:13: unknown mood 'grumpy'; expected one of "
+        + "happy, triumphant, excited, calm, peaceful, dreamy, angry, tense, scary, sad, dark, "
         "mysterious"
+    )
     assert "Traceback" not in result.stderr
 
 

@@ -203,8 +203,11 @@ def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         status = client.status()
-        if status["state"] == "idle" and status["pending"] is None and status["loop"].startswith(
-                "idle"):
+        if (
+            status["state"] == "idle"
+            and status["pending"] is None
+            and status["loop"].startswith("idle")
+        ):
             break
     time.sleep(0.5)  # let the crossfade finish
     original = graph.read_text()
@@ -244,8 +247,9 @@ def test_missing_model_falls_back_in_one_line(tmp_path, jack_server):
 
 
 def test_no_audio_device_writes_a_wav_instead(tmp_path, jack_server):
-    proc, client, _, log = start_daemon(tmp_path, jack_server, "--no-model", "--device",
-                                        "no-such-card")  # noqa: this replaces --device jack
+    proc, client, _, log = start_daemon(
+        tmp_path, jack_server, "--no-model", "--device", "no-such-card"
+    )  # noqa: this replaces --device jack
     try:
         status = client.status()
         assert status["sink"]["sink"] == "wav"

@@ -75,8 +75,12 @@ BAD = [
     (_bad("range: [0, 1]", "range: [1, 0]"), 11, 36, ["range must be"]),
     (_bad("version: 1", "version: 3"), 1, 10, ["unsupported version"]),
     (_bad("  - {from: any", "  - {form: any"), 9, 6, ["unknown key 'form'"]),
-    (_bad("parameters:", "  - {from: idle, on: enemy_spotted, to: idle}\nparameters:"), 10, 5,
-     ["a second rule for 'enemy_spotted' from 'idle' with priority 0", "game.yaml:8:5"]),
+    (
+        _bad("parameters:", "  - {from: idle, on: enemy_spotted, to: idle}\nparameters:"),
+        10,
+        5,
+        ["a second rule for 'enemy_spotted' from 'idle' with priority 0", "game.yaml:8:5"],
+    ),
     ("states: 3\n", 1, 9, ["states must be a mapping, got a number"]),
     (_bad("idle:   {", "idle:   {{"), 6, 3, ["YAML syntax"]),
     ("", 1, 1, ["empty"]),
@@ -94,10 +98,12 @@ def test_errors_name_file_line_column(text, line, column, words):
 
 
 def test_motif_must_stay_inside_the_graph_folder(tmp_path):
-    (tmp_path / "g.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "g.yaml").write_text(
+        textwrap.dedent("""\
         states:
           a: {instruments: {lead: flute}, motif: ../secret.mid}
-        """))
+        """)
+    )
     with pytest.raises(GraphError, match="outside the graph's folder"):
         load_graph(tmp_path / "g.yaml")
 

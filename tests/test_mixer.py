@@ -54,13 +54,17 @@ def test_crossfade_gains_follow_the_curve(curve):
     ones = np.full((4800, 2), 0.5, np.float32)
     mixer = Mixer()
     fade = 4800
-    out_layer = Layer(ones, 0, 0, 0, fade_start=0, fade_frames=fade, gain_from=1.0, gain_to=0.0,
-                      curve=curve)
+    out_layer = Layer(
+        ones, 0, 0, 0, fade_start=0, fade_frames=fade, gain_from=1.0, gain_to=0.0, curve=curve
+    )
     mixer.publish(MixPlan(1, (out_layer,)))
     gain = pull(mixer, fade + 256)[:, 0] / 0.5
     x = np.arange(fade) / fade
-    expected = {EQUAL_POWER: np.cos(x * np.pi / 2), LINEAR: 1 - x,
-                S_CURVE: 0.5 + 0.5 * np.cos(np.pi * x)}[curve]
+    expected = {
+        EQUAL_POWER: np.cos(x * np.pi / 2),
+        LINEAR: 1 - x,
+        S_CURVE: 0.5 + 0.5 * np.cos(np.pi * x),
+    }[curve]
     np.testing.assert_allclose(gain[:fade], expected, atol=1e-4)
     assert np.all(gain[fade:] == 0)
 
@@ -112,9 +116,12 @@ def test_render_allocates_no_audio_buffers():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((48000, 2)).astype(np.float32) * 0.1
     mixer = Mixer()
+    stems = np.stack([a, a * 0.5])
     mixer.publish(MixPlan(1, (
         Layer(a, 0, 0, 0, fade_start=0, fade_frames=96000, gain_from=1.0, gain_to=0.0),
         Layer(a, 0, 100, 0, fade_start=0, fade_frames=96000, gain_from=0.0, gain_to=1.0),
+        Layer(a, 0, 7, 0, stems=stems, stem_from=(1.0, 0.0), stem_to=(0.2, 1.0),
+              stem_start=0, stem_frames=96000),
     )))  # fmt: skip
     for _ in range(10):
         mixer.render(256)
@@ -130,8 +137,9 @@ def test_render_allocates_no_audio_buffers():
 
 def test_gain_at_matches_what_the_audio_thread_plays():
     ones = np.ones((10000, 2), np.float32) * 0.5
-    layer = Layer(ones, 0, 0, 0, fade_start=1000, fade_frames=3000, gain_from=0.2, gain_to=0.9,
-                  curve=S_CURVE)
+    layer = Layer(
+        ones, 0, 0, 0, fade_start=1000, fade_frames=3000, gain_from=0.2, gain_to=0.9, curve=S_CURVE
+    )
     mixer = Mixer()
     mixer.publish(MixPlan(1, (layer,)))
     out = pull(mixer, 5000)[:, 0] / 0.5
@@ -143,8 +151,17 @@ def test_stem_gains_ramp_linearly_and_sum_to_the_mix():
     stems = np.stack([np.full((2000, 2), 0.1, np.float32), np.full((2000, 2), 0.2, np.float32)])
     mix = stems.sum(axis=0)
     mixer = Mixer()
-    layer = Layer(mix, 0, 0, 0, stems=stems, stem_from=(1.0, 1.0), stem_to=(0.0, 1.0),
-                  stem_start=500, stem_frames=1000)
+    layer = Layer(
+        mix,
+        0,
+        0,
+        0,
+        stems=stems,
+        stem_from=(1.0, 1.0),
+        stem_to=(0.0, 1.0),
+        stem_start=500,
+        stem_frames=1000,
+    )
     mixer.publish(MixPlan(1, (layer,)))
     out = pull(mixer, 2000, block=128)[:, 0]
     np.testing.assert_allclose(out[:500], 0.3, atol=1e-6)

@@ -7,9 +7,9 @@ import pytest
 
 from engine.conductor import _beat_frames
 from engine.graph import load_graph
-from engine.mixer import Mixer, MixPlan
+from engine.mixer import Mixer
 from engine.offline import ScriptError, load_script, render
-from tests.conftest import GAME, REPO
+from tests.conftest import GAME, REPO, RecordingMixer
 
 SESSION = REPO / "examples" / "session.yaml"
 BLOCK = 256
@@ -74,18 +74,6 @@ def test_audio_is_48k_stereo_and_never_clips(session):
     assert session.conductor.mixer.counters.errors == 0
 
 
-class RecordingMixer(Mixer):
-    """The real mixer, remembering every plan it was handed."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.plans: list[MixPlan] = []
-
-    def publish(self, plan: MixPlan) -> None:
-        self.plans.append(plan)
-        super().publish(plan)
-
-
 def _gain(mixer: Mixer, layer, frame: int, stem: int | None = None) -> float:
     """A layer's gain at an absolute frame: its fade times a stem's gain (the loudest)."""
     base, fade_base = mixer.start_frame(layer.base), mixer.start_frame(layer.fade_base)
@@ -99,8 +87,9 @@ def _gain(mixer: Mixer, layer, frame: int, stem: int | None = None) -> float:
 
 
 @pytest.mark.parametrize("scripted,seconds,min_plans", [(True, None, 8), (False, 40.0, 3)])
-def test_no_clicks_every_plan_change_is_continuous(workshop, monkeypatch, scripted, seconds,
-                                                    min_plans):
+def test_no_clicks_every_plan_change_is_continuous(
+    workshop, monkeypatch, scripted, seconds, min_plans
+):
     """At each plan switch (transitions, and fresh loops when nothing happens), every layer
     keeps its gain and read position; layers appear and disappear only at zero gain.
     (The clips themselves are seamless at the loop point: see test_synth.)"""

@@ -110,8 +110,9 @@ def test_server_binds_loopback_by_default():
 def test_event_over_udp(server, client):
     client.sendto(encode("/segue/event", "enemy_spotted"), server.address)
     assert wait_for(lambda: server.got)
-    assert server.got[0] == cmd.Event("enemy_spotted", received_ns=server.got[0].received_ns,
-                                      reply_to=client.getsockname())
+    assert server.got[0] == cmd.Event(
+        "enemy_spotted", received_ns=server.got[0].received_ns, reply_to=client.getsockname()
+    )
 
 
 def test_ping_is_answered_with_the_daemon_clock(server, client):
@@ -126,8 +127,13 @@ def test_garbage_is_counted_and_the_server_keeps_serving(server, client):
     rng = os.urandom
     truncated = encode("/segue/event", "enemy_spotted")[:-3]
     wrong_type = encode("/segue/param", "intensity", "loud")
-    garbage = [rng(n) for n in (1, 7, 64, 512)] + [b"", b"/", b"#bundle\x00", truncated,
-                                                   b"/segue/event\x00\x00\x00\x00,s\x00"]
+    garbage = [rng(n) for n in (1, 7, 64, 512)] + [
+        b"",
+        b"/",
+        b"#bundle\x00",
+        truncated,
+        b"/segue/event\x00\x00\x00\x00,s\x00",
+    ]
     for datagram in garbage:
         client.sendto(datagram, server.address)
     client.sendto(wrong_type, server.address)
