@@ -10,7 +10,7 @@ loop the daemon would play in `idle` for that seed), and every stinger in every 
     pool/<state>/<state>-<n>.wav   the loop, 24-bit PCM, loop points in a `smpl` chunk
     pool/<state>/<state>-<n>.<part>.wav   with --stems: one file per part, same loop points
     pool/<state>/<state>-<n>.mid   the notes: one track per part, GM programs, drums on ch. 10
-    pool/<state>/stinger-<name>.wav / .mid   a stinger moved into the state's key (one-shot)
+    pool/<state>/stinger-<name>-<state>.wav / .mid   a stinger in the state's key (one-shot)
 
 Why 24-bit PCM: it is the one WAV encoding that FMOD, Wwise and Unity all import natively.
 Wwise imports 16- and 24-bit PCM and converts 32-bit float down to 24 bits at most; Unity and
@@ -29,16 +29,16 @@ import json
 import logging
 import math
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import mido
 import numpy as np
 
-from engine.graph import Graph, GraphError, State, Stinger, load_graph, loop_spec
-from engine.music import PITCH_NAMES, SAMPLE_RATE, Clip, Loop, LoopSpec, Note
-from engine.synth import CHANNELS, MAX_TAIL_SECONDS, SILENCE
+from engine.graph import Graph, GraphError, State, load_graph, loop_spec
+from engine.music import PITCH_NAMES, SAMPLE_RATE, Clip, Loop
+from engine.pool import loop_seed
+from engine.synth import CHANNELS
 
 log = logging.getLogger("segue.export")
 
@@ -47,15 +47,7 @@ FORMAT_VERSION = 1
 PCM_BITS = 24
 PCM_FULL_SCALE = 1 << (PCM_BITS - 1)  # float 1.0 = 2^23, as libsndfile reads it back
 TICKS_PER_BEAT = 480
-# A stinger renders this long past its last note, so no release tail folds back onto its
-# start (the synth makes clips periodic); the silence is trimmed afterwards.
-STINGER_TAIL_SECONDS = MAX_TAIL_SECONDS
 MIDI_UNITY_NOTE = 60  # smpl: the clip plays at its recorded pitch
-
-
-def loop_seed(seed: int, state: str, number: int) -> int:
-    """The seed of loop `number` of `state`: the same derivation as `LoopPool._request`."""
-    return zlib.crc32(f"{seed}:{state}:{number}".encode())
 
 
 def loop_id(state: str, number: int) -> str:
@@ -162,36 +154,14 @@ def loop_midi(loop: Loop) -> mido.MidiFile:
 
 
 def stinger_shift(tonic: int) -> int:
-    """Semitones that move a stinger written in C to `tonic`: the smaller interval (-5..+6),
-    as a designer's motif is moved (engine/motif.py)."""
-    shift = tonic % 12
-    return shift - 12 if shift > 6 else shift
+    """Semitones that move a stinger written in C to `tonic`: the smaller step (-5..+6),
+    as `Workshop.make_stinger` moves it for the daemon."""
+    return tonic if tonic <= 6 else tonic - 12
 
 
-def stinger_loop(stinger: Stinger, state: State) -> Loop:
-    """The stinger in `state`'s key and tempo, as a loop long enough that the synth folds
-    no release tail back onto its start."""
-    shift = stinger_shift(state.tonic)
-    notes = tuple(
-        Note(n.part, n.pitch + shift, n.start_beats, n.duration_beats, n.velocity)
-        for n in stinger.notes
-        if 0 <= n.pitch + shift <= 127
-    )
-    end_beats = max((n.start_beats + n.duration_beats for n in notes), default=0.0)
-    bar_beats = state.meter.beats_per_bar * 4 / state.meter.beat_unit
-    tail_beats = STINGER_TAIL_SECONDS * state.tempo_bpm / 60.0
-    bars = max(1, math.ceil((end_beats + tail_beats) / bar_beats))
-    part = notes[0].part if notes else "lead"
-    spec = LoopSpec(state=state.name, mood=state.mood, mode=state.mode, tonic=state.tonic,
-                    tempo_bpm=state.tempo_bpm, meter=state.meter, bars=bars,
-                    instruments=((part, stinger.instrument),), density=state.density)  # fmt: skip
-    return Loop(spec, notes, generator="stinger", loop_id=f"{state.name}-stinger-{stinger.name}")
-
-
-def trimmed_frames(clip: Clip) -> int:
-    """Frames up to the last one above the synth's silence threshold (-100 dBFS)."""
-    loud = np.flatnonzero(np.abs(clip.mix).max(axis=1) > SILENCE)
-    return int(loud[-1]) + 1 if loud.size else 1
+def stinger_id(name: str, state: str) -> str:
+    """The daemon's id for the stinger `name` in `state` (engine/conductor.py)."""
+    return f"stinger-{name}-{state}"
 
 
 # -- the export ---------------------------------------------------------------------------
@@ -262,9 +232,12 @@ def export_pool(graph: Graph, out_dir: Path, workshop, *, per_state: int, seed: 
             entry |= {"id": clip.loop.loop_id, "number": job.number, "seed": number_seed}
         else:
             stinger = graph.stingers[job.stinger]
-            clip = workshop.synth.render(stinger_loop(stinger, state))
-            audio = clip.mix[: trimmed_frames(clip)]
-            base = f"{job.state}/stinger-{job.stinger}"
+            # The daemon's own rendering: the same notes, key, bars and tail as it plays.
+            made = workshop.make_stinger(stinger, loop_spec(graph, job.state, 0),
+                                         stinger_id(job.stinger, job.state))  # fmt: skip
+            clip = made.clip
+            audio = clip.mix
+            base = f"{job.state}/{clip.loop.loop_id}"
             entry |= {"id": clip.loop.loop_id, "stinger": job.stinger,
                       "instrument": stinger.instrument.name, "quantize": stinger.quantize,
                       "cooldown_seconds": stinger.cooldown_seconds,
@@ -277,8 +250,8 @@ def export_pool(graph: Graph, out_dir: Path, workshop, *, per_state: int, seed: 
         entry |= {
             "tempo_bpm": spec.tempo_bpm,
             "meter": str(spec.meter),
-            "bars": spec.bars if looped else None,
-            "beats": spec.beats if looped else None,
+            "bars": spec.bars,
+            "beats": spec.beats,
             "key": _key(spec.tonic, spec.mode),
             "mood": spec.mood,
             **_loudness_entry(clip, audio),
@@ -403,4 +376,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["export_pool", "loop_midi", "register", "run", "stinger_loop", "write_wav"]
+__all__ = ["export_pool", "loop_midi", "register", "run", "write_wav"]

@@ -104,6 +104,11 @@ class Workshop:
         return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
 
 
+def loop_seed(seed: int, state: str, number: int) -> int:
+    """The seed of a state's `number`-th loop: the daemon, renders and exports agree."""
+    return zlib.crc32(f"{seed}:{state}:{number}".encode())
+
+
 def _into_key(notes: tuple[Note, ...], tonic: int) -> tuple[Note, ...]:
     """Melodic notes of a phrase, starting at beat 0, shifted to `tonic` by the smallest step
     from their lowest pitch class (the phrase keeps its shape)."""
@@ -249,7 +254,7 @@ class LoopPool:
     def _request(self, name: str) -> None:
         number = self.requests[name]
         self.requests[name] = number + 1
-        seed = zlib.crc32(f"{self.seed}:{name}:{number}".encode())
+        seed = loop_seed(self.seed, name, number)
         spec = replace(self.specs[name], seed=seed)
         loop_id = f"{name}-{number}"
         self.pending[name].append((self.epoch[name], self.maker.submit("make", spec, loop_id)))
