@@ -108,7 +108,11 @@ def cmd_run(args) -> int:
         raise SystemExit(
             f"segue: cannot listen on {args.host}:{args.port}: {exc.strerror}"
         ) from None
-    daemon.start()
+    try:
+        daemon.start()
+    except SinkError as exc:
+        daemon.stop()
+        raise SystemExit(f"segue: {exc}") from None
     demo = None
     if args.demo:
         host, port = daemon.osc.address

@@ -71,6 +71,9 @@ class Daemon:
         """Fill every state's pool, start the music, then open the ears (OSC)."""
         # The audio callback is Python: let it take the GIL from busy threads sooner.
         sys.setswitchinterval(0.001)
+        prepare = getattr(self.sink, "prepare", None)
+        if prepare is not None:
+            prepare()  # e.g. the shm ring: hosts see "stopped" while the pools fill
         generator, problem = self.maker.describe()
         self.generator = generator
         if problem and self.config.use_model:

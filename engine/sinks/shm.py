@@ -101,13 +101,20 @@ class ShmSink:
         }
         self._baseline = {"underruns": 0, "stopped_reads": 0, "silence_frames": 0}
 
+    def prepare(self) -> None:
+        """Attach to the ring now, marked stopped, while the daemon is still starting: a host
+        then reads silence as "stopped", not as underruns, until the music flows."""
+        if self._writer is None:
+            try:
+                self._writer = RingWriter(self.segment, self.sample_rate, CHANNELS,
+                                          self.capacity_frames)  # fmt: skip
+            except RingError as exc:
+                raise SinkError(str(exc)) from None
+
     def run(self, pull: Pull, stop: threading.Event) -> None:
         """Stream until `stop` is set, then mark the ring stopped. Blocks the calling thread."""
-        try:
-            writer = RingWriter(self.segment, self.sample_rate, CHANNELS, self.capacity_frames)
-        except RingError as exc:
-            raise SinkError(str(exc)) from None
-        self._writer = writer
+        self.prepare()
+        writer = self._writer
         if self.realtime_priority > 0:
             self._raise_priority()
         # The header's consumer counters cover the segment's life; report this run's share.
