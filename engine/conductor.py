@@ -311,8 +311,6 @@ class Conductor:
                       stem_start=0, stem_frames=frames)  # fmt: skip
         self._replace_layer(main.layer, new)
         main.layer = new
-        if self._clock is not None and self._clock.layer is not new and self._clock is main:
-            self._clock.layer = new
         self._publish(serial, self._layers)
 
     def _stems_now(self, layer: Layer) -> tuple[float, ...]:

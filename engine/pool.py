@@ -15,13 +15,18 @@ import collections
 import concurrent.futures as cf
 import logging
 import math
+import mmap
 import multiprocessing
 import os
+import tempfile
 import threading
 import time
+import uuid
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from engine.graph import Graph, loop_spec
 from engine.music import Clip, Loop, LoopSpec, Note
@@ -139,12 +144,72 @@ def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
         os._exit(0)
 
     threading.Thread(target=exit_with_parent, name="segue-worker-watch", daemon=True).start()
+    # Writing loops must never take the CPU from the audio thread.
+    os.nice(10)
     _workshop = Workshop(soundfont, model, use_model)
 
 
 def _worker_call(method: str, *args) -> Made:
     assert _workshop is not None
-    return getattr(_workshop, method)(*args)
+    made = getattr(_workshop, method)(*args)
+    return replace(made, clip=_ship(made.clip))
+
+
+# Clips cross from the worker as files in shared memory, mapped (not copied) by the daemon:
+# unpickling 16 MB of stems would hold the daemon's GIL for milliseconds, and the audio
+# callback is Python.
+_SHM_DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+_CLIP_PREFIX = "segue-clip-"
+
+
+@dataclass(frozen=True)
+class ShippedClip:
+    """A clip whose audio waits in a file: stems then mix, float32, native order."""
+
+    path: str
+    loop: Loop
+    parts: tuple[str, ...]
+    stems_shape: tuple[int, ...]
+    loudness_lufs: float
+    peak: float
+
+
+def _ship(clip: Clip) -> ShippedClip:
+    path = _SHM_DIR / f"{_CLIP_PREFIX}{os.getppid()}-{uuid.uuid4().hex}"
+    with open(path, "wb") as f:
+        np.ascontiguousarray(clip.stems, dtype=np.float32).tofile(f)
+        np.ascontiguousarray(clip.mix, dtype=np.float32).tofile(f)
+    return ShippedClip(str(path), clip.loop, clip.parts, tuple(clip.stems.shape),
+                       clip.loudness_lufs, clip.peak)  # fmt: skip
+
+
+def _land(shipped: ShippedClip) -> Clip:
+    """Map a shipped clip (pages populated now, off the audio thread) and unlink its file:
+    the mapping keeps the memory until the clip's arrays are dropped."""
+    fd = os.open(shipped.path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+        os.unlink(shipped.path)
+    audio = np.frombuffer(mapping, dtype=np.float32)
+    count = math.prod(shipped.stems_shape)
+    stems = audio[:count].reshape(shipped.stems_shape)
+    mix = audio[count:].reshape(shipped.stems_shape[1:])
+    return Clip(shipped.loop, shipped.parts, stems, mix, shipped.loudness_lufs, shipped.peak)
+
+
+def remove_stale_clips() -> int:
+    """Delete clip files left by daemons that died before mapping them."""
+    removed = 0
+    for path in _SHM_DIR.glob(_CLIP_PREFIX + "*"):
+        pid = path.name[len(_CLIP_PREFIX) :].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _worker_describe() -> tuple[str, str]:
@@ -160,6 +225,9 @@ class InlineMaker:
 
     def describe(self) -> tuple[str, str]:
         return self.workshop.generator_name, self.workshop.model_problem
+
+    def receive(self, made: Made) -> Made:
+        return made
 
     def submit(self, method: str, *args) -> cf.Future:
         future: cf.Future = cf.Future()
@@ -177,6 +245,7 @@ class ProcessMaker:
     """Runs the workshop in one worker process."""
 
     def __init__(self, soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
+        remove_stale_clips()
         self.executor = cf.ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
@@ -190,8 +259,15 @@ class ProcessMaker:
     def submit(self, method: str, *args) -> cf.Future:
         return self.executor.submit(_worker_call, method, *args)
 
+    def receive(self, made: Made) -> Made:
+        """Map the clip the worker shipped (control thread)."""
+        return replace(made, clip=_land(made.clip))
+
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        # Clips the worker shipped that were never collected.
+        for path in _SHM_DIR.glob(f"{_CLIP_PREFIX}{os.getpid()}-*"):
+            path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -272,7 +348,7 @@ class LoopPool:
                     keep.append((epoch, future))
                     continue
                 try:
-                    made: Made = future.result()
+                    made: Made = self.maker.receive(future.result())
                 except Exception as exc:  # noqa: BLE001 - a failed loop is counted and logged
                     self.counters.failed += 1
                     log.error("generating a loop for %s failed: %s", name, exc)
@@ -324,7 +400,7 @@ class LoopPool:
         if future is not None and future.done():
             del self.extras_pending[key]
             try:
-                self.extras[key] = future.result().clip
+                self.extras[key] = self.maker.receive(future.result()).clip
             except Exception as exc:  # noqa: BLE001 - counted and logged; the music goes on
                 self.counters.failed += 1
                 log.error("rendering %s failed: %s", key, exc)
