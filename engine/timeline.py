@@ -27,22 +27,33 @@ class Timeline:
     entries: list[Entry] = field(default_factory=list)
     keep: int = 10_000  # the live daemon keeps the latest entries only
 
+    def __post_init__(self) -> None:
+        self._unresolved: list[Entry] = []
+
     def add(self, kind: str, data: dict, frame: int | None = None,
             serial: int = 0, offset: int = 0) -> Entry:  # fmt: skip
         entry = Entry(kind, data, frame, serial, offset)
         self.entries.append(entry)
-        if len(self.entries) > self.keep:
+        if frame is None:
+            self._unresolved.append(entry)
+        if len(self.entries) > 2 * self.keep:  # trim in batches: the control thread ticks often
             del self.entries[: len(self.entries) - self.keep]
         return entry
 
     def resolve(self, start_frame) -> None:
         """Fill in frames of entries whose plan has started (`start_frame(serial)`)."""
-        for entry in reversed(self.entries):
+        if not self._unresolved:
+            return
+        waiting = []
+        for entry in self._unresolved:
             if entry.frame is not None:
-                continue
+                continue  # its frame was set by the conductor directly
             start = start_frame(entry.serial)
-            if start is not None:
+            if start is None:
+                waiting.append(entry)
+            else:
                 entry.frame = start + entry.offset
+        self._unresolved = waiting
 
     def of_kind(self, kind: str) -> list[dict]:
         return [e.data | {"frame": e.frame} for e in self.entries if e.kind == kind]

@@ -46,14 +46,18 @@ class MarkedList(list):
     item_marks: list
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: a live reload parses in the daemon's process.
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):
     pass
 
 
 # Keep YAML 1.1's resolvers except the boolean one, which we narrow to true/false.
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
