@@ -32,7 +32,7 @@ from engine.pool import LoopPool, ProcessMaker
 log = logging.getLogger("segue.daemon")
 
 TICK_SECONDS = 0.005
-WATCH_SECONDS = 0.25
+WATCH_SECONDS = 0.15  # a change is read after it has held still this long
 
 
 @dataclass
@@ -64,6 +64,7 @@ class Daemon:
         self.generator = "?"
         self._threads: list[threading.Thread] = []
         self._graph_stamp = _stamp(config.graph_path)
+        self._settling: tuple[int, int] | None = None
         self.sink_error: str = ""
         self.stats_path: Path | None = None
 
@@ -105,14 +106,18 @@ class Daemon:
             self.stop_event.set()
 
     def _control(self) -> None:
+        """Apply commands as they come; tick the conductor every TICK_SECONDS, not per
+        command, so a flood of OSC costs the process (and the audio callback's GIL) little."""
         conductor = self.conductor
         scheduled: list[tuple[int, int, cmd.Command]] = []
         order = 0
+        next_tick = time.monotonic()
         next_watch = time.monotonic() + WATCH_SECONDS
         while not self.stop_event.is_set():
-            timeout = TICK_SECONDS
+            now = time.monotonic()
+            timeout = max(0.0, next_tick - now)
             if scheduled:
-                timeout = max(0.0, min(timeout, (scheduled[0][0] - time.monotonic_ns()) / 1e9))
+                timeout = min(timeout, max(0.0, (scheduled[0][0] - time.monotonic_ns()) / 1e9))
             try:
                 command = self.inbox.get(timeout=timeout)
             except queue.Empty:
@@ -126,11 +131,14 @@ class Daemon:
                         self._apply(command)
                 while scheduled and scheduled[0][0] <= time.monotonic_ns():
                     self._apply(heapq.heappop(scheduled)[2])
-                conductor.tick()
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + TICK_SECONDS
+                    conductor.tick()
+                    if self.config.watch and now >= next_watch:
+                        next_watch = now + WATCH_SECONDS
+                        self._watch()
                 self._send_outbox()
-                if self.config.watch and time.monotonic() >= next_watch:
-                    next_watch = time.monotonic() + WATCH_SECONDS
-                    self._watch()
             except Exception:  # noqa: BLE001 - the control thread must survive a bug
                 log.exception("control thread error (recovered)")
 
@@ -146,10 +154,17 @@ class Daemon:
             self.osc.send(command.reply_to, "/segue/error", reply["error"])
 
     def _watch(self) -> None:
+        """Reload once the graph file has changed and then held still for one watch period
+        (an editor that writes in place is not read half-way)."""
         stamp = _stamp(self.config.graph_path)
-        if stamp != self._graph_stamp:
-            self._graph_stamp = stamp
-            self.conductor.reload()
+        if stamp == self._graph_stamp:
+            self._settling = None
+            return
+        if stamp != self._settling:
+            self._settling = stamp
+            return
+        self._graph_stamp, self._settling = stamp, None
+        self.conductor.reload()
 
     def _send_outbox(self) -> None:
         """Notifications carry the sample frame they refer to, and an OSC timetag: the wall

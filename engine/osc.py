@@ -110,6 +110,39 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
     return None  # /segue/ping is answered in the receive thread
 
 
+def _padded_string_end(data: bytes, start: int) -> int:
+    end = data.index(b"\0", start)  # ValueError when there is no terminator
+    return (end // 4 + 1) * 4
+
+
+_FIXED = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "d": 8, "h": 8, "t": 8}
+
+
+def message_length(data: bytes) -> int:
+    """How long an OSC message must be, by the spec, given its type tags (-1 if it cannot
+    say). Used to refuse messages that python-osc would quietly zero-pad."""
+    try:
+        index = _padded_string_end(data, 0)
+        if data[index : index + 1] != b",":
+            return index if index == len(data) else -1  # no type tags: no arguments
+        tags_end = data.index(b"\0", index)
+        tags = data[index + 1 : tags_end].decode("ascii")
+        index = _padded_string_end(data, index)
+        for tag in tags:
+            if tag in _FIXED:
+                index += _FIXED[tag]
+            elif tag in "sS":
+                index = _padded_string_end(data, index)
+            elif tag == "b":
+                size = int.from_bytes(data[index : index + 4], "big")
+                index += 4 + (size + 3) // 4 * 4
+            elif tag not in "TFNI[]":
+                return -1
+        return index
+    except (ValueError, UnicodeDecodeError):
+        return -1
+
+
 def encode(address: str, *args) -> bytes:
     builder = OscMessageBuilder(address)
     for arg in args:
@@ -196,6 +229,10 @@ class OscServer:
             if not data or data[:1] not in (b"/", b"#"):
                 raise ParseError("not an OSC message or bundle")
             timed = OscPacket(data).messages
+            # python-osc zero-pads a truncated argument (for a synth that omits padding):
+            # a cut-off "/segue/param intensity 0.8" would read as 0.0. Be strict instead.
+            if data[:1] == b"/" and message_length(data) != len(data):
+                raise ParseError("truncated message or trailing bytes")
         except (ParseError, Exception) as exc:  # noqa: B014 - any parse failure is the sender's
             self.counters.malformed += 1
             self._log.warning("malformed", f"malformed OSC datagram from {sender[0]}:{sender[1]} "

@@ -191,3 +191,37 @@ def test_hex_fixture_decodes():
     )
     assert datagram == encode("/segue/event", "x")
     assert struct.unpack(">4s", datagram[-4:])[0] == b"x\x00\x00\x00"
+
+
+@pytest.mark.parametrize("address,args", [
+    ("/segue/param", ["intensity", 0.8]),
+    ("/segue/event", ["hit", 3, 0.5, True, None, "long name", b"\x01\x02\x03"]),
+    ("/segue/status", []),
+])  # fmt: skip
+def test_message_length_matches_well_formed_messages(address, args):
+    from engine.osc import message_length
+
+    data = encode(address, *args)
+    assert message_length(data) == len(data)
+
+
+def test_truncated_argument_is_refused_not_zero_padded(server, client):
+    """python-osc alone would read this cut-off float as 0.0."""
+    data = encode("/segue/param", "intensity", 0.8)
+    client.sendto(data[:-2], server.address)
+    client.sendto(data + b"\0\0\0\0", server.address)  # trailing bytes
+    client.sendto(data, server.address)
+    assert wait_for(lambda: server.got)
+    assert len(server.got) == 1 and server.got[0].value == pytest.approx(0.8)
+    assert wait_for(lambda: server.counters.malformed == 2)
+
+
+def test_double_and_int64_arguments_are_accepted(server, client):
+    from pythonosc.osc_message_builder import OscMessageBuilder as Builder
+
+    builder = Builder("/segue/param")
+    builder.add_arg("intensity")
+    builder.add_arg(0.25, Builder.ARG_TYPE_DOUBLE)
+    client.sendto(builder.build().dgram, server.address)
+    assert wait_for(lambda: server.got)
+    assert server.got[0].value == 0.25
