@@ -43,7 +43,7 @@ def _graph(path):
         raise SystemExit(f"segue: {exc}") from None
 
 
-def open_sink(output: str, device, block_frames: int):
+def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     """The sink for --output; no device falls back to a WAV file, in one line."""
     from engine.sinks.paced import NullSink, WavSink
 
@@ -74,7 +74,7 @@ def open_sink(output: str, device, block_frames: int):
     from engine.sinks.device import DeviceSink
 
     try:
-        return DeviceSink(device, block_frames)
+        return DeviceSink(device, block_frames, buffer_blocks=buffer_blocks)
     except SinkError as exc:
         fallback = "segue-output.wav"
         log.warning("%s; writing to %s instead", exc, fallback)
@@ -101,7 +101,7 @@ def cmd_run(args) -> int:
         use_model=not args.no_model, host=args.host, port=args.port,
         block_frames=args.blocksize, seed=args.seed,
     )  # fmt: skip
-    sink = open_sink(args.output, args.device, args.blocksize)
+    sink = open_sink(args.output, args.device, args.blocksize, args.buffer_blocks)
     try:
         daemon = Daemon(config, graph, sink)
     except OSError as exc:
@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--device", help="output device index or name; 'jack' for JACK")
     run.add_argument("--blocksize", type=int, default=256, help="frames per audio block")
+    run.add_argument("--buffer-blocks", type=int, default=2,
+                     help="blocks kept ahead in PortAudio's buffer (0: a direct Python "
+                     "callback, one block less latency, sensitive to a busy process)")
     run.add_argument(
         "--host",
         default=osc.DEFAULT_HOST,

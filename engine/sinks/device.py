@@ -69,8 +69,14 @@ class DeviceSink:
 
     def __init__(self, device: str | int | None = None, block_frames: int = 256,
                  sample_rate: int = 48000, latency: str | float = "low",
-                 realtime_priority: int = 10) -> None:  # fmt: skip
+                 realtime_priority: int = 10, buffer_blocks: int = 2) -> None:  # fmt: skip
         self.device = find_device(device)
+        # buffer_blocks > 0: PortAudio's own (C) callback plays from its ring buffer and our
+        # audio thread keeps `buffer_blocks` blocks in it, so a Python thread holding the GIL
+        # for a few ms costs nothing audible; the ring adds its fill to the output latency.
+        # 0: our Python callback feeds PortAudio directly (one block less latency, but any
+        # busy Python thread in the process can make it late).
+        self.buffer_blocks = buffer_blocks
         # PortAudio makes its callback thread real-time when the audio server is; a JACK
         # server started without -R (or a plain ALSA device) leaves it at normal priority,
         # where any busy process can take the CPU from it. 0 leaves it alone.
@@ -115,19 +121,50 @@ class DeviceSink:
         except (OSError, AttributeError) as exc:
             self.realtime = f"normal priority ({exc.__class__.__name__})"
 
+    def _write_loop(self, stream, stop: threading.Event) -> None:
+        """Audio thread (buffered mode): keep `buffer_blocks` blocks in PortAudio's ring.
+        Sleeps while the ring is full enough; never blocks in write (space is checked)."""
+        self._become_realtime()
+        capacity = stream.write_available
+        target = self.buffer_blocks * self.block_frames
+        frames = self.block_frames
+        nap = frames / self.sample_rate / 8
+        while not stop.is_set():
+            available = stream.write_available
+            capacity = max(capacity, available)  # the ring's size: the most ever free
+            if capacity - available > target - frames:
+                time.sleep(nap)
+                continue
+            t0 = time.perf_counter_ns()
+            try:
+                block = self._pull(frames)
+                t1 = time.perf_counter_ns()
+                if stream.write(block):
+                    self.underruns += 1
+            except Exception:  # noqa: BLE001 - counted; the stream goes on
+                self.errors += 1
+                t1 = time.perf_counter_ns()
+            n = self.callbacks
+            self.durations_ns[n & (TIMING_SLOTS - 1)] = t1 - t0  # producing the block
+            self.callbacks = n + 1
+
     def run(self, pull: Pull, stop: threading.Event) -> None:
         sd = _sounddevice()
         self._pull = pull
+        buffered = self.buffer_blocks > 0
         try:
             stream = sd.OutputStream(
                 samplerate=self.sample_rate, blocksize=self.block_frames, device=self.device,
-                channels=2, dtype="float32", latency=self.latency, callback=self._callback,
+                channels=2, dtype="float32", latency=self.latency,
+                callback=None if buffered else self._callback,
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - PortAudio errors become one line
             raise SinkError(f"cannot open the audio device: {exc}") from None
         # Ask PortAudio everything before the stream runs: queries made while the JACK
         # process thread is live can stall it.
         self.output_latency_s = float(stream.latency)
+        if buffered:  # what waits in PortAudio's ring is latency too
+            self.output_latency_s += self.buffer_blocks * self.block_frames / self.sample_rate
         info = sd.query_devices(stream.device)
         self.device_name = info["name"]
         self.hostapi = sd.query_hostapis(info["hostapi"])["name"]
@@ -135,7 +172,10 @@ class DeviceSink:
             stream.start()
             self.started_ns = time.monotonic_ns()
             self.started.set()
-            stop.wait()
+            if buffered:
+                self._write_loop(stream, stop)
+            else:
+                stop.wait()
         finally:
             stream.close(ignore_errors=True)
 
@@ -164,6 +204,8 @@ class DeviceSink:
             "output_latency_ms": round(self.output_latency_s * 1000, 3),
             "block_frames": self.block_frames, "block_ms": round(block_ms, 3),
             "audio_thread": self.realtime,
+            "mode": f"buffered ({self.buffer_blocks} blocks)" if self.buffer_blocks
+            else "callback",
             # Blocks the clock asked for that never came: a stalled stream shows here even
             # when PortAudio reports no underflow.
             "missed_blocks": max(0, round(expected) - callbacks - 2),

@@ -1,0 +1,445 @@
+"""What every Segue benchmark shares: a JACK dummy server, a real daemon, a game's OSC
+socket, machine facts and the JSON/table output.
+
+Benchmarks run the daemon exactly as a user does (`python -m engine.cli run`), on a private
+JACK dummy server (a real, paced PortAudio stream with no sound card), and talk to it over
+real UDP on 127.0.0.1. Nothing here imports from tests/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pythonosc.osc_packet import OscPacket
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python benchmarks/x.py` from anywhere finds the engine
+    sys.path.insert(0, str(REPO))
+
+from engine.osc import encode  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SAMPLE_RATE = 48000
+START_TIMEOUT_S = 120.0
+POOL_DEPTH = 2  # engine.daemon.DaemonConfig.pool_depth: loops kept ready per state
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (not a budget breach): one line for the user."""
+
+
+# -- machine and versions -------------------------------------------------------------------
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine() -> dict:
+    """CPU model, cores, memory and the load average right now."""
+    cpu = platform.processor() or "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        mem_gib = round(kb / 2**20, 1)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib,
+            "load_average": load_average(), "kernel": platform.release()}  # fmt: skip
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        out["onnxruntime"] = None
+    try:
+        import sounddevice
+
+        out["sounddevice"] = sounddevice.__version__
+        out["portaudio"] = sounddevice.get_portaudio_version()[1]
+    except (ImportError, OSError):
+        out["sounddevice"] = out["portaudio"] = None
+    out["jackd"] = _jackd_version()
+    out["segue_commit"] = _git_commit()
+    return out
+
+
+def _jackd_version() -> str | None:
+    if shutil.which("jackd") is None:
+        return None
+    result = subprocess.run(["jackd", "--version"], capture_output=True, text=True, timeout=10)
+    match = re.search(r"version (\S+)", result.stdout + result.stderr)
+    return match.group(1) if match else None
+
+
+def _git_commit() -> str | None:
+    try:
+        git = {"cwd": REPO, "capture_output": True, "text": True, "timeout": 10}
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **git).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git)
+        dirty = dirty.stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}{'+dirty' if dirty.strip() else ''}" if head else None
+
+
+# -- figures and output ------------------------------------------------------------------------
+
+
+def summary(values, percentiles=(50, 95, 99)) -> dict:
+    """n, mean, the given percentiles and max of a list of numbers (ms or s)."""
+    a = np.asarray([v for v in values if v is not None], dtype=float)
+    if a.size == 0:
+        return {"n": 0}
+    out = {"n": int(a.size), "mean": round(float(a.mean()), 3)}
+    for p in percentiles:
+        out[f"p{str(p).replace('.', '_')}"] = round(float(np.percentile(a, p)), 3)
+    out["max"] = round(float(a.max()), 3)
+    return out
+
+
+def table(rows: list[list], headers: list[str]) -> str:
+    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(row, widths, strict=True))) for row in cells]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return "-" if value is None else str(value)
+
+
+def write_result(name: str, payload: dict, out: Path | None = None) -> Path:
+    path = out or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    return path
+
+
+def header(name: str, settings: dict) -> dict:
+    """The common head of every result file."""
+    return {"benchmark": name, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine(), "versions": versions(), "settings": settings}  # fmt: skip
+
+
+def breach(message: str) -> str:
+    """A budget breach, printed with the load it happened under."""
+    line = f"BREACH: {message} (load average now {', '.join(map(str, load_average()))})"
+    print(line, file=sys.stderr)
+    return message
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def rss_kb(pid: int) -> int | None:
+    """VmRSS of one process, in KiB (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process (every thread's list)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                found += [int(p) for p in (task / "children").read_text().split()]
+    return sorted(set(found))
+
+
+def tree_rss_kb(pid: int) -> dict:
+    """RSS of a process and every descendant (the daemon and its loop worker)."""
+    out = {}
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        kb = rss_kb(p)
+        if kb is not None:
+            out[p] = kb
+        stack += children(p)
+    return {"pids": out, "total_kb": sum(out.values())}
+
+
+def _all_cores() -> None:
+    """In a child before exec: undo a benchmark's own CPU pinning (children inherit it)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    """The game's side: sends OSC to Segue over UDP and reads its replies."""
+
+    def __init__(self, port: int) -> None:
+        self.segue = ("127.0.0.1", port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def send(self, address: str, *args) -> None:
+        self.sock.sendto(encode(address, *args), self.segue)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendto(data, self.segue)
+
+    def drain(self) -> None:
+        self.sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            while True:
+                self.sock.recvfrom(1 << 16)
+        self.sock.setblocking(True)
+
+    def receive(self, address: str, timeout: float = 2.0) -> list | None:
+        """Params of the next message at `address` (others are skipped)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data, _ = self.sock.recvfrom(1 << 16)
+            except OSError:
+                return None
+            with contextlib.suppress(Exception):
+                for item in OscPacket(data).messages:
+                    if item.message.address == address:
+                        return list(item.message.params)
+        return None
+
+    def status(self, timeout: float = 2.0) -> dict | None:
+        """A fresh status. Asked from a socket of its own: /segue/status carries no id, and
+        a late reply to an earlier request would otherwise be read as this one."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.sendto(encode("/segue/status"), self.segue)
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    data, _ = sock.recvfrom(1 << 16)
+                except OSError:
+                    return None
+                with contextlib.suppress(Exception):
+                    for item in OscPacket(data).messages:
+                        if item.message.address == "/segue/status":
+                            return json.loads(item.message.params[0])
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Jack:
+    """A private JACK dummy server: a paced audio clock with no sound card."""
+
+    period_frames: int = 256
+    rate: int = SAMPLE_RATE
+    # SCHED_FIFO for JACK's threads where allowed: a sound card's clock is not starved by a
+    # busy CPU, but a normal-priority dummy server's is, and its lateness reads as underruns.
+    realtime: bool = os.geteuid() == 0
+    name: str = ""
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="segue-jack-")))
+    proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict:
+        return os.environ | {"JACK_DEFAULT_SERVER": self.name}
+
+    def start(self) -> Jack:
+        if shutil.which("jackd") is None:
+            raise BenchError("jackd is not installed (Debian package jackd2; `make setup`)")
+        self.name = self.name or f"segue-bench-{os.getpid()}-{self.period_frames}"
+        log = (self.folder / "jackd.log").open("w")
+        # Output to a file: an unread pipe would fill up and stall the server.
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, *(("-R", "-P", "70") if self.realtime else ("-r",)),
+             "-d", "dummy", "-r", str(self.rate),
+             "-p", str(self.period_frames)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_all_cores,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"jackd exited: {(self.folder / 'jackd.log').read_text()[-400:]}")
+            probe = subprocess.run(["jack_lsp"], env=self.env, capture_output=True, timeout=10)
+            if probe.returncode == 0:
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise BenchError("the JACK dummy server did not start within 15 s")
+
+    def playback_latency_frames(self) -> int | None:
+        """What JACK reports for system:playback_1 (its own buffering before the 'DAC')."""
+        result = subprocess.run(["jack_lsp", "-l", "system:playback_1"], env=self.env,
+                                capture_output=True, text=True, timeout=10)  # fmt: skip
+        match = re.search(r"playback latency = \[ (\d+) (\d+) \]", result.stdout)
+        return int(match.group(2)) if match else None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Jack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class Daemon:
+    """`segue run --device jack` in its own process, ready once audio frames advance."""
+
+    jack: Jack
+    graph: Path
+    block_frames: int = 256
+    use_model: bool = True
+    extra: tuple[str, ...] = ()
+    launcher: tuple[str, ...] = ("-m", "engine.cli")  # what `python` runs (diagnostics may wrap it)
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="segue-daemon-")))
+    proc: subprocess.Popen | None = None
+    client: Client | None = None
+    port: int = 0
+    start_seconds: float = 0.0
+    ready_status: dict | None = None
+    stream_seconds: float = 0.0  # start → the first status reply (the stream is open)
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "daemon.log"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.folder / "stats.json"
+
+    def start(self) -> Daemon:
+        self.port = free_port()
+        graph = str(Path(self.graph).resolve())
+        command = [sys.executable, *self.launcher, "run", "--graph", graph,
+                   "--port", str(self.port), "--device", "jack", "--output", "device",
+                   "--blocksize", str(self.block_frames), "--stats-out", str(self.stats_path),
+                   *(() if self.use_model else ("--no-model",)), *self.extra]  # fmt: skip
+        env = self.jack.env | {"PYTHONPATH": str(REPO)}
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(command, env=env, cwd=self.folder, stdin=subprocess.DEVNULL,
+                                     stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,
+                                     preexec_fn=_all_cores)  # fmt: skip
+        self.client = Client(self.port)
+        first = None
+        deadline = t0 + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the daemon exited at start:\n{self.log_tail()}")
+            status = self.client.status(timeout=0.5)
+            if status is None:
+                continue
+            now = time.monotonic()
+            # Ready when every pool is full (start-up generation is over) and audio flows at
+            # the real-time rate for half a second: right after it joins, JACK may hold a new
+            # client, and the start-up fill competes with the stream.
+            pools_full = all(n >= POOL_DEPTH for n in status.get("pools", {}).values())
+            if first is not None and now - first[1] >= 0.5:
+                rate = (status["frame"] - first[0]) / (now - first[1])
+                if pools_full and rate >= 0.9 * SAMPLE_RATE:
+                    self.start_seconds = now - t0
+                    self.ready_status = status
+                    return self
+                first = None
+            if first is None:
+                first = (status["frame"], now)
+                self.stream_seconds = self.stream_seconds or now - t0
+            time.sleep(0.1)
+        self.stop()
+        raise BenchError(f"the daemon did not stream within {START_TIMEOUT_S:.0f} s:\n"
+                         f"{self.log_tail()}")  # fmt: skip
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def log_problems(self) -> list[str]:
+        """Lines that mean an exception happened inside the daemon."""
+        return [line for line in self.log_text().splitlines()
+                if "Traceback" in line or "error (recovered)" in line]  # fmt: skip
+
+    def rss(self) -> dict:
+        return tree_rss_kb(self.proc.pid) if self.proc else {"pids": {}, "total_kb": 0}
+
+    def stop(self) -> dict | None:
+        """SIGTERM (a clean stop); returns the final status written by --stats-out."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        try:
+            return json.loads(self.stats_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def single_thread_env() -> None:
+    """One core for numeric libraries (set before numpy/onnxruntime start their pools)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"

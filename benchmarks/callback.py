@@ -1,0 +1,188 @@
+"""The audio callback's duration against the block, while generation and OSC traffic run.
+
+    python benchmarks/callback.py [--quick] [--seconds S] [--no-model]
+
+Runs `segue run --device jack` (256-frame blocks on a JACK dummy server) on a copy of
+statemachines/game.yaml and, for the measured window, keeps it busy the way a game and a
+sound designer do: state changes and events (each takes a fresh loop from a pool, so the
+worker process generates a replacement), a parameter sweep and status requests over OSC
+(~200 messages/s), and a valid graph edit every 5 s (every state's pool is flushed and
+regenerated). The daemon times every callback (engine/sinks/device.py); the figures are
+its p50 / p99 / p99.9 / max since the stream started, against the block duration.
+
+Fails (exit 1) if p99.9 ≥ 25 % of the block, or the stream underran during the window.
+Underruns before readiness (JACK joining, the start-up pool fill) are reported apart.
+Writes benchmarks/results/callback.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (  # noqa: E402
+    REPO,
+    BenchError,
+    Client,
+    Daemon,
+    Jack,
+    breach,
+    header,
+    load_average,
+    table,
+    write_result,
+)
+
+GAME = REPO / "statemachines" / "game.yaml"
+BUDGET_FRACTION = 0.25  # p99.9 callback duration must stay under a quarter of the block
+EVENTS = ("explore", "enemy_spotted", "rest", "enemy_defeated", "enemy_lost", "player_died",
+          "respawn")  # fmt: skip
+STATES = ("idle", "explore", "combat", "defeat")
+
+
+def copy_graph() -> tuple[Path, Path]:
+    folder = Path(tempfile.mkdtemp(prefix="segue-graph-"))
+    shutil.copytree(GAME.parent, folder / "statemachines")
+    return folder, folder / "statemachines" / GAME.name
+
+
+def traffic(port: int, stop: threading.Event, rate_hz: float, counts: dict, seed: int) -> None:
+    """A game: parameter sweep, events, forced states, status requests."""
+    client = Client(port)
+    rng = random.Random(seed)
+    period = 1.0 / rate_hz
+    next_at = time.monotonic()
+    n = 0
+    while not stop.is_set():
+        n += 1
+        if n % 100 == 0:
+            client.send("/segue/state", rng.choice(STATES))
+        elif n % 40 == 0:
+            client.send("/segue/event", rng.choice(EVENTS))
+        elif n % 50 == 1:
+            client.send("/segue/status")
+        else:
+            client.send("/segue/param", "intensity", 0.5 + 0.5 * math.sin(n / 50))
+        counts["sent"] = n
+        client.drain()
+        next_at += period
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    client.close()
+
+
+def editor(graph: Path, stop: threading.Event, every_s: float, counts: dict) -> None:
+    """A sound designer: a valid tempo edit every few seconds (pools regenerate)."""
+    original = graph.read_text()
+    n = 0
+    while not stop.wait(every_s):
+        n += 1
+        graph.write_text(original.replace("tempo: 84", f"tempo: {84 + n % 2 * 4}", 1))
+        counts["edits"] = n
+    graph.write_text(original)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 20-second window (CI)")
+    parser.add_argument("--seconds", type=float, help="measured window (default 120, quick 20)")
+    parser.add_argument("--no-model", action="store_true", help="rule-based loops in the daemon")
+    parser.add_argument("--osc-rate", type=float, default=200.0, help="OSC messages per second")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (20.0 if args.quick else 120.0)
+    settings = {"quick": args.quick, "seconds": seconds, "osc_rate_hz": args.osc_rate,
+                "edit_every_s": 5.0, "graph": GAME.name, "use_model": not args.no_model,
+                "block_frames": 256, "jack_period_frames": 256,
+                "budget_p99_9_fraction_of_block": BUDGET_FRACTION}  # fmt: skip
+    result = header("callback", settings)
+    folder, graph = copy_graph()
+    counts: dict = {}
+    try:
+        with Jack(256) as jack, Daemon(jack, graph, use_model=not args.no_model) as daemon:
+            ready = daemon.ready_status
+            stop = threading.Event()
+            game = (daemon.port, stop, args.osc_rate, counts, 3)
+            designer = (graph, stop, 5.0, counts)
+            workers = [threading.Thread(target=traffic, args=game),
+                       threading.Thread(target=editor, args=designer)]  # fmt: skip
+            for w in workers:
+                w.start()
+            time.sleep(seconds)
+            stop.set()
+            for w in workers:
+                w.join()
+            time.sleep(0.5)
+            final = daemon.client.status(timeout=3.0)
+        problems = daemon.log_problems()
+        daemon.cleanup()
+    except BenchError as exc:
+        print(f"callback: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if final is None:
+        print(breach("the daemon did not answer /segue/status after the run"), file=sys.stderr)
+        return 1
+    sink = final["sink"]
+    block_ms = sink["block_ms"]
+    timing = sink.get("callback_ms", {})
+    figures = {
+        "generator": final.get("generator"),
+        "start_seconds": round(daemon.start_seconds, 2),
+        "block_ms": block_ms,
+        "callback_ms": timing,
+        "p99_9_fraction_of_block": round(timing.get("p99_9", math.inf) / block_ms, 4),
+        "callbacks": sink["callbacks"],
+        "callbacks_in_window": sink["callbacks"] - ready["sink"]["callbacks"],
+        "underruns_at_ready": ready["sink"]["underruns"],
+        "underruns_in_window": sink["underruns"] - ready["sink"]["underruns"],
+        "missed_blocks_at_ready": ready["sink"]["missed_blocks"],
+        "missed_blocks_end": sink["missed_blocks"],
+        "osc_sent": counts.get("sent", 0),
+        "graph_edits": counts.get("edits", 0),
+        "loops_made": final["counters"].get("pool_made", 0) - ready["counters"].get("pool_made", 0),
+        "transitions": final["counters"].get("transitions", 0),
+        "mixer_errors": final["counters"].get("mixer_errors", 0),
+        "sink_errors": sink.get("errors", 0),
+        "daemon_log_problems": problems,
+    }  # fmt: skip
+    result["figures"] = figures
+    result["load_average_end"] = load_average()
+    print(table([[f"{block_ms:.3f}", timing.get("p50"), timing.get("p99"), timing.get("p99_9"),
+                  timing.get("max"), f"{100 * figures['p99_9_fraction_of_block']:.1f} %",
+                  figures["underruns_in_window"], figures["missed_blocks_end"]]],
+                ["block ms", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "p99.9/block",
+                 "underruns", "missed"]))  # fmt: skip
+    print(f"\n{figures['callbacks_in_window']} callbacks in {seconds:.0f} s beside "
+          f"{figures['loops_made']} generated loops ({figures['generator']}), "
+          f"{figures['osc_sent']} OSC messages, {figures['graph_edits']} graph edits; "
+          f"underruns before readiness: {figures['underruns_at_ready']}; load "
+          f"{result['machine']['load_average']} → {result['load_average_end']}")  # fmt: skip
+    failures = []
+    if figures["p99_9_fraction_of_block"] >= BUDGET_FRACTION:
+        failures.append(breach(f"callback p99.9 {timing.get('p99_9')} ms ≥ "
+                               f"{BUDGET_FRACTION:.0%} of the {block_ms} ms block"))  # fmt: skip
+    if figures["underruns_in_window"] > 0:
+        failures.append(breach(f"{figures['underruns_in_window']} underrun(s) during the run"))
+    if figures["mixer_errors"] or figures["sink_errors"] or problems:
+        failures.append(breach(f"errors: mixer {figures['mixer_errors']}, sink "
+                               f"{figures['sink_errors']}, log {problems[:3]}"))  # fmt: skip
+    result["failures"] = failures
+    result["passed"] = not failures
+    print(f"wrote {write_result('callback', result, args.out)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Minutes of abuse: 1000 OSC messages/s (10 % malformed), a graph edit every 2 s.
+
+    python benchmarks/soak.py [--minutes 10] [--quick] [--rate 1000] [--no-model]
+
+`segue run --device jack` plays a copy of statemachines/game.yaml (in a temp folder) while
+this process sends, every second, `--rate` OSC messages: parameter sweeps, events, forced
+states, pings and status requests, of which 10 % are malformed (random bytes, truncated
+messages, wrong argument types, unknown addresses). Every 2 s the graph file is rewritten,
+alternately valid (a tempo change: every state's music is regenerated) and invalid (a YAML
+syntax error: the old graph must keep playing).
+
+Reports underruns, missed blocks, the RSS of the daemon and its worker at start and end,
+messages sent / received / rejected / dropped (dropped = sent − received − rejected, where
+received counts messages that passed validation), exceptions (log lines with "Traceback" or
+"error (recovered)", mixer and sink errors) and whether /segue/status still answers at the
+end. Exits 1 on any breach: an underrun, an exception, a dropped message, a rejected count
+that differs from the malformed count sent, or no status at the end.
+Writes benchmarks/results/soak.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (  # noqa: E402
+    REPO,
+    BenchError,
+    Client,
+    Daemon,
+    Jack,
+    breach,
+    header,
+    load_average,
+    table,
+    write_result,
+)
+
+from engine.osc import encode  # noqa: E402
+
+GAME = REPO / "statemachines" / "game.yaml"
+MALFORMED_FRACTION = 0.10
+EDIT_EVERY_S = 2.0
+TICK_S = 0.01  # messages go out in bursts of rate/100 every 10 ms
+EVENTS = ("explore", "enemy_spotted", "rest", "enemy_defeated", "enemy_lost", "player_died",
+          "respawn", "not_an_event")  # fmt: skip
+STATES = ("idle", "explore", "combat", "victory", "defeat")
+
+
+def malformed(rng: random.Random) -> bytes:
+    """One datagram the daemon must reject (and count), never crash on."""
+    kind = rng.randrange(4)
+    if kind == 0:  # random bytes (never a valid OSC start: '/' or '#')
+        data = os.urandom(rng.randint(1, 200))
+        return (b"\x00" if data[:1] in (b"/", b"#") else b"") + data
+    if kind == 1:  # truncated: the type tags promise an argument that is not there
+        return encode("/segue/param", "intensity", 0.5)[:-4]
+    if kind == 2:  # wrong types
+        return encode("/segue/param", "intensity", "loud")
+    return encode("/segue/no_such_address", 1)
+
+
+def valid(rng: random.Random, n: int) -> bytes:
+    if n % 200 == 0:
+        return encode("/segue/state", rng.choice(STATES))
+    if n % 50 == 0:
+        return encode("/segue/event", rng.choice(EVENTS))
+    if n % 97 == 0:
+        return encode("/segue/ping", n)
+    return encode("/segue/param", "intensity", 0.5 + 0.5 * math.sin(n / 300))
+
+
+def sender(port: int, rate: float, stop: threading.Event, counts: dict, seed: int) -> None:
+    client = Client(port)
+    rng = random.Random(seed)
+    per_tick = max(1, round(rate * TICK_S))
+    next_at = time.monotonic()
+    n = 0
+    while not stop.is_set():
+        for _ in range(per_tick):
+            n += 1
+            if rng.random() < MALFORMED_FRACTION:
+                client.send_raw(malformed(rng))
+                counts["malformed"] += 1
+            else:
+                client.send_raw(valid(rng, n))
+            counts["sent"] += 1
+        client.drain()  # pongs and errors: read and dropped
+        next_at += TICK_S
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -1.0:  # this process fell behind (machine load): don't burst to catch up
+            counts["sender_late_s"] += -delay
+            next_at = time.monotonic()
+    client.close()
+
+
+def editor(graph: Path, stop: threading.Event, counts: dict) -> None:
+    original = graph.read_text()
+    n = 0
+    while not stop.wait(EDIT_EVERY_S):
+        n += 1
+        if n % 2:
+            graph.write_text(original.replace("tempo: 84", f"tempo: {84 + (n // 2) % 2 * 4}", 1))
+            counts["valid_edits"] += 1
+        else:
+            graph.write_text(original.replace("tempo: 84", "tempo: [84", 1))
+            counts["invalid_edits"] += 1
+    graph.write_text(original)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, help="length (default 10; quick 2)")
+    parser.add_argument("--quick", action="store_true", help="2 minutes (CI)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="OSC messages per second")
+    parser.add_argument("--no-model", action="store_true", help="rule-based loops in the daemon")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    minutes = args.minutes or (2.0 if args.quick else 10.0)
+    settings = {"quick": args.quick, "minutes": minutes, "rate_hz": args.rate,
+                "malformed_fraction": MALFORMED_FRACTION, "edit_every_s": EDIT_EVERY_S,
+                "graph": GAME.name, "use_model": not args.no_model}  # fmt: skip
+    result = header("soak", settings)
+    folder = Path(tempfile.mkdtemp(prefix="segue-soak-"))
+    shutil.copytree(GAME.parent, folder / "statemachines")
+    graph = folder / "statemachines" / GAME.name
+    counts = {"sent": 0, "malformed": 0, "valid_edits": 0, "invalid_edits": 0,
+              "sender_late_s": 0.0}  # fmt: skip
+    samples = []
+    try:
+        with Jack(256) as jack, Daemon(jack, graph, use_model=not args.no_model) as daemon:
+            ready = daemon.ready_status
+            rss_start = daemon.rss()
+            stop = threading.Event()
+            workers = [threading.Thread(target=sender, args=(daemon.port, args.rate, stop,
+                                                             counts, 11)),
+                       threading.Thread(target=editor, args=(graph, stop, counts))]  # fmt: skip
+            for w in workers:
+                w.start()
+            t0 = time.monotonic()
+            end = t0 + minutes * 60
+            try:
+                while (left := end - time.monotonic()) > 0:
+                    time.sleep(min(10.0, left))
+                    s = daemon.client.status(timeout=2.0)
+                    samples.append({
+                        "t_s": round(time.monotonic() - t0, 1), "answered": s is not None,
+                        "underruns": s and s["sink"]["underruns"],
+                        "rss_kb": daemon.rss()["total_kb"], "load": load_average()[0],
+                    })  # fmt: skip
+                    print(f"  {samples[-1]}", file=sys.stderr)
+            finally:
+                stop.set()
+                for w in workers:
+                    w.join()
+            time.sleep(1.0)  # let the last messages and the restored graph land
+            final = daemon.client.status(timeout=3.0)
+            rss_end = daemon.rss()
+        problems = daemon.log_problems()
+        log_lines = len(daemon.log_text().splitlines())
+        daemon.cleanup()
+    except BenchError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    failures = []
+    figures = {"samples": samples, "rss_start_kb": rss_start, "rss_end_kb": rss_end,
+               "osc_sent": counts["sent"], "osc_malformed_sent": counts["malformed"],
+               "sender_late_s": round(counts["sender_late_s"], 2),
+               "valid_edits": counts["valid_edits"], "invalid_edits": counts["invalid_edits"],
+               "daemon_log_lines": log_lines, "daemon_log_problems": problems[:20],
+               "status_answered_at_end": final is not None}  # fmt: skip
+    if final is None:
+        failures.append(breach("the daemon did not answer /segue/status at the end"))
+    else:
+        c, c0 = final["counters"], ready["counters"]
+
+        def delta(key: str) -> int:
+            return c.get(key, 0) - c0.get(key, 0)
+
+        # Our status polls are messages too; the ones before readiness are in c0.
+        rejected = delta("osc_malformed") + delta("osc_bad_args") + delta("osc_unknown_address")
+        received = delta("osc_messages") - delta("osc_bad_args") - delta("osc_unknown_address")
+        sent = counts["sent"] + len(samples) + 1  # + our status requests
+        figures |= {
+            "generator": final.get("generator"),
+            "osc_received_valid": received, "osc_rejected": rejected,
+            "osc_dropped": sent - received - rejected,
+            "osc_datagrams": delta("osc_datagrams"),
+            "reloads": delta("reloads"), "reload_errors": delta("reload_errors"),
+            "transitions": delta("transitions"), "loops_made": delta("pool_made"),
+            "underruns_at_ready": ready["sink"]["underruns"],
+            "underruns": final["sink"]["underruns"] - ready["sink"]["underruns"],
+            "missed_blocks": final["sink"]["missed_blocks"],
+            "callback_ms": final["sink"].get("callback_ms"),
+            "mixer_errors": c.get("mixer_errors", 0), "sink_errors": final["sink"].get("errors", 0),
+            "state_at_end": final.get("state"), "last_error": final.get("last_error"),
+        }  # fmt: skip
+        if figures["underruns"] > 0:
+            failures.append(breach(f"{figures['underruns']} underrun(s) during the soak"))
+        if figures["osc_dropped"] != 0:
+            failures.append(breach(f"{figures['osc_dropped']} OSC message(s) dropped"))
+        if rejected != counts["malformed"]:
+            failures.append(breach(f"rejected {rejected} messages, sent {counts['malformed']} "
+                                   "malformed"))  # fmt: skip
+        if figures["mixer_errors"] or figures["sink_errors"]:
+            failures.append(breach(f"mixer errors {figures['mixer_errors']}, sink errors "
+                                   f"{figures['sink_errors']}"))  # fmt: skip
+    if problems:
+        failures.append(breach(f"{len(problems)} exception line(s) in the daemon log: "
+                               f"{problems[:2]}"))  # fmt: skip
+    result["figures"] = figures
+    result["load_average_end"] = load_average()
+    result["failures"] = failures
+    result["passed"] = not failures
+    rows = [["sent", figures["osc_sent"]], ["received (valid)", figures.get("osc_received_valid")],
+            ["rejected", figures.get("osc_rejected")], ["dropped", figures.get("osc_dropped")],
+            ["graph edits valid / invalid", f"{counts['valid_edits']} / {counts['invalid_edits']}"],
+            ["reloads / reload errors",
+             f"{figures.get('reloads')} / {figures.get('reload_errors')}"],
+            ["underruns (start-up)", f"{figures.get('underruns')} "
+                                     f"({figures.get('underruns_at_ready')})"],
+            ["missed blocks", figures.get("missed_blocks")],
+            ["RSS start / end MiB", f"{rss_start['total_kb'] / 1024:.1f} / "
+                                    f"{rss_end['total_kb'] / 1024:.1f}"],
+            ["exceptions", len(problems) + (figures.get("mixer_errors") or 0)],
+            ["status answers at end", figures["status_answered_at_end"]]]  # fmt: skip
+    print(table(rows, [f"soak {minutes:g} min at {args.rate:g} msg/s", "value"]))
+    print(f"load {result['machine']['load_average']} → {result['load_average_end']}")
+    print(f"wrote {write_result('soak', result, args.out)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
