@@ -158,6 +158,7 @@ class Conductor:
         self._ends: list[tuple[int, str, str]] = []  # transition ends to announce
         self._beat_done = -1  # last frame a beat callback was sent for
         self._bar_number = 0
+        self._params_moved = 0.0  # smoothing seconds of the parameters changed since a tick
         self.params = {p.name: p.default for p in self.graph.parameters.values()}
         if self.timeline is None:
             self.timeline = Timeline(self.sample_rate)
@@ -240,7 +241,9 @@ class Conductor:
                 self.counters.unknown_params += 1
                 return {"error": f"unknown parameter {command.name!r}"}
             self.params[command.name] = min(max(command.value, spec.low), spec.high)
-            self._follow_params(spec.smoothing_seconds)
+            # Stems follow at the next tick: a game may send a parameter every frame, and
+            # one new plan per tick is plenty (the ramp smooths between them anyway).
+            self._params_moved = max(self._params_moved, spec.smoothing_seconds)
             self._check_conditions(command.name, received)
         elif isinstance(command, cmd.PlayStinger):
             self.timeline.add("stinger_request", {"stinger": command.name}, frame=now)
@@ -370,6 +373,9 @@ class Conductor:
             fade = _seconds(REFRESH_FADE_SECONDS)
             self._transition(Transition(self.state, "refresh", self.state, fade_out=fade,
                                         fade_in=fade), self.clock_ns())  # fmt: skip
+        if self._params_moved:
+            self._follow_params(self._params_moved)
+            self._params_moved = 0.0
         self._announce(now)
         self._prefetch_bridges()
         self._prune(now)

@@ -71,7 +71,7 @@ class Daemon:
     def start(self) -> None:
         """Fill every state's pool, start the music, then open the ears (OSC)."""
         # The audio callback is Python: let it take the GIL from busy threads sooner.
-        sys.setswitchinterval(0.001)
+        sys.setswitchinterval(0.0002)
         prepare = getattr(self.sink, "prepare", None)
         if prepare is not None:
             prepare()  # e.g. the shm ring: hosts see "stopped" while the pools fill

@@ -10,7 +10,8 @@ import numpy as np
 
 from engine.sinks.base import Pull, SinkError
 
-TIMING_SLOTS = 1 << 16  # callback durations remembered for benchmarks
+BUCKET_NS = 10_000  # block timings are counted in 10 µs buckets ...
+BUCKETS = 2_000  # ... up to 20 ms (the last bucket holds anything longer)
 
 
 def _sounddevice():
@@ -82,7 +83,6 @@ class DeviceSink:
         # where any busy process can take the CPU from it. 0 leaves it alone.
         self.realtime_priority = realtime_priority
         self.realtime = "not asked" if realtime_priority <= 0 else "pending"
-        self._stats_cache: tuple[float, dict] | None = None
         self.block_frames = block_frames
         self.sample_rate = sample_rate
         self.latency = latency
@@ -93,7 +93,9 @@ class DeviceSink:
         self.device_name = ""
         self.hostapi = ""
         self.started_ns = 0
-        self.durations_ns = np.zeros(TIMING_SLOTS, np.int64)
+        # A histogram, not a list: percentiles then cost O(buckets) on the control side.
+        self.timing_histogram = np.zeros(BUCKETS, np.int64)
+        self.timing_max_ns = 0
         self._pull: Pull | None = None
         self.started = threading.Event()
 
@@ -109,9 +111,14 @@ class DeviceSink:
         except Exception:  # noqa: BLE001 - never raise into PortAudio
             outdata.fill(0)
             self.errors += 1
-        n = self.callbacks
-        self.durations_ns[n & (TIMING_SLOTS - 1)] = time.perf_counter_ns() - t0
-        self.callbacks = n + 1
+        self._count(time.perf_counter_ns() - t0)
+
+    def _count(self, duration_ns: int) -> None:
+        """Audio thread: one block's timing into the histogram."""
+        self.timing_histogram[min(duration_ns // BUCKET_NS, BUCKETS - 1)] += 1
+        if duration_ns > self.timing_max_ns:
+            self.timing_max_ns = duration_ns
+        self.callbacks += 1
 
     def _become_realtime(self) -> None:
         """Once, on the first callback: SCHED_FIFO for this (the audio) thread."""
@@ -144,9 +151,7 @@ class DeviceSink:
             except Exception:  # noqa: BLE001 - counted; the stream goes on
                 self.errors += 1
                 t1 = time.perf_counter_ns()
-            n = self.callbacks
-            self.durations_ns[n & (TIMING_SLOTS - 1)] = t1 - t0  # producing the block
-            self.callbacks = n + 1
+            self._count(t1 - t0)  # producing the block
 
     def run(self, pull: Pull, stop: threading.Event) -> None:
         sd = _sounddevice()
@@ -180,21 +185,8 @@ class DeviceSink:
             stream.close(ignore_errors=True)
 
     def stats(self) -> dict:
-        """Counters, and how the callback kept time (computed here, off the audio thread).
-        The timing percentiles are recomputed at most once a second: sorting 65k timings on
-        every /segue/status would hold the GIL the callback needs."""
-        now = time.monotonic()
-        if self._stats_cache is not None and now - self._stats_cache[0] < 1.0:
-            cached = self._stats_cache[1]
-            return cached | {"underruns": self.underruns, "callbacks": self.callbacks,
-                             "errors": self.errors}  # fmt: skip
-        out = self._stats()
-        self._stats_cache = (now, out)
-        return out
-
-    def _stats(self) -> dict:
+        """Counters, and how the audio thread kept time (computed here, off that thread)."""
         callbacks = self.callbacks
-        durations = self.durations_ns[: min(callbacks, TIMING_SLOTS)] / 1e6
         block_ms = self.block_frames / self.sample_rate * 1000
         elapsed_s = (time.monotonic_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0
         expected = elapsed_s * self.sample_rate / self.block_frames
@@ -210,11 +202,17 @@ class DeviceSink:
             # when PortAudio reports no underflow.
             "missed_blocks": max(0, round(expected) - callbacks - 2),
         }  # fmt: skip
-        if len(durations):
+        counts = self.timing_histogram.copy()
+        total = int(counts.sum())
+        if total:
+            cumulative = np.cumsum(counts)
+
+            def percentile(q: float) -> float:  # the bucket's upper edge: never flatters
+                bucket = int(np.searchsorted(cumulative, q / 100 * total))
+                return round((bucket + 1) * BUCKET_NS / 1e6, 3)
+
             out["callback_ms"] = {
-                "p50": round(float(np.percentile(durations, 50)), 4),
-                "p99": round(float(np.percentile(durations, 99)), 4),
-                "p99_9": round(float(np.percentile(durations, 99.9)), 4),
-                "max": round(float(durations.max()), 4),
-            }
+                "p50": percentile(50), "p99": percentile(99), "p99_9": percentile(99.9),
+                "max": round(self.timing_max_ns / 1e6, 3),
+            }  # fmt: skip
         return out
