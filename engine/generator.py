@@ -7,12 +7,20 @@ token is drawn from the tokens `engine.tokens.Grammar` allows: the loop has exac
 `spec.bars` bars at the state's meter, every note starts inside it, and only the state's
 parts play. A designer's motif is written first, as forced tokens, and the model continues
 from it.
+
+Two soft priors (see `Sampling`) lean the model's choices toward the state's request without
+forbidding anything: a scale prior lowers out-of-scale pitches; a density prior favours
+longer or shorter gaps to the next onset while the loop so far is busier or sparser than
+requested; a parts prior makes a requested part that has not played yet likelier as the
+loop runs out. models/EVALUATION.md reports control
+accuracy with and without them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,20 +28,24 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from engine.music import PARTS, LoopSpec, Note, quadrant_of, scale_of
+from engine.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 from engine.tokens import (
     BAR,
+    DV0,
     EOS,
+    INST0,
     MAX_BAR_STEPS,
     NOTE0,
     POS0,
     PREFIX_LEN,
     REL_PITCH_HIGH,
     REL_PITCH_LOW,
+    STEPS_PER_BEAT,
     VOCAB,
     Controls,
     Grammar,
     TokenError,
+    bar_steps,
     encode,
     prefix_tokens,
     tempo_bucket,
@@ -41,7 +53,17 @@ from engine.tokens import (
 
 MODEL_FILE = "segue-gru-int8.onnx"
 FORMAT_VERSION = 1
+# Onsets per beat (any part) that the density prior steers toward, inside each bucket of the
+# training labels (low < 1.5 <= medium < 3 <= high <= 4 on the 16th grid).
+DENSITY_TARGETS = {"low": 1.0, "medium": 2.1, "high": 3.6}
+DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
+MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
+# Most tokens one bar may take, per 16th of the bar (8 → 128 in 4/4): bounds the time to
+# write a loop; a bar that spends it ends there. Rare outside "high" density with 4 parts.
+BAR_TOKENS_PER_STEP = 8
+THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
+THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
 _EXPECTED_INPUTS = ("token", "hidden")
 _EXPECTED_OUTPUTS = ("logits", "hidden_out")
 
@@ -54,11 +76,15 @@ class ModelError(Exception):
 class Sampling:
     temperature: float = 1.0
     top_p: float = 0.95
-    # Log-probability added to out-of-scale pitches: a soft tonic/scale prior (0 = off).
+    # Subtracted from the logits of out-of-scale pitches: a soft tonic/scale prior (0 = off).
     scale_bias: float = 2.0
-    # Density prior: log(gap to the next onset, in 16ths) times this is added to the next
-    # position (and bar end) for a "low" request, subtracted for "high" (0 = off).
-    density_bias: float = 1.0
+    # Density prior: when the loop so far is busier than requested, log(gap to the next onset,
+    # in 16ths) times this (times the log-ratio of densities, within ±1) is added to the
+    # next-position choices; when sparser, subtracted (0 = off).
+    density_bias: float = 6.0
+    # Added, times the share of the loop already written, to the part tokens of requested
+    # parts that have not played yet (0 = off).
+    parts_bias: float = 4.0
 
 
 def default_model_path() -> Path:
@@ -108,6 +134,16 @@ def _log_gaps(steps_in_bar: int) -> np.ndarray:
         row[BAR] = row[EOS] = np.log(steps_in_bar - current)
     table.flags.writeable = False
     return table
+
+
+def _density_pull(onsets: int, grammar: Grammar, target: float) -> float:
+    """How far the loop so far is from the requested density: DENSITY_GAIN × log(ratio),
+    clipped to ±1; positive when too busy (favour longer gaps), negative when too sparse."""
+    elapsed_beats = (grammar.bar * grammar.steps_in_bar + grammar.pos + 1) / STEPS_PER_BEAT
+    if elapsed_beats < 1.0:
+        return 0.0  # too early to measure: the model starts the loop its own way
+    density = max(onsets, 0.5) / elapsed_beats  # silence so far counts as very sparse
+    return max(-1.0, min(1.0, DENSITY_GAIN * math.log(density / target)))
 
 
 class ModelGenerator:
@@ -179,6 +215,10 @@ class ModelGenerator:
             quadrant = quadrant_of(spec.mood)
         except KeyError:
             raise ModelError(f"mood {spec.mood!r} has no valence/arousal quadrant") from None
+        if spec.mode not in MODES:
+            raise ModelError(f"mode {spec.mode!r} is not one of {', '.join(MODES)}")
+        if spec.density not in DENSITIES:
+            raise ModelError(f"density {spec.density!r} is not one of {', '.join(DENSITIES)}")
         meter = str(spec.meter)
         if f"METER_{meter}" not in VOCAB:
             raise ModelError(f"the model does not know the meter {meter}")
@@ -221,45 +261,78 @@ class ModelGenerator:
     def _write(self, spec: LoopSpec) -> tuple[list[int], Grammar]:
         controls = self.controls_for(spec)
         try:
-            grammar = Grammar(controls.meter, spec.bars, controls.parts)
+            steps_in_bar = bar_steps(controls.meter)
+            grammar = Grammar(
+                controls.meter,
+                spec.bars,
+                controls.parts,
+                max_chord=MAX_CHORD_NOTES,
+                bar_budget=BAR_TOKENS_PER_STEP * steps_in_bar,
+            )
         except TokenError as error:
             raise ModelError(str(error)) from None
         forced = prefix_tokens(controls) + self.motif_tokens(spec, controls)
         rng = np.random.default_rng(spec.seed)
         sampling = self.sampling
         bias = self._scale_bias[spec.mode] if sampling.scale_bias else None
-        gaps = None
-        if sampling.density_bias and spec.density != "medium":
-            sign = 1.0 if spec.density == "low" else -1.0
-            gaps = sign * sampling.density_bias * _log_gaps(grammar.steps_in_bar)
-            if bias is None:
-                bias = np.zeros(len(VOCAB), dtype=np.float32)
+        if bias is None and (sampling.density_bias or sampling.parts_bias):
+            bias = np.zeros(len(VOCAB), dtype=np.float32)
+        silent = {INST0 + PARTS.index(p) for p in controls.parts}  # parts not heard yet
+        loop_steps = spec.bars * grammar.steps_in_bar
+        thinning = np.zeros(len(VOCAB), dtype=np.float32)
+        thinning[NOTE0:DV0] = -THIN_BIAS  # another chord note at this onset
+        # (and another part once that part has played: a silent part may still come in)
+        gaps = _log_gaps(grammar.steps_in_bar) if sampling.density_bias else None
+        target = DENSITY_TARGETS[spec.density]
+        onsets = 0  # onset positions written so far (each POS token starts notes)
         inv_temperature = 1.0 / sampling.temperature
         run = self._session.run
+        outputs = list(_EXPECTED_OUTPUTS)
         token = np.zeros(1, dtype=np.int64)
         hidden = np.zeros(self._hidden_shape, dtype=np.float32)
         sequence: list[int] = []
         for t in forced:
             token[0] = t
-            logits, hidden = run(None, {"token": token, "hidden": hidden})
+            logits, hidden = run(outputs, {"token": token, "hidden": hidden})
             sequence.append(t)
             if len(sequence) > PREFIX_LEN:
                 grammar.advance(t)
+                onsets += POS0 <= t < INST0
+                if t in silent:
+                    silent.discard(t)
+                    thinning[t] = -THIN_BIAS
         while not grammar.done:
             if len(sequence) >= MAX_TOKENS:
                 raise ModelError(f"model wrote more than {MAX_TOKENS} tokens for one loop")
-            mask = grammar.allowed()
-            choices = np.flatnonzero(mask)
+            choices = grammar.choices()
             if len(choices) == 1:
                 t = int(choices[0])
             else:
-                step_bias = bias if gaps is None else bias + gaps[grammar.pos + 1]
+                step_bias = bias
+                if gaps is not None and grammar.phase in ("bar", "dv"):
+                    pull = _density_pull(onsets, grammar, target)
+                    step_bias = bias + (sampling.density_bias * pull) * gaps[grammar.pos + 1]
+                if sampling.parts_bias and silent and grammar.phase in ("pos", "dv"):
+                    # A requested part still silent gets likelier as the loop runs out.
+                    progress = (grammar.bar * grammar.steps_in_bar + grammar.pos + 1) / loop_steps
+                    step_bias = step_bias.copy() if step_bias is bias else step_bias
+                    step_bias[list(silent)] += sampling.parts_bias * progress
+                if grammar.phase == "dv" and grammar.bar_tokens * grammar.steps_in_bar > (
+                    THIN_FROM * grammar.bar_budget * (grammar.pos + 1)
+                ):
+                    # Ahead of the bar's token budget: thin the texture (fewer notes at this
+                    # onset) rather than let the budget cut the end of the bar.
+                    step_bias = thinning if step_bias is None else step_bias + thinning
                 t = self._sample(logits[0], choices, step_bias, inv_temperature, rng)
-            grammar.advance(t)
+            grammar.take(t)
             sequence.append(t)
+            onsets += POS0 <= t < INST0
+            if t in silent:
+                silent.discard(t)
+                thinning[t] = -THIN_BIAS
             if not grammar.done:
                 token[0] = t
-                logits, hidden = run(None, {"token": token, "hidden": hidden})
+                logits, hidden = run(outputs, {"token": token, "hidden": hidden})
         return sequence, grammar
 
     def _sample(

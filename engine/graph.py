@@ -485,7 +485,7 @@ class _Validator:
             self.fail(doc.value_mark("transitions"), "transitions must be a list")
         rules: list[Transition] = []
         seen: dict[tuple, Mark] = {}
-        for item, mark in zip(items, items.item_marks, strict=True):
+        for item, mark in zip(items, getattr(items, "item_marks", []), strict=True):
             t = self.mapping(item, mark, "a transition")
             self.known_keys(t, self.TRANSITION, "a transition")
             if "from" not in t:

@@ -216,20 +216,41 @@ class Grammar:
 
     __slots__ = (
         "bars", "steps_in_bar", "part_mask", "bar", "pos", "part", "last_pitch", "chord",
-        "phase", "done", "events", "_mask", "_parts",
+        "phase", "done", "events", "_mask", "_parts", "_fixed", "max_chord", "bar_budget",
+        "bar_tokens",
     )  # fmt: skip
 
-    def __init__(self, meter: str, bars: int, parts: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        meter: str,
+        bars: int,
+        parts: tuple[str, ...],
+        max_chord: int = MAX_CHORD,
+        bar_budget: int | None = None,
+    ) -> None:
+        """`bar_budget`: most tokens one bar may take; once spent, only the bar's end may
+        follow (bounds the time to write a loop; None = unbounded)."""
         self.steps_in_bar = bar_steps(meter)
         if self.steps_in_bar > MAX_BAR_STEPS:
             raise TokenError(f"meter {meter} has more than {MAX_BAR_STEPS} 16ths in a bar")
         self.bars = bars
+        self.max_chord = max_chord
+        self.bar_budget = bar_budget
+        self.bar_tokens = 0
         self._parts = frozenset(PARTS.index(p) for p in parts)
         self.bar, self.pos, self.part, self.last_pitch, self.chord = -1, -1, -1, -1, 0
         self.phase = "start"  # start | bar | pos | inst | pitch | dv
         self.done = False
         self.events: list[tuple[int, int, int, int]] = []
         self._mask = np.zeros(len(VOCAB), dtype=bool)
+        # Choices that never change within a phase, computed once (the sampler's hot path).
+        self._fixed = {
+            "start": np.array([BAR]),
+            "pos": np.array(sorted(INST0 + p for p in self._parts)),
+            "pitch": np.arange(DV0, DV0 + N_DV),
+            "inst_drums": np.arange(DRUM0, DRUM0 + N_DRUM),
+            "inst_notes": np.arange(NOTE0, NOTE0 + N_NOTE),
+        }
 
     # -- what may come next -------------------------------------------------------------
     def allowed(self) -> np.ndarray:
@@ -249,8 +270,11 @@ class Grammar:
         elif phase == "pitch":
             mask[DV0 : DV0 + N_DV] = True
         else:  # after BAR or after a note's DV
+            if self.bar_budget is not None and self.bar_tokens >= self.bar_budget:
+                mask[BAR if self.bar < self.bars - 1 else EOS] = True
+                return mask
             if phase == "dv":
-                if self.chord < MAX_CHORD:
+                if self.chord < self.max_chord:
                     self._allow_pitches(mask, self.last_pitch)
                 for part in self._parts:
                     if part > self.part:
@@ -258,6 +282,15 @@ class Grammar:
             mask[POS0 + self.pos + 1 : POS0 + self.steps_in_bar] = True
             mask[BAR if self.bar < self.bars - 1 else EOS] = True
         return mask
+
+    def choices(self) -> np.ndarray:
+        """The allowed token ids, ascending (do not modify the array)."""
+        phase = self.phase
+        if phase == "inst":
+            return self._fixed["inst_drums" if self.part == 0 else "inst_notes"]
+        if phase in ("start", "pos", "pitch") and not self.done:
+            return self._fixed[phase]
+        return np.flatnonzero(self.allowed())
 
     def _allow_pitches(self, mask: np.ndarray, above: int) -> None:
         if self.part == 0:
@@ -267,9 +300,16 @@ class Grammar:
 
     # -- taking a token -----------------------------------------------------------------
     def advance(self, token: int) -> None:
+        """Take `token`, checking it against the grammar first."""
         if not self.allowed()[token]:
             raise TokenError(f"token {VOCAB[token]} not allowed after {self.phase}")
+        self.take(token)
+
+    def take(self, token: int) -> None:
+        """Take a token already drawn from `allowed()` (the sampler's hot path: no check)."""
+        self.bar_tokens += 1
         if token == BAR:
+            self.bar_tokens = 0
             self.bar, self.pos, self.part, self.phase = self.bar + 1, -1, -1, "bar"
         elif token == EOS:
             self.done = True

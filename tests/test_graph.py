@@ -112,3 +112,8 @@ def test_missing_motif_file_is_named(tmp_path):
     (tmp_path / "g.yaml").write_text("states:\n  a: {instruments: {lead: flute}, motif: m.mid}\n")
     with pytest.raises(GraphError, match=r"g.yaml:2:42: motif 'm.mid': file not found"):
         load_graph(tmp_path / "g.yaml")
+
+
+def test_a_graph_without_transitions_is_valid():
+    graph = parse_graph("states:\n  only: {instruments: {pad: strings}}\n", "g.yaml")
+    assert graph.transitions == () and graph.initial == "only"

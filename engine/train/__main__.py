@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="evaluate the shipped model, write models/EVALUATION.md")
     ev.add_argument("--model", type=Path, default=None)
     ev.add_argument("--loops", type=int, default=20, help="generated loops per control value")
+    sw = sub.add_parser("sweep", help="control accuracy per prior setting (tuning specs)")
+    sw.add_argument("--model", type=Path, default=None)
+    sw.add_argument("--loops", type=int, default=96)
     args = parser.parse_args(argv)
 
     if args.command == "data":
@@ -42,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, source in summary["sources"].items():
             print(f"{name:16s} {source['pieces']:6d} pieces {source['windows']:7d} windows")
         print("splits:", summary["splits"])
+        return 0
+    if args.command == "sweep":
+        from engine.train.evaluate import sweep
+
+        sweep(args.model, loops=args.loops)
         return 0
     if args.command in ("train", "all"):
         from engine.train.train import TrainConfig, train

@@ -25,6 +25,8 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
     size_mb = manifest["bytes"] / 1e6
     edges = data["density_edges"]
 
+    decoding = report["generated"][labels[-1]]["sampling"]
+
     def both(key: str) -> str:
         return f"{_pct(g[key]['all']['accuracy'])} / {_pct(p[key]['all']['accuracy'])}"
 
@@ -49,7 +51,7 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "(engine/generator.py); the instruments come from the state, not the model.",
         "",
         "Controls are measured from the music, never hand-labelled (engine/train/controls.py): key",
-        "by Krumhansl–Kessler key finding; density = onsets per beat per part, low below "
+        "by Krumhansl–Kessler key finding; density = distinct onsets per beat, low below "
         f"{edges[0]:g},",
         f"high from {edges[1]:g}; arousal from tempo and density; valence from mode and register.",
         "",
@@ -70,12 +72,22 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "Split by piece (hash of the piece id): "
         + ", ".join(f"{k} {v['pieces']} pieces / {v['windows']} windows" for k, v in splits.items())
         + ".",
-        "Ryan's and O'Neill's collections share some tunes under different titles, so a few",
-        "held-out tunes may have a variant in the training split.",
+        f"Tunes that appear twice (O'Neill's files overlap) count once "
+        f"({data.get('duplicate_pieces_skipped', 0)} skipped); held-out windows identical to a",
+        "training window are left out of validation and test. Ryan's and O'Neill's collections",
+        "may still share a tune under two titles with small differences.",
+        "",
+        "Augmentation: pitches are key-relative (each window's tonic found by key finding), so",
+        "transposition is an identity and every key shares one set of statistics; pieces with",
+        "no tempo marking draw a tempo per window from a range typical of their repertoire.",
+        "miditok is not used: Segue needs key-relative pitches, control tokens first, a",
+        "grammar that constrains sampling and a numpy-only runtime, all of which engine/tokens.py",
+        "gives in one small module without adding miditok (and its dependencies) to the daemon.",
         "",
         "## Training",
         "",
-        f"{training['steps']} steps in {training['minutes']} min on 2 CPU threads "
+        f"{training['steps']} steps in {training['minutes']} min on "
+        f"{training['config'].get('threads', 1)} CPU thread(s) "
         f"(stopped by {training['stopped_by']}); best validation NLL {training['best_val_nll']:.4f}"
         " nats/token. Seeded; AdamW, early stopping on validation NLL.",
         "",
@@ -84,7 +96,28 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "```",
         "python -m engine.train data",
         training["command"],
+        "python -m engine.train evaluate  # also the last step of `all`",
         "```",
+        "",
+        "Fine-tuning on a studio's own MIDI: `python -m engine.train data --midi DIR`, then",
+        "`python -m engine.train all --init runs/gru/best.pt --run runs/studio`.",
+        "",
+        "## Decoding",
+        "",
+        "Segue samples with temperature "
+        f"{decoding['temperature']} and top-p {decoding['top_p']} under the loop grammar (exact",
+        "bar count and meter, onsets inside the loop, only the requested parts). Three soft",
+        f"priors lean toward the request: scale prior {decoding['scale_bias']} (out-of-scale",
+        f"pitches lose that much logit), density prior {decoding['density_bias']} (next-onset",
+        "gaps are favoured or disfavoured by how far the loop so far is from the requested",
+        f"density), parts prior {decoding['parts_bias']} (requested parts not heard yet gain",
+        "logit as the loop runs out). Two hard limits bound the time to write a loop: at most",
+        "3 notes per part per onset, and at most 8 tokens per 16th of a bar (128 in 4/4; a bar",
+        "that spends them ends there); a bar running ahead of that budget gets fewer notes per",
+        "onset (more notes at the current onset lose 3 logits). The priors' strengths were",
+        "chosen with",
+        "`python -m engine.train sweep` on tuning specs the evaluation does not use. The table",
+        "below gives the model alone (grammar only) beside the shipped decoding.",
         "",
         "## Results (models/EVALUATION.md has the full tables)",
         "",

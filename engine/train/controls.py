@@ -5,9 +5,9 @@ The same functions label the training windows and measure generated loops in eva
 - key: Krumhansl–Kessler key finding on the duration-weighted pitch-class histogram of the
   melodic parts (drums excluded) → tonic and mode. `mode_given_tonic` decides major/minor
   when the tonic is already known (a generated loop is written in its state's key).
-- density: note onsets per beat, per present part (distinct onset times; a chord counts once),
-  averaged over the parts present → bucket low/medium/high by thresholds taken from the
-  training data (terciles), stored in the manifest.
+- density: distinct onset times per beat across all parts (the rhythmic busyness of the
+  texture; on the 16th grid at most 4) → low below 1.5, medium below 3, high from 3
+  (thresholds in engine.train.data.DENSITY_EDGES, stored in the manifest).
 - arousal: +1 when log2(tempo / 112 bpm) + log2(density / median density) > 0, else -1
   (fast or busy music is energetic).
 - valence: +1 when (+1 for major, -1 for minor) + (mean melodic pitch − 64) / 12 >= 0, else -1
@@ -69,14 +69,11 @@ def mode_given_tonic(notes: Sequence[Note], tonic: int) -> str | None:
     return "major" if major >= minor else "minor"
 
 
-def density_per_part(notes: Sequence[Note], beats: float) -> float:
-    """Distinct onsets per beat, averaged over the parts that play."""
-    onsets: dict[str, set[float]] = {}
-    for note in notes:
-        onsets.setdefault(note.part, set()).add(round(note.start_beats * 4) / 4)
-    if not onsets or beats <= 0:
+def onset_density(notes: Sequence[Note], beats: float) -> float:
+    """Distinct onset times (16th grid, any part) per beat."""
+    if beats <= 0:
         return 0.0
-    return float(np.mean([len(times) for times in onsets.values()])) / beats
+    return len({round(note.start_beats * 4) for note in notes}) / beats
 
 
 def density_bucket(density: float, edges: Sequence[float]) -> str:

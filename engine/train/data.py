@@ -39,10 +39,10 @@ DATA_DIR = REPO / "data"
 WINDOW_BARS = 4
 STRIDE_BARS = 2
 MAX_TOKENS = 1024  # longer windows are truncated (the model learns their beginnings)
-# Density buckets, onsets per beat per part: below 1.5 is mostly quarters and longer, 1.5-2.5
-# eighth-note motion, 2.5 and up sixteenths. (Data terciles fall at 1.75/2.0, right on the
-# straight-eighths mode of the fiddle tunes, which would make "medium" a knife edge.)
-DENSITY_EDGES = (1.5, 2.5)
+# Density buckets, distinct onsets per beat across parts: below 1.5 mostly quarters and
+# longer, 1.5-3 eighth-note motion, 3 and up sixteenths. (Data terciles fall at 1.8/2.0, right
+# on the straight-eighths mode of the fiddle tunes, which would make "medium" a knife edge.)
+DENSITY_EDGES = (1.5, 3.0)
 FREEDOOM_WADS = ("/usr/share/games/doom/freedoom1.wad", "/usr/share/games/doom/freedoom2.wad")
 # Tempo ranges (bpm) for pieces with no tempo marking: a window draws one uniformly.
 UNMARKED_TEMPO_BPM = {"bach_chorales": (60.0, 100.0), "default": (84.0, 150.0)}
@@ -309,7 +309,7 @@ def windows_of(piece: Piece, rng: np.random.Generator) -> Iterator[Window]:
             tonic,
             mode,
             tempo_bpm,
-            ctl.density_per_part(window, WINDOW_BARS * bar_len),
+            ctl.onset_density(window, WINDOW_BARS * bar_len),
             ctl.mean_melodic_pitch(window),
             parts,
         )

@@ -94,7 +94,7 @@ def manifest(model: SegueGRU, int8_path: Path, run_dir: Path, data_dir: Path = D
             "tempo": list(TEMPOS),
             "tempo_edges_bpm": list(TEMPO_EDGES_BPM),
             "density": list(DENSITIES),
-            "density_edges_onsets_per_beat_per_part": data_summary["density_edges"],
+            "density_edges_onsets_per_beat": data_summary["density_edges"],
             "median_density": data_summary["median_density"],
             "meter": list(METERS),
             "parts": list(PARTS),

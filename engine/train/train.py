@@ -33,7 +33,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     minutes: float = 35.0
-    eval_every: int = 150  # steps
+    eval_every: int = 200  # steps
     patience: int = 5  # evaluations without improvement before stopping
     threads: int = 1
     init: Path | None = None  # fine-tune from this checkpoint
@@ -53,6 +53,17 @@ def batch_tensor(seqs: list[np.ndarray], max_len: int) -> torch.Tensor:
     for i, s in enumerate(seqs):
         out[i, : min(len(s), length)] = s[:length]
     return torch.from_numpy(out)
+
+
+def bucketed_batches(
+    rng: np.random.Generator, lengths: np.ndarray, weights: np.ndarray, batch: int, pool: int = 16
+) -> list[np.ndarray]:
+    """`pool` batches drawn by source weight, grouped by length so little of a batch is padding."""
+    picks = rng.choice(len(lengths), batch * pool, p=weights)
+    picks = picks[np.argsort(lengths[picks], kind="stable")]
+    batches = [picks[i : i + batch] for i in range(0, len(picks), batch)]
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
 
 
 def sequence_nll(model: SegueGRU, seqs: list[np.ndarray], batch: int = 64) -> tuple[float, int]:
@@ -109,9 +120,13 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
     params = sum(p.numel() for p in model.parameters())
     bar = tqdm(desc=f"train ({params / 1e6:.2f}M params)", unit="step", dynamic_ncols=True)
     stop_reason = "time budget"
+    lengths = np.array([len(q) for q in train_seqs])
+    queue: list[np.ndarray] = []
     while time.monotonic() < deadline:
         step += 1
-        picks = rng.choice(len(train_seqs), config.batch, p=weights)
+        if not queue:
+            queue = bucketed_batches(rng, lengths, weights, config.batch)
+        picks = queue.pop()
         x = batch_tensor([train_seqs[i] for i in picks], config.max_len + 1)
         logits, _ = model(x[:, :-1])
         targets = x[:, 1:]

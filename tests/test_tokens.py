@@ -1,0 +1,158 @@
+"""Loop tokens: encode/decode round trips and the grammar that constrains sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.music import Note
+from engine.tokens import (
+    BAR,
+    EOS,
+    INDEX,
+    PREFIX_LEN,
+    VOCAB,
+    Controls,
+    Grammar,
+    TokenError,
+    bar_steps,
+    controls_of,
+    decode,
+    duration_index,
+    encode,
+    prefix_tokens,
+    tempo_bucket,
+)
+
+CONTROLS = Controls("tense", "minor", "fast", "high", "4/4", ("drums", "bass", "lead"))
+
+
+def test_vocabulary_is_unique_and_indexed() -> None:
+    assert len(set(VOCAB)) == len(VOCAB)
+    assert all(VOCAB[i] == w for w, i in INDEX.items())
+
+
+@pytest.mark.parametrize(
+    ("tempo_bpm", "bucket"),
+    [(60, "slow"), (95.9, "slow"), (96, "medium"), (131, "medium"), (132, "fast")],
+)
+def test_tempo_bucket(tempo_bpm: float, bucket: str) -> None:
+    assert tempo_bucket(tempo_bpm) == bucket
+
+
+@pytest.mark.parametrize(
+    ("meter", "steps"),
+    [("4/4", 16), ("3/4", 12), ("6/8", 12), ("2/2", 16), ("12/8", 24), ("7/8", 14)],
+)
+def test_bar_steps(meter: str, steps: int) -> None:
+    assert bar_steps(meter) == steps
+
+
+@pytest.mark.parametrize(
+    ("steps", "token_steps"), [(1, 1), (2, 2), (5, 6), (7, 8), (16, 16), (40, 32)]
+)
+def test_duration_rounds_to_nearest_token(steps: float, token_steps: int) -> None:
+    from engine.tokens import DURATION_STEPS
+
+    assert DURATION_STEPS[duration_index(steps)] == token_steps
+
+
+def test_round_trip_keeps_notes_on_the_grid() -> None:
+    tonic = 7  # G
+    notes = [
+        Note("drums", 36, 0.0, 0.25, 100),
+        Note("drums", 42, 0.0, 0.25, 70),
+        Note("bass", 43, 0.0, 1.0, 90),
+        Note("lead", 74, 0.5, 0.5, 96),
+        Note("lead", 79, 0.5, 0.5, 96),
+        Note("lead", 71, 15.75, 2.0, 50),  # last 16th of bar 4, rings past the end
+    ]
+    tokens = encode(notes, CONTROLS, bars=4, tonic=tonic)
+    assert tokens[:PREFIX_LEN] == prefix_tokens(CONTROLS)
+    assert tokens.count(BAR) == 4 and tokens[-1] == EOS
+    controls, decoded = decode(tokens, tonic=tonic)
+    assert controls == CONTROLS
+    key = lambda n: (n.start_beats, n.part, n.pitch)  # noqa: E731
+    assert sorted(map(key, decoded)) == sorted(map(key, notes))
+    assert [n.duration_beats for n in sorted(decoded, key=key)][-1] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("note", "kept"),
+    [
+        (Note("pad", 60, 0.0, 1.0, 80), False),  # part not in the controls
+        (Note("lead", 60, 16.0, 1.0, 80), False),  # starts after the 4 bars
+        (Note("lead", 60, -0.5, 1.0, 80), False),  # starts before
+        (Note("drums", 20, 0.0, 1.0, 80), False),  # not a kit key
+        (Note("lead", 130 - 12, 0.0, 1.0, 80), True),  # folded down an octave
+    ],
+)
+def test_encode_drops_what_the_loop_cannot_hold(note: Note, kept: bool) -> None:
+    _, decoded = decode(encode([note], CONTROLS, bars=4, tonic=0), tonic=0)
+    assert bool(decoded) == kept
+
+
+def test_key_relative_pitches_transpose_with_the_tonic() -> None:
+    notes = [Note("lead", 62, 0.0, 1.0, 80)]  # D in C
+    tokens_c = encode(notes, CONTROLS, bars=1, tonic=0)
+    tokens_d = encode([Note("lead", 64, 0.0, 1.0, 80)], CONTROLS, bars=1, tonic=2)  # E in D
+    assert tokens_c == tokens_d
+
+
+def test_controls_of_reads_the_prefix() -> None:
+    assert controls_of(prefix_tokens(CONTROLS)) == CONTROLS
+    with pytest.raises(TokenError):
+        controls_of([BAR] * PREFIX_LEN)
+
+
+def words(*names: str) -> list[int]:
+    return [INDEX[n] for n in names]
+
+
+@pytest.mark.parametrize(
+    ("sequence", "ok"),
+    [
+        (words("BAR", "POS_0", "INST_lead", "NOTE_60", "DV_4_1", "BAR", "EOS"), True),
+        (words("BAR", "BAR", "EOS"), True),  # empty bars are music too
+        (words("BAR", "EOS"), False),  # one bar short
+        (words("BAR", "BAR", "BAR"), False),  # one bar too many
+        (words("BAR", "POS_16"), False),  # outside a 4/4 bar
+        (words("BAR", "POS_4", "POS_2"), False),  # positions go forward
+        (words("BAR", "POS_0", "INST_pad"), False),  # pad not requested
+        (words("BAR", "POS_0", "INST_lead", "DRUM_36"), False),  # lead plays notes
+        (words("BAR", "POS_0", "INST_drums", "NOTE_60"), False),  # drums play kit keys
+        (words("BAR", "POS_0", "INST_lead", "NOTE_60", "DV_4_1", "NOTE_59"), False),  # ascending
+        (words("BAR", "POS_0", "INST_lead", "NOTE_60", "DV_4_1", "INST_bass"), False),  # part order
+        (words("BAR", "POS_0", "INST_lead", "NOTE_60", "NOTE_64"), False),  # each pitch needs a DV
+    ],
+)
+def test_grammar(sequence: list[int], ok: bool) -> None:
+    grammar = Grammar("4/4", 2, ("drums", "bass", "lead"))
+    if ok:
+        for t in sequence:
+            grammar.advance(t)
+        assert grammar.done
+    else:
+        with pytest.raises(TokenError):
+            for t in sequence:
+                grammar.advance(t)
+            if not grammar.done:
+                raise TokenError("unfinished")
+
+
+def test_random_walk_under_the_grammar_always_decodes() -> None:
+    rng = np.random.default_rng(0)
+    for meter in ("4/4", "3/4", "6/8", "5/4"):
+        grammar = Grammar(meter, 3, ("bass", "pad", "lead"))
+        tokens = prefix_tokens(
+            Controls("calm", "major", "slow", "low", meter, ("bass", "pad", "lead"))
+        )
+        while not grammar.done:
+            assert np.array_equal(grammar.choices(), np.flatnonzero(grammar.allowed()))
+            t = int(rng.choice(grammar.choices()))
+            grammar.advance(t)
+            tokens.append(t)
+        _, notes = decode(tokens, tonic=3)
+        loop_beats = 3 * bar_steps(meter) / 4
+        assert all(0 <= n.start_beats < loop_beats for n in notes)
+        assert {n.part for n in notes} <= {"bass", "pad", "lead"}
