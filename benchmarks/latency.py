@@ -72,11 +72,13 @@ RESPONSE_TIMEOUT_S = 3.0
 
 
 def device_latency_ms(daemon: Daemon, status: dict) -> dict:
-    portaudio = float(status["sink"].get("output_latency_ms", 0.0))
+    """Segue's own ring (if any), then the larger of PortAudio's and JACK's port latency."""
+    buffer = float(status["sink"].get("buffer_ms", 0.0))
+    portaudio = float(status["sink"].get("output_latency_ms", 0.0)) - buffer
     frames = daemon.jack.playback_latency_frames()
     jack = frames / SAMPLE_RATE * 1000 if frames is not None else None
-    return {"portaudio_ms": portaudio, "jack_port_ms": jack,
-            "used_ms": max(portaudio, jack or 0.0)}  # fmt: skip
+    return {"segue_buffer_ms": buffer, "portaudio_ms": portaudio, "jack_port_ms": jack,
+            "used_ms": buffer + max(portaudio, jack or 0.0)}  # fmt: skip
 
 
 def stream_underruns(ready: dict, final: dict) -> dict:
@@ -174,8 +176,10 @@ def measure(daemon: Daemon, events: int, seed: int, label: str) -> dict:
     return figures
 
 
-def run_one(period: int, block: int, events: int, use_model: bool, seed: int, label: str) -> dict:
-    with Jack(period) as jack, Daemon(jack, GRAPH, block_frames=block, use_model=use_model) as d:
+def run_one(period: int, block: int, events: int, use_model: bool, seed: int, label: str,
+            extra: tuple[str, ...] = ()) -> dict:  # fmt: skip
+    with Jack(period) as jack, Daemon(jack, GRAPH, block_frames=block, use_model=use_model,
+                                      extra=extra) as d:  # fmt: skip
         figures = measure(d, events, seed, label)
     problems = d.log_problems()
     d.cleanup()
@@ -201,13 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"quick": args.quick, "events": events, "reference_events": ref_events,
                 "graph": str(GRAPH.name), "use_model": not args.no_model, "seed": args.seed,
                 "gap_seconds": GAP_SECONDS, "budget_audible_p99_ms": BUDGET_AUDIBLE_P99_MS,
-                "segue": {"jack_period_frames": 256, "block_frames": 256},
-                "reference": {"jack_period_frames": 1024, "block_frames": 4096}}  # fmt: skip
+                "segue": {"jack_period_frames": 256, "block_frames": 256, "buffer_blocks": 2},
+                "reference": {"jack_period_frames": 1024, "block_frames": 4096,
+                              "buffer_blocks": 0}}  # fmt: skip
     result = header("latency", settings)
     try:
         segue = run_one(256, 256, events, not args.no_model, args.seed, "segue 256")
+        # The reference mixes 4 x 1024 frames per callback and hands them straight to the
+        # device, like FMOD's ring of four buffers: no extra ring of Segue's own on top.
         reference = run_one(1024, 4096, ref_events, not args.no_model, args.seed + 1,
-                            "4 x 1024 reference")  # fmt: skip
+                            "4 x 1024 reference", extra=("--buffer-blocks", "0"))  # fmt: skip
     except BenchError as exc:
         print(f"latency: {exc}", file=sys.stderr)
         return 2

@@ -194,6 +194,7 @@ class DeviceSink:
             "sink": self.name, "device": self.device_name, "hostapi": self.hostapi,
             "underruns": self.underruns, "callbacks": callbacks, "errors": self.errors,
             "output_latency_ms": round(self.output_latency_s * 1000, 3),
+            "buffer_ms": round(self.buffer_blocks * block_ms, 3),  # part of output_latency_ms
             "block_frames": self.block_frames, "block_ms": round(block_ms, 3),
             "audio_thread": self.realtime,
             "mode": f"buffered ({self.buffer_blocks} blocks)" if self.buffer_blocks
