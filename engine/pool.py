@@ -115,9 +115,13 @@ def loop_seed(seed: int, state: str, number: int) -> int:
 
 
 def _into_key(notes: tuple[Note, ...], tonic: int) -> tuple[Note, ...]:
-    """Melodic notes of a phrase, starting at beat 0, shifted to `tonic` by the smallest step
-    from their lowest pitch class (the phrase keeps its shape)."""
-    pitched = [n for n in notes if n.part != "drums"]
+    """The phrase's top line (the highest pitched note at each onset: its melody), starting at
+    beat 0, shifted to `tonic` by the smallest step from its lowest pitch class."""
+    top: dict[float, Note] = {}
+    for n in notes:
+        if n.part != "drums" and (n.start_beats not in top or n.pitch > top[n.start_beats].pitch):
+            top[n.start_beats] = n
+    pitched = list(top.values())
     if not pitched:
         return ()
     first = min(n.start_beats for n in pitched)

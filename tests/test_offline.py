@@ -171,3 +171,12 @@ def test_script_errors_name_the_place(tmp_path, text, message):
     with pytest.raises(ScriptError) as info:
         load_script(path)
     assert message in str(info.value).replace(str(tmp_path) + "/", "")
+
+
+def test_example_session_plays_the_models_loops_and_bridges(model_workshop):
+    result = render(GAME, load_script(SESSION), seed=1, workshop=model_workshop)
+    timeline = result.timeline.to_json()
+    assert {lp["generator"] for lp in timeline["loops"]} == {"model"}
+    bridges = [row for row in timeline["other"] if row["kind"] == "bridge"]
+    assert bridges and {b["generator"] for b in bridges} == {"model"}
+    assert result.conductor.pool.counters.fallbacks == 0
