@@ -247,18 +247,20 @@ def test_missing_model_falls_back_in_one_line(tmp_path, jack_server):
 
 
 def test_no_audio_device_writes_a_wav_instead(tmp_path, jack_server):
-    proc, client, _, log = start_daemon(
-        tmp_path, jack_server, "--no-model", "--device", "no-such-card"
-    )  # noqa: this replaces --device jack
+    proc, client, _, log = start_daemon(tmp_path, jack_server, "--no-model", "--device",
+                                        "no-such-card")  # the last --device wins
     try:
         status = client.status()
-        assert status["sink"]["sink"] == "wav"
+        time.sleep(0.3)  # let the file grow past its header
     finally:
         stop(proc)
     text = log.read_text()
-    assert "no output device matching 'no-such-card'" in text and "segue-output.wav" in text
-    assert "Traceback" not in text
-    assert (tmp_path / "segue-output.wav").stat().st_size > 48000
+    assert status and status["sink"]["sink"] == "wav", (status, text)
+    assert "no output device matching 'no-such-card'" in text, text
+    assert "segue-output.wav" in text, text
+    assert "Traceback" not in text, text
+    size = (tmp_path / "segue-output.wav").stat().st_size
+    assert size > 48000, (size, text)
 
 
 def test_missing_soundfont_is_one_line(tmp_path):
