@@ -147,10 +147,6 @@ class Transition:
     bridge_bars: int = 0  # a generated bridge between source and destination
     mark: Mark | None = field(default=None, compare=False)
 
-    @property
-    def fade(self) -> Duration:
-        return self.fade_in
-
 
 @dataclass(frozen=True, slots=True)
 class Stinger:

@@ -88,7 +88,6 @@ class Layer:
 class MixPlan:
     serial: int
     layers: tuple[Layer, ...] = ()
-    master_gain: float = 1.0
 
 
 def _shape(a: float, b: float, x: float, curve: int) -> float:
@@ -210,8 +209,6 @@ class Mixer:
                 self._mix_stems(layer, t + lo - layer.anchor, ts, lo, hi, tmp)
             self._apply_gain(layer, tf, lo, hi, tmp, gain)
             np.add(out[lo:hi], tmp[lo:hi], out=out[lo:hi])
-        if plan.master_gain != 1.0:
-            np.multiply(out, plan.master_gain, out=out)
         self._limit(out, frames)
 
     @staticmethod

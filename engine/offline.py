@@ -15,7 +15,7 @@ import numpy as np
 from engine import commands as cmd
 from engine import yamlmarks
 from engine.conductor import Conductor
-from engine.graph import GraphError, load_graph
+from engine.graph import load_graph
 from engine.mixer import Mixer
 from engine.music import SAMPLE_RATE
 from engine.pool import InlineMaker, LoopPool, Workshop
@@ -112,5 +112,3 @@ def render(graph_path: str | Path, script: list[ScriptItem], *, seconds: float |
         bar.close()
     return RenderResult(out, timeline, conductor)
 
-
-__all__ = ["GraphError", "RenderResult", "ScriptError", "load_script", "render"]

@@ -8,7 +8,7 @@ may carry a plan serial that `resolve` turns into a frame.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -79,5 +79,3 @@ class Timeline:
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
 
-
-__all__ = ["Entry", "Timeline", "asdict"]

@@ -30,7 +30,8 @@ def test_good_graph_is_typed_and_frozen():
     assert [p for p, _ in idle.instruments] == ["pad", "lead"]
     assert graph.states["combat"].instruments[0][1].is_drums
     rule = graph.transition_for("idle", "enemy_spotted")
-    assert (rule.target, rule.fade.amount, rule.fade.unit) == ("combat", 0.5, "seconds")
+    assert (rule.target, rule.fade_in.amount, rule.fade_in.unit) == ("combat", 0.5, "seconds")
+    assert rule.fade_out == rule.fade_in  # `fade:` sets both
     assert graph.transition_for("combat", "calm_down").target == "idle"
     assert graph.transition_for("idle", "calm_down") is None  # `any` never targets itself
     with pytest.raises(AttributeError):
