@@ -4,16 +4,18 @@ This is the only module that imports onnxruntime. The session runs on one thread
 spinning disabled, so generation in a background thread leaves the other core to the mixer.
 Sampling is temperature + top-p with a numpy Generator seeded from `spec.seed`, and every
 token is drawn from the tokens `engine.tokens.Grammar` allows: the loop has exactly
-`spec.bars` bars at the state's meter, every note starts inside it, and only the state's
-parts play. A designer's motif is written first, as forced tokens, and the model continues
-from it.
+`spec.bars` bars at the state's meter, every note starts inside it, only the state's parts
+play, no bar is empty, and the onset rate reaches the requested density bucket. A
+designer's motif is fixed in the grammar: its part plays it note for note from the loop
+start while the other parts play around it, and the model continues from there.
 
-Two soft priors (see `Sampling`) lean the model's choices toward the state's request without
-forbidding anything: a scale prior lowers out-of-scale pitches; a density prior favours
-longer or shorter gaps to the next onset while the loop so far is busier or sparser than
-requested; a parts prior makes a requested part that has not played yet likelier as the
-loop runs out. models/EVALUATION.md reports control
-accuracy with and without them.
+Soft priors (see `Sampling`) lean the model's choices toward the state's request without
+forbidding anything: a scale prior lowers out-of-scale pitches and raises the mode's third;
+a density prior favours longer or shorter gaps to the next onset while the loop so far is
+busier or sparser than requested; a parts prior makes a requested part likelier the longer
+it rests; a motif prior leans the motif's part toward the motif's intervals and pitch
+classes once it has been stated. models/EVALUATION.md reports control accuracy and motif
+development with and without them.
 """
 
 from __future__ import annotations
@@ -21,20 +23,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from engine.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
+from engine.music import DENSITIES, MODES, PARTS, LoopSpec, quadrant_of, scale_of
 from engine.tokens import (
     BAR,
     DV0,
     EOS,
     INST0,
     MAX_BAR_STEPS,
+    N_NOTE,
     NOTE0,
     POS0,
     PREFIX_LEN,
@@ -43,10 +46,11 @@ from engine.tokens import (
     STEPS_PER_BEAT,
     VOCAB,
     Controls,
+    Event,
     Grammar,
     TokenError,
     bar_steps,
-    encode,
+    grammar_events,
     prefix_tokens,
     tempo_bucket,
 )
@@ -59,9 +63,9 @@ DENSITY_TARGETS = {"low": 1.0, "medium": 2.1, "high": 3.6}
 DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
-# Most tokens one bar may take, per 16th of the bar (8 → 128 in 4/4): bounds the time to
+# Most tokens one bar may take, per 16th of the bar (7 → 112 in 4/4): bounds the time to
 # write a loop; a bar that spends it ends there. Rare outside "high" density with 4 parts.
-BAR_TOKENS_PER_STEP = 8
+BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
 _EXPECTED_INPUTS = ("token", "hidden")
@@ -78,13 +82,25 @@ class Sampling:
     top_p: float = 0.95
     # Subtracted from the logits of out-of-scale pitches: a soft tonic/scale prior (0 = off).
     scale_bias: float = 2.0
+    # Added to the logits of the mode's third (minor or major, every octave): the note that
+    # makes the mode audible, which a loop of roots and fifths leaves ambiguous (0 = off).
+    third_bias: float = 1.0
     # Density prior: when the loop so far is busier than requested, log(gap to the next onset,
     # in 16ths) times this (times the log-ratio of densities, within ±1) is added to the
     # next-position choices; when sparser, subtracted (0 = off).
     density_bias: float = 6.0
-    # Added, times the share of the loop already written, to the part tokens of requested
-    # parts that have not played yet (0 = off).
-    parts_bias: float = 4.0
+    # Added to the part token of a requested part, times how long it has rested (up to one
+    # bar: full strength), so every part the state asks for keeps playing (0 = off).
+    parts_bias: float = 8.0
+    # Motif development, for the part that states a designer's motif, once it has been
+    # stated: added to pitches a motif interval (or its inversion) away from that part's
+    # previous note, and to pitches of the motif's pitch classes (0 = off).
+    motif_interval_bias: float = 2.0
+    motif_pitch_bias: float = 1.0
+    # Hard guarantees of the grammar (engine.tokens.Grammar), beyond the loop's shape:
+    # at least the requested density bucket's lowest onset rate, and no empty bar.
+    density_floor: bool = True
+    fill_bars: bool = True
 
 
 def default_model_path() -> Path:
@@ -146,6 +162,61 @@ def _density_pull(onsets: int, grammar: Grammar, target: float) -> float:
     return max(-1.0, min(1.0, DENSITY_GAIN * math.log(density / target)))
 
 
+def _fast_run(session: ort.InferenceSession, hidden_shape: tuple[int, ...]):
+    """`run(outputs, feed)` for the decoding loop: the binding's own run, which skips the
+    Python wrapper's per-call checks of inputs we build ourselves (about 5 µs of the ~50 µs
+    a token costs). Falls back to the public `session.run` if the binding differs."""
+    binding = getattr(session, "_sess", None)
+    feed = {"token": np.zeros(1, dtype=np.int64), "hidden": np.zeros(hidden_shape, np.float32)}
+    try:
+        binding.run(list(_EXPECTED_OUTPUTS), feed, None)
+    except Exception:  # noqa: BLE001 - any difference in the binding: use the public API
+        return session.run
+    return lambda outputs, inputs: binding.run(outputs, inputs, None)
+
+
+class _Development:
+    """The motif prior: after its statement, the motif's part leans toward the motif's
+    intervals (and their inversions) from its previous note, and toward its pitch classes."""
+
+    __slots__ = ("part", "after_step", "intervals", "pitches", "interval_bias", "_rows")
+
+    def __init__(self, motif: list[Event], sampling: Sampling) -> None:
+        self.part = motif[0][1]
+        self.after_step = max(e[0] for e in motif)
+        line = [max(e[2] for e in motif if e[0] == step) for step in sorted({e[0] for e in motif})]
+        steps = {b - a for a, b in zip(line, line[1:], strict=False) if b != a}
+        self.intervals = sorted(steps | {-i for i in steps})
+        classes = {(t - NOTE0 + REL_PITCH_LOW) % 12 for t in line}
+        self.pitches = np.zeros(len(VOCAB), dtype=np.float32)
+        for t in range(NOTE0, NOTE0 + REL_PITCH_HIGH - REL_PITCH_LOW + 1):
+            if (t - NOTE0 + REL_PITCH_LOW) % 12 in classes:
+                self.pitches[t] = sampling.motif_pitch_bias
+        self.interval_bias = sampling.motif_interval_bias
+        self._rows: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, motif: list[Event], sampling: Sampling) -> _Development | None:
+        if not motif or not (sampling.motif_interval_bias or sampling.motif_pitch_bias):
+            return None
+        return cls(motif, sampling)
+
+    def bias(self, grammar: Grammar, bias: np.ndarray | None) -> np.ndarray | None:
+        """`bias` plus the prior, when the motif's part chooses the first pitch of an onset."""
+        step = grammar.bar * grammar.steps_in_bar + grammar.pos
+        if grammar.part != self.part or step <= self.after_step:
+            return bias
+        previous = next((e[2] for e in reversed(grammar.events) if e[1] == self.part), None)
+        row = self._rows.get(previous)
+        if row is None:
+            row = self.pitches.copy()
+            for interval in self.intervals if previous is not None else ():
+                if NOTE0 <= previous + interval < NOTE0 + N_NOTE:
+                    row[previous + interval] += self.interval_bias
+            self._rows[previous] = row
+        return row if bias is None else bias + row
+
+
 class ModelGenerator:
     """Writes loops with the int8 GRU. Thread-safe: each call keeps its own state."""
 
@@ -160,6 +231,7 @@ class ModelGenerator:
         self.sampling = sampling
         arch = manifest["architecture"]
         self._hidden_shape = (arch["layers"], 1, arch["hidden"])
+        self._run = _fast_run(session, self._hidden_shape)
         # Logit offsets of the scale prior: out-of-scale pitches lose `scale_bias`.
         self._scale_bias = {}
         for mode in ("major", "minor"):
@@ -167,6 +239,8 @@ class ModelGenerator:
             for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
                 if r % 12 not in scale_of(mode):
                     offsets[NOTE0 + r - REL_PITCH_LOW] = -sampling.scale_bias
+                elif r % 12 == (3 if mode == "minor" else 4):
+                    offsets[NOTE0 + r - REL_PITCH_LOW] = sampling.third_bias
             self._scale_bias[mode] = offsets
 
     @classmethod
@@ -234,25 +308,20 @@ class ModelGenerator:
             parts=tuple(p for p in PARTS if p in spec.parts),
         )
 
-    def motif_tokens(self, spec: LoopSpec, controls: Controls) -> list[int]:
-        """The motif as forced tokens: its notes, in the state's parts, from the loop start."""
+    def motif_events(self, spec: LoopSpec, controls: Controls) -> list[Event]:
+        """The motif as fixed events, played by the state's top melodic part (lead, else
+        pad, else bass) at its own steps; a motif in a drums-only state is not heard."""
         melodic = [p for p in ("lead", "pad", "bass") if p in controls.parts]
-        notes = []
-        for note in spec.motif:
-            part = note.part
-            if part not in controls.parts:
-                if note.part == "drums" or not melodic:
-                    continue
-                part = melodic[0]  # a motif for a missing part is played by the lead voice
-            notes.append(
-                Note(part, note.pitch, note.start_beats, note.duration_beats, note.velocity)
-            )
-        if not notes:
+        if not spec.motif or not melodic:
             return []
-        tokens = encode(notes, controls, spec.bars, spec.tonic)[PREFIX_LEN:]
-        while tokens and tokens[-1] in (BAR, EOS):
-            tokens.pop()
-        return tokens
+        notes = [replace(n, part=melodic[0]) for n in spec.motif if n.part != "drums"]
+        return grammar_events(notes, controls, spec.bars, spec.tonic)
+
+    def density_floor(self, spec: LoopSpec) -> int:
+        """Fewest onsets that still measure as the requested density bucket."""
+        edges = self.manifest["controls"]["density_edges_onsets_per_beat"]
+        lowest = {"low": 0.0, "medium": edges[0], "high": edges[1]}[spec.density]
+        return math.ceil(lowest * spec.beats - 1e-9)
 
     def tokens(self, spec: LoopSpec) -> list[int]:
         """The full token sequence of a new loop for `spec` (deterministic for spec.seed)."""
@@ -260,6 +329,7 @@ class ModelGenerator:
 
     def _write(self, spec: LoopSpec) -> tuple[list[int], Grammar]:
         controls = self.controls_for(spec)
+        motif = self.motif_events(spec, controls)
         try:
             steps_in_bar = bar_steps(controls.meter)
             grammar = Grammar(
@@ -268,56 +338,58 @@ class ModelGenerator:
                 controls.parts,
                 max_chord=MAX_CHORD_NOTES,
                 bar_budget=BAR_TOKENS_PER_STEP * steps_in_bar,
+                min_onsets=self.density_floor(spec) if self.sampling.density_floor else 0,
+                fill_bars=self.sampling.fill_bars,
+                fixed=motif,
             )
         except TokenError as error:
             raise ModelError(str(error)) from None
-        forced = prefix_tokens(controls) + self.motif_tokens(spec, controls)
+        development = _Development.of(motif, sampling=self.sampling)
         rng = np.random.default_rng(spec.seed)
         sampling = self.sampling
-        bias = self._scale_bias[spec.mode] if sampling.scale_bias else None
+        steps_in_bar = grammar.steps_in_bar
+        bias = self._scale_bias[spec.mode] if sampling.scale_bias or sampling.third_bias else None
         if bias is None and (sampling.density_bias or sampling.parts_bias):
             bias = np.zeros(len(VOCAB), dtype=np.float32)
         silent = {INST0 + PARTS.index(p) for p in controls.parts}  # parts not heard yet
-        loop_steps = spec.bars * grammar.steps_in_bar
+        # Where each requested part last started notes (−1: before the loop).
+        last_played = dict.fromkeys(silent, -1)
         thinning = np.zeros(len(VOCAB), dtype=np.float32)
         thinning[NOTE0:DV0] = -THIN_BIAS  # another chord note at this onset
         # (and another part once that part has played: a silent part may still come in)
-        gaps = _log_gaps(grammar.steps_in_bar) if sampling.density_bias else None
+        gaps = _log_gaps(steps_in_bar) if sampling.density_bias else None
         target = DENSITY_TARGETS[spec.density]
-        onsets = 0  # onset positions written so far (each POS token starts notes)
         inv_temperature = 1.0 / sampling.temperature
-        run = self._session.run
+        run = self._run
         outputs = list(_EXPECTED_OUTPUTS)
         token = np.zeros(1, dtype=np.int64)
         hidden = np.zeros(self._hidden_shape, dtype=np.float32)
-        sequence: list[int] = []
-        for t in forced:
+        sequence = prefix_tokens(controls)
+        for t in sequence:
             token[0] = t
             logits, hidden = run(outputs, {"token": token, "hidden": hidden})
-            sequence.append(t)
-            if len(sequence) > PREFIX_LEN:
-                grammar.advance(t)
-                onsets += POS0 <= t < INST0
-                if t in silent:
-                    silent.discard(t)
-                    thinning[t] = -THIN_BIAS
         while not grammar.done:
             if len(sequence) >= MAX_TOKENS:
                 raise ModelError(f"model wrote more than {MAX_TOKENS} tokens for one loop")
             choices = grammar.choices()
-            if len(choices) == 1:
+            if len(choices) == 1:  # a fixed (motif) note, or the only way on
                 t = int(choices[0])
             else:
-                step_bias = bias
-                if gaps is not None and grammar.phase in ("bar", "dv"):
-                    pull = _density_pull(onsets, grammar, target)
+                phase = grammar.phase
+                step_bias = bias if phase != "pitch" else None  # no prior touches durations
+                if gaps is not None and phase in ("bar", "dv"):
+                    pull = _density_pull(grammar.onsets, grammar, target)
                     step_bias = bias + (sampling.density_bias * pull) * gaps[grammar.pos + 1]
-                if sampling.parts_bias and silent and grammar.phase in ("pos", "dv"):
-                    # A requested part still silent gets likelier as the loop runs out.
-                    progress = (grammar.bar * grammar.steps_in_bar + grammar.pos + 1) / loop_steps
+                if sampling.parts_bias and phase in ("pos", "dv"):
+                    # A requested part gets likelier the longer it rests, fully after a bar.
+                    step = grammar.bar * steps_in_bar + grammar.pos
                     step_bias = step_bias.copy() if step_bias is bias else step_bias
-                    step_bias[list(silent)] += sampling.parts_bias * progress
-                if grammar.phase == "dv" and grammar.bar_tokens * grammar.steps_in_bar > (
+                    for inst, last in last_played.items():
+                        rest = min(1.0, (step - last) / steps_in_bar)
+                        step_bias[inst] += sampling.parts_bias * rest
+                if development is not None and phase == "inst":
+                    step_bias = development.bias(grammar, step_bias)
+                if phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)
                 ):
                     # Ahead of the bar's token budget: thin the texture (fewer notes at this
@@ -326,7 +398,8 @@ class ModelGenerator:
                 t = self._sample(logits[0], choices, step_bias, inv_temperature, rng)
             grammar.take(t)
             sequence.append(t)
-            onsets += POS0 <= t < INST0
+            if t in last_played:
+                last_played[t] = grammar.bar * steps_in_bar + grammar.pos
             if t in silent:
                 silent.discard(t)
                 thinning[t] = -THIN_BIAS

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from engine.generator import ModelError, ModelGenerator, Sampling, default_model_path
-from engine.music import PARTS, Instrument, LoopSpec, Meter, Note
+from engine.graph import load_graph, loop_spec
+from engine.music import PARTS, Instrument, LoopSpec, Meter
 
 PROGRAMS = {"bass": 33, "pad": 48, "lead": 73}
 
@@ -161,38 +162,88 @@ def test_what_the_model_cannot_write_is_a_model_error(
         model.generate(loop_spec)
 
 
-# A designer's motif in A minor: A C E D C B A (lead), one bar of 4/4.
-MOTIF = tuple(
-    Note("lead", p, t, d, 96)
-    for p, t, d in [
-        (69, 0, 0.5), (72, 0.5, 0.5), (76, 1, 1), (74, 2, 0.5), (72, 2.5, 0.5), (71, 3, 0.5),
-        (69, 3.5, 0.5),
-    ]
-)  # fmt: skip
+EXAMPLE_GRAPH = Path(__file__).resolve().parents[1] / "statemachines" / "game.yaml"
 
 
-def _lead_after_statement(notes, from_beats: float) -> list[Note]:
-    return [n for n in notes if n.part == "lead" and n.start_beats >= from_beats]
+def _top_line(notes, part: str, from_beats: float) -> list[int]:
+    top: dict[float, int] = {}
+    for n in notes:
+        if n.part == part and n.start_beats >= from_beats:
+            top[n.start_beats] = max(top.get(n.start_beats, 0), n.pitch)
+    return [top[t] for t in sorted(top)]
 
 
-def test_motif_is_stated_then_developed(model: ModelGenerator) -> None:
-    """The loop opens with the motif, and its later bars keep the motif's pitch content
-    more than loops written without it (same seeds, same state)."""
-    motif_pcs = {n.pitch % 12 for n in MOTIF}
-    primed_share, free_share = [], []
-    for seed in range(16):
-        base = spec(parts=("bass", "lead"), density="medium", seed=seed)
-        primed = model.generate(replace(base, motif=MOTIF))
-        free = model.generate(base)
-        opening = {(n.pitch, n.start_beats) for n in primed.notes if n.start_beats < 4}
-        assert {(n.pitch, n.start_beats) for n in MOTIF} <= opening  # the motif is stated
-        for loop, shares in ((primed, primed_share), (free, free_share)):
-            later = _lead_after_statement(loop.notes, 4.0)
-            if later:
-                shares.append(np.mean([n.pitch % 12 in motif_pcs for n in later]))
-    assert len(primed_share) >= 12
-    assert np.mean(primed_share) > np.mean(free_share) + 0.05
-    assert np.mean(primed_share) > 0.75
+def test_the_example_motif_is_stated_with_its_accompaniment(model: ModelGenerator) -> None:
+    """Combat's motif (motifs/hero.mid) opens the loop note for note in the lead, the lead
+    plays nothing else until the motif ends, and the other parts play around it."""
+    graph = load_graph(EXAMPLE_GRAPH)
+    for seed in range(4):
+        spec = loop_spec(graph, "combat", seed)
+        assert spec.motif, "the example graph's combat state has a motif"
+        loop = model.generate(spec)
+        end = max(n.start_beats for n in spec.motif)
+        lead = {(n.pitch, n.start_beats) for n in loop.notes if n.part == "lead"}
+        assert {(n.pitch, n.start_beats) for n in spec.motif} == {
+            (p, t) for p, t in lead if t <= end
+        }
+        others = {n.part for n in loop.notes if n.part != "lead" and n.start_beats <= end}
+        assert others == set(spec.parts) - {"lead"}
+
+
+def test_the_example_motif_is_developed(model: ModelGenerator) -> None:
+    """After the statement, combat's lead keeps the motif's pitch classes and moves by its
+    intervals (or their inversions) far more than the same loops written without it."""
+    graph = load_graph(EXAMPLE_GRAPH)
+    shares = {"pc_primed": [], "pc_free": [], "iv_primed": [], "iv_free": []}
+    for seed in range(12):
+        spec = loop_spec(graph, "combat", seed)
+        line = _top_line(spec.motif, "lead", 0.0)
+        classes = {p % 12 for p in line}
+        steps = {b - a for a, b in zip(line, line[1:], strict=False) if b != a}
+        steps |= {-i for i in steps}
+        after = max(n.start_beats for n in spec.motif) + 0.25
+        for label, s in (("primed", spec), ("free", replace(spec, motif=()))):
+            later = _top_line(model.generate(s).notes, "lead", after)
+            moves = [b - a for a, b in zip(later, later[1:], strict=False) if b != a]
+            if len(later) >= 3 and moves:
+                shares[f"pc_{label}"].append(np.mean([p % 12 in classes for p in later]))
+                shares[f"iv_{label}"].append(np.mean([m in steps for m in moves]))
+    assert min(len(v) for v in shares.values()) >= 8
+    mean = {k: float(np.mean(v)) for k, v in shares.items()}
+    assert mean["pc_primed"] > max(0.85, mean["pc_free"] + 0.05), mean
+    assert mean["iv_primed"] > max(0.6, mean["iv_free"] + 0.25), mean
+
+
+@pytest.mark.parametrize(
+    "parts", [("lead",), ("bass", "pad"), ("drums", "bass", "pad", "lead")], ids="+".join
+)
+@pytest.mark.parametrize("meter", [FOUR_FOUR, Meter(6, 8)], ids=str)
+def test_requested_density_is_reached_and_no_bar_is_empty(
+    model: ModelGenerator, parts: tuple[str, ...], meter: Meter
+) -> None:
+    edges = model.manifest["controls"]["density_edges_onsets_per_beat"]
+    for density, lowest in (("low", 0.0), ("medium", edges[0]), ("high", edges[1])):
+        for seed in range(3):
+            s = spec(parts=parts, meter=meter, density=density, seed=seed)
+            notes = model.generate(s).notes
+            assert len({n.start_beats for n in notes}) / s.beats >= lowest
+            bar_beats = s.beats / s.bars
+            assert {int(n.start_beats // bar_beats) for n in notes} == set(range(s.bars))
+
+
+def test_requested_parts_keep_playing(model: ModelGenerator) -> None:
+    """The parts prior: a requested part rarely rests a whole bar (combat's lead would
+    otherwise leave the melody to the pad after its first bars)."""
+    graph = load_graph(EXAMPLE_GRAPH)
+    heard = []
+    for seed in range(6):
+        s = replace(loop_spec(graph, "combat", seed), motif=())
+        bar_beats = s.beats / s.bars
+        notes = model.generate(s).notes
+        for part in s.parts:
+            bars = {int(n.start_beats // bar_beats) for n in notes if n.part == part}
+            heard.append(len(bars) / s.bars)
+    assert np.mean(heard) > 0.85
 
 
 def test_daemon_path_imports_neither_torch_nor_music21() -> None:
@@ -227,7 +278,9 @@ def test_density_requests_order_the_loops(model: ModelGenerator) -> None:
 
 
 def test_priors_off_is_the_model_alone() -> None:
-    plain = ModelGenerator.load(sampling=Sampling(scale_bias=0.0, density_bias=0.0, parts_bias=0.0))
+    off = dict(scale_bias=0.0, third_bias=0.0, density_bias=0.0, parts_bias=0.0)
+    off |= dict(motif_interval_bias=0.0, motif_pitch_bias=0.0, density_floor=False, fill_bars=False)
+    plain = ModelGenerator.load(sampling=Sampling(**off))
     shipped = ModelGenerator.load()
     s = spec(seed=11)
     assert plain.generate(s).notes != shipped.generate(s).notes

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.music import Note
+from engine.music import PARTS, Note
 from engine.tokens import (
     BAR,
+    DV0,
     EOS,
     INDEX,
+    NOTE0,
     PREFIX_LEN,
     VOCAB,
     Controls,
@@ -156,3 +158,47 @@ def test_random_walk_under_the_grammar_always_decodes() -> None:
         loop_beats = 3 * bar_steps(meter) / 4
         assert all(0 <= n.start_beats < loop_beats for n in notes)
         assert {n.part for n in notes} <= {"bass", "pad", "lead"}
+
+
+def _fixed(part: int, *notes: tuple[int, int, int]) -> list:
+    return [(step, part, NOTE0 + pitch, DV0 + dv) for step, pitch, dv in notes]
+
+
+FIXED_CASES = [
+    # meter, parts, fixed events (step, part, pitch token, DV), min onsets, budget per 16th
+    ("4/4", ("bass", "pad", "lead"), _fixed(3, (0, 57, 9), (6, 60, 5)), 0, None),
+    ("4/4", ("lead",), _fixed(3, (0, 57, 0), (0, 61, 0), (9, 64, 0)), 40, 8),
+    ("6/8", ("drums", "bass", "pad"), _fixed(2, (3, 50, 2), (20, 52, 0)), 30, 8),
+    ("3/4", PARTS, [], 36, 8),
+    ("4/4", PARTS, _fixed(1, (1, 40, 7), (30, 43, 7)), 48, 6),
+    ("4/4", ("lead",), _fixed(3, (2, 60, 3), (20, 62, 3)), 20, 7),  # rests across a bar line
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("meter", "parts", "fixed", "min_onsets", "per_step"), FIXED_CASES)
+def test_random_walks_keep_the_fixed_notes_the_floor_and_no_empty_bar(
+    meter: str, parts: tuple[str, ...], fixed: list, min_onsets: int, per_step: int | None
+) -> None:
+    """Whatever the sampler picks among `choices()`, the loop ends with every fixed note as
+    given (its part plays nothing else inside their span), at least `min_onsets` onsets and
+    no empty bar."""
+    bars, steps = 3, bar_steps(meter)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        grammar = Grammar(
+            meter, bars, parts, max_chord=3, min_onsets=min_onsets, fill_bars=True,
+            bar_budget=per_step * steps if per_step else None, fixed=fixed,
+        )  # fmt: skip
+        while not grammar.done:
+            choices = grammar.choices()
+            assert len(choices) > 0 and np.all(np.diff(choices) > 0)
+            grammar.advance(int(rng.choice(choices)))
+        events = grammar.events
+        assert set(map(tuple, fixed)) <= set(events)
+        if fixed:
+            part, first, last = fixed[0][1], min(e[0] for e in fixed), max(e[0] for e in fixed)
+            inside = {e for e in events if e[1] == part and first <= e[0] <= last}
+            assert inside == set(map(tuple, fixed))
+        onset_steps = {e[0] for e in events}
+        assert len(onset_steps) >= min_onsets
+        assert {s // steps for s in onset_steps} == set(range(bars))

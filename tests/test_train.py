@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnxscript")
 
 from engine.generator import ModelGenerator  # noqa: E402
 from engine.music import Instrument, LoopSpec, Meter  # noqa: E402

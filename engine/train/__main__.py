@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("export", "all"):
         from engine.train.export import export
 
-        export(args.run)
+        export(args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))
         if args.command == "export":
             return 0
     from engine.train.evaluate import evaluate

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.generator import BAR_TOKENS_PER_STEP, MAX_CHORD_NOTES, THIN_BIAS
+
 
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
@@ -19,13 +21,17 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
     data = training["data"]
     nll = report["nll_nats_per_token"]
     labels = list(report["generated"])
-    g = report["generated"][labels[0]]  # grammar only
+    g = report["generated"][labels[0]]  # the model alone
     p = report["generated"][labels[-1]]  # shipped decoding
     t = report["timing_one_core"]
     size_mb = manifest["bytes"] / 1e6
     edges = data["density_edges"]
 
     decoding = report["generated"][labels[-1]]["sampling"]
+
+    def motif(r: dict) -> str:
+        m = r["motif_development"]
+        return f"{_pct(m['iv_primed'])} ({_pct(m['iv_free'])})"
 
     def both(key: str) -> str:
         return f"{_pct(g[key]['all']['accuracy'])} / {_pct(p[key]['all']['accuracy'])}"
@@ -96,8 +102,23 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "```",
         "python -m engine.train data",
         training["command"],
+        *(
+            [manifest["export_command"]]
+            if manifest.get("export_command") != training["command"]
+            else []
+        ),
         "python -m engine.train evaluate  # also the last step of `all`",
         "```",
+        *(
+            [
+                "",
+                f"`{manifest['export_command']}` wrote the shipped ONNX file from the checkpoint",
+                f"that `{training['command']}` trained (the same weights; the export's step",
+                "graph changed after that run).",
+            ]
+            if manifest.get("export_command") not in (None, training["command"])
+            else []
+        ),
         "",
         "Fine-tuning on a studio's own MIDI: `python -m engine.train data --midi DIR`, then",
         "`python -m engine.train all --init runs/gru/best.pt --run runs/studio`.",
@@ -106,18 +127,29 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "",
         "Segue samples with temperature "
         f"{decoding['temperature']} and top-p {decoding['top_p']} under the loop grammar (exact",
-        "bar count and meter, onsets inside the loop, only the requested parts). Three soft",
-        f"priors lean toward the request: scale prior {decoding['scale_bias']} (out-of-scale",
-        f"pitches lose that much logit), density prior {decoding['density_bias']} (next-onset",
-        "gaps are favoured or disfavoured by how far the loop so far is from the requested",
-        f"density), parts prior {decoding['parts_bias']} (requested parts not heard yet gain",
-        "logit as the loop runs out). Two hard limits bound the time to write a loop: at most",
-        "3 notes per part per onset, and at most 8 tokens per 16th of a bar (128 in 4/4; a bar",
-        "that spends them ends there); a bar running ahead of that budget gets fewer notes per",
-        "onset (more notes at the current onset lose 3 logits). The priors' strengths were",
-        "chosen with",
-        "`python -m engine.train sweep` on tuning specs the evaluation does not use. The table",
-        "below gives the model alone (grammar only) beside the shipped decoding.",
+        "bar count and meter, onsets inside the loop, only the requested parts, no empty bar,",
+        "and at least the lowest onset rate of the requested density bucket: the loop may skip",
+        "a 16th only while it can still reach it). Soft priors lean toward the request:",
+        f"scale {decoding['scale_bias']} (out-of-scale pitches lose that much logit), third",
+        f"{decoding['third_bias']} (the mode's third gains it), density {decoding['density_bias']}",
+        "(next-onset gaps are favoured or disfavoured by how far the loop so far is from the",
+        f"requested density), parts {decoding['parts_bias']} (a requested part gains up to that",
+        "much as it rests, fully after a bar), motif "
+        f"{decoding['motif_interval_bias']}/{decoding['motif_pitch_bias']} (once a designer's",
+        "motif is stated, its part favours the motif's intervals from its previous note and the",
+        "motif's pitch classes). The motif itself is fixed in the grammar: its part plays it",
+        "note for note from the loop start while the other parts play around it.",
+        "",
+        "Two hard limits bound the time to write a loop: at most "
+        f"{MAX_CHORD_NOTES} notes per part per onset,",
+        f"and at most {BAR_TOKENS_PER_STEP} tokens per 16th of a bar "
+        f"({16 * BAR_TOKENS_PER_STEP} in 4/4; a bar that spends them ends there,",
+        "keeping 4 tokens for each onset the density floor still needs); a bar running ahead of",
+        "that budget gets fewer notes per onset (more notes at the current onset lose "
+        f"{THIN_BIAS:g}",
+        "logits). The strengths were chosen on tuning specs the evaluation does not use",
+        "(`python -m engine.train sweep` and the same measures with the other priors on). The",
+        "table below gives the model alone beside the shipped decoding.",
         "",
         "## Results (models/EVALUATION.md has the full tables)",
         "",
@@ -126,13 +158,16 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         f"| held-out NLL, ONNX fp32 | {_num(nll['fp32'])} nats/token |",
         f"| held-out NLL, ONNX int8 (shipped) | {_num(nll['int8'])} nats/token |",
         f"| int8 vs fp32 | {_num(nll.get('int8_vs_fp32_percent'), 2)} % |",
-        f"| mode accuracy (grammar only / shipped decoding) | {both('mode')} |",
+        f"| mode accuracy (model alone / shipped decoding) | {both('mode')} |",
         f"| density accuracy | {both('density')} |",
         f"| mood quadrant accuracy | {both('quadrant')} |",
         f"| all requested parts play | {both('parts_exact')} |",
         f"| pitch-in-scale rate (held-out real {_pct(report['real_test']['in_scale_rate'])}) | "
         f"{_pct(g['in_scale_rate'])} / {_pct(p['in_scale_rate'])} |",
-        f"| one 8-second loop, one core | p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms |",
+        "| lead after the example motif: motif intervals, primed (free) | "
+        f"{motif(g)} / {motif(p)} |",
+        f"| one 8-second loop, one core (best of {t['repeats']}) | p50 {t['p50_ms']:.1f} ms, "
+        f"p99 {t['p99_ms']:.1f} ms (every run: p99 {t['p99_every_run_ms']:.1f} ms) |",
         "",
         "## Limits",
         "",
@@ -141,6 +176,12 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "- Meters: " + ", ".join(manifest["controls"]["meter"]) + "; other meters fall back to the",
         "  rule-based generator. Time grid: 16th notes (triplets are rounded).",
         "- Mood is a proxy computed from tempo, density, mode and register, not a listener rating.",
+        "  The model alone follows the mood quadrant weakly (see the table); tempo and density,",
+        "  which the state sets, carry most of the arousal.",
+        "- Left alone, the model gives the melody of four-part textures to the pad and lets the",
+        "  lead rest for bars; the parts prior keeps every requested part playing.",
+        "- Left alone, the model does not develop a motif: after the statement its lead keeps the",
+        "  motif's intervals no more than without it. The development is the motif prior's.",
         "",
     ]
     path = models_dir / "MODEL_CARD.md"

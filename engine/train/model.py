@@ -1,10 +1,7 @@
-"""The GRU language model over engine.tokens, and its single-step twin for export.
+"""The GRU language model over engine.tokens.
 
-`SegueGRU` trains fast with torch's fused GRU. `GRUStep` computes exactly the same function
-one token at a time with the cell written as explicit MatMuls, so that onnxruntime's
-`quantize_dynamic` can turn its weights to int8 (it leaves the ONNX `GRU` op in float).
-The embedding and layer 0's input projection are folded into one table (a Gather), which
-saves a MatMul per step.
+`SegueGRU` is trained as a sequence model; engine.train.export writes the same function as a
+single-step ONNX graph with the GRU cell as explicit MatMuls, which onnxruntime quantizes.
 """
 
 from __future__ import annotations
@@ -80,55 +77,3 @@ class SegueGRU(nn.Module):
         model = cls(ModelConfig(**checkpoint["config"]))
         model.load_state_dict(checkpoint["state"])
         return model
-
-
-class GRUStep(nn.Module):
-    """One step: (token [1] int64, hidden [layers, 1, hidden]) → (logits [1, vocab], hidden)."""
-
-    def __init__(self, model: SegueGRU) -> None:
-        super().__init__()
-        cfg = model.config
-        self.layers, self.hidden_size = cfg.layers, cfg.hidden
-        gru = model.gru
-        with torch.no_grad():
-            w_ih0 = gru.weight_ih_l0
-            # Embedding followed by layer 0's input projection, as one lookup table.
-            self.table0 = nn.Parameter(model.embed.weight @ w_ih0.T + gru.bias_ih_l0)
-            self.w_ih = nn.ParameterList(
-                [
-                    nn.Parameter(getattr(gru, f"weight_ih_l{k}").T.contiguous())
-                    for k in range(1, cfg.layers)
-                ]
-            )
-            self.b_ih = nn.ParameterList(
-                [nn.Parameter(getattr(gru, f"bias_ih_l{k}").clone()) for k in range(1, cfg.layers)]
-            )
-            self.w_hh = nn.ParameterList(
-                [
-                    nn.Parameter(getattr(gru, f"weight_hh_l{k}").T.contiguous())
-                    for k in range(cfg.layers)
-                ]
-            )
-            self.b_hh = nn.ParameterList(
-                [nn.Parameter(getattr(gru, f"bias_hh_l{k}").clone()) for k in range(cfg.layers)]
-            )
-            self.w_out = nn.Parameter(model.head.weight.T.contiguous())
-            self.b_out = nn.Parameter(model.head.bias.clone())
-
-    def forward(self, token: torch.Tensor, hidden: torch.Tensor):
-        size = self.hidden_size
-        new_hidden = []
-        x_gates = self.table0[token]  # [1, 3H]
-        x = hidden[0]  # each layer replaces it with its output
-        for k in range(self.layers):
-            h = hidden[k]
-            if k > 0:
-                x_gates = torch.matmul(x, self.w_ih[k - 1]) + self.b_ih[k - 1]
-            h_gates = torch.matmul(h, self.w_hh[k]) + self.b_hh[k]
-            r = torch.sigmoid(x_gates[:, :size] + h_gates[:, :size])
-            z = torch.sigmoid(x_gates[:, size : 2 * size] + h_gates[:, size : 2 * size])
-            n = torch.tanh(x_gates[:, 2 * size :] + r * h_gates[:, 2 * size :])
-            x = (1.0 - z) * n + z * h
-            new_hidden.append(x)
-        logits = torch.matmul(x, self.w_out) + self.b_out
-        return logits, torch.stack(new_hidden)
