@@ -260,9 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--device", help="output device index or name; 'jack' for JACK")
     run.add_argument("--blocksize", type=int, default=256, help="frames per audio block")
-    run.add_argument("--buffer-blocks", type=int, default=2,
-                     help="blocks kept ahead in PortAudio's buffer (0: a direct Python "
-                     "callback, one block less latency, sensitive to a busy process)")
+    run.add_argument(
+        "--buffer-blocks",
+        type=int,
+        default=2,
+        help="blocks kept ahead in PortAudio's buffer (0: a direct Python "
+        "callback, one block less latency, sensitive to a busy process)",
+    )
     run.add_argument(
         "--host",
         default=osc.DEFAULT_HOST,

@@ -111,4 +111,3 @@ def render(graph_path: str | Path, script: list[ScriptItem], *, seconds: float |
     if bar is not None:
         bar.close()
     return RenderResult(out, timeline, conductor)
-

@@ -78,4 +78,3 @@ class Timeline:
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
-
