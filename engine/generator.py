@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from engine.music import DENSITIES, MODES, PARTS, LoopSpec, quadrant_of, scale_of
+from engine.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 from engine.tokens import (
     BAR,
     DV0,
@@ -63,8 +63,9 @@ DENSITY_TARGETS = {"low": 1.0, "medium": 2.1, "high": 3.6}
 DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
-# Most tokens one bar may take, per 16th of the bar (7 → 112 in 4/4): bounds the time to
-# write a loop; a bar that spends it ends there. Rare outside "high" density with 4 parts.
+# Most tokens one bar may take, per 16th of the bar (7 → 112 in 4/4), spent pro rata (see
+# engine.tokens.Grammar): bounds the time to write a loop. Reached mostly at "high" density
+# with 4 parts, where it thins chords rather than cutting the bar.
 BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
@@ -173,6 +174,22 @@ def _fast_run(session: ort.InferenceSession, hidden_shape: tuple[int, ...]):
     except Exception:  # noqa: BLE001 - any difference in the binding: use the public API
         return session.run
     return lambda outputs, inputs: binding.run(outputs, inputs, None)
+
+
+def sustain_pad(notes: list[Note], loop_beats: float) -> list[Note]:
+    """The pad is the state's bed: each pad chord holds until the pad's next onset (the last
+    one across the loop's end, which the synth wraps), so a sparse loop has no silent gaps.
+    Notes are only ever lengthened."""
+    onsets = sorted({n.start_beats for n in notes if n.part == "pad"})
+    if not onsets:
+        return notes
+    following = dict(zip(onsets, [*onsets[1:], onsets[0] + loop_beats], strict=True))
+    return [
+        replace(n, duration_beats=max(n.duration_beats, following[n.start_beats] - n.start_beats))
+        if n.part == "pad"
+        else n
+        for n in notes
+    ]
 
 
 class _Development:
@@ -445,4 +462,4 @@ class ModelGenerator:
         notes = grammar.notes(spec.tonic)
         if not notes:
             raise ModelError("model wrote an empty loop")
-        return Loop(spec, tuple(notes), generator=self.name)
+        return Loop(spec, tuple(sustain_pad(notes, spec.beats)), generator=self.name)

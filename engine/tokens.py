@@ -241,9 +241,9 @@ class Grammar:
     - `min_onsets`: at least this many onset positions in the loop: once the loop runs
       short, only the next free 16th may start notes (a density floor);
     - `fill_bars`: no bar without an onset;
-    and `bar_budget`: the most tokens one bar may take before only its end may follow (it
-    bounds the time to write a loop; onsets the floor or fixed events still need keep 4
-    tokens each in reserve).
+    and `bar_budget`: the most tokens one bar may take, spent pro rata: once the bar has
+    used its share up to the current 16th, no more notes join this onset and the loop moves
+    on (it bounds the time to write a loop without ever cutting a bar short).
     """
 
     __slots__ = (
@@ -354,18 +354,16 @@ class Grammar:
                     first, pinned = next_step, True
             elif solo:  # ... until its next note, in a later bar
                 first, pinned = steps, True
-        must = 0
         if self.min_onsets and not pinned:
             slack = max(0, self._total_steps - (step + 1) - (self.min_onsets - self.onsets))
             last = min(last, self.pos + 1 + slack)
-            must = max(0, steps - 1 - self.pos - slack)  # 16ths of this bar that must start notes
-            end_ok = end_ok and must == 0
+            end_ok = end_ok and steps - 1 - self.pos <= slack  # no 16th of this bar owed
         if self.fill_bars and phase == "bar" and first <= last:
             end_ok = False
-        if self.bar_budget is not None and self.bar_tokens + 4 * must >= self.bar_budget:
-            stay = False
-            if end_ok:  # nothing still owed in this bar: it ends here
-                first, last = steps, steps - 1
+        if self.bar_budget is not None and (
+            self.bar_tokens * steps >= self.bar_budget * (self.pos + 1)
+        ):
+            stay = False  # ahead of the bar's budget, pro rata: on to the next onset
         low, high, parts = 0, 0, ()
         if stay:
             low, high = self._more_pitches()

@@ -180,3 +180,9 @@ def test_example_session_plays_the_models_loops_and_bridges(model_workshop):
     bridges = [row for row in timeline["other"] if row["kind"] == "bridge"]
     assert bridges and {b["generator"] for b in bridges} == {"model"}
     assert result.conductor.pool.counters.fallbacks == 0
+    # The music never drops out: no half second of the session below -45 dBFS (a model loop
+    # with an empty bar, or a bar cut short by the token budget, fell below -60 dBFS).
+    mono = result.audio.mean(axis=1)
+    window = 24_000
+    rms = np.sqrt(np.mean(mono[: len(mono) // window * window].reshape(-1, window) ** 2, axis=1))
+    assert 20 * np.log10(rms.min() + 1e-12) > -45.0

@@ -143,11 +143,10 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "Two hard limits bound the time to write a loop: at most "
         f"{MAX_CHORD_NOTES} notes per part per onset,",
         f"and at most {BAR_TOKENS_PER_STEP} tokens per 16th of a bar "
-        f"({16 * BAR_TOKENS_PER_STEP} in 4/4; a bar that spends them ends there,",
-        "keeping 4 tokens for each onset the density floor still needs); a bar running ahead of",
-        "that budget gets fewer notes per onset (more notes at the current onset lose "
-        f"{THIN_BIAS:g}",
-        "logits). The strengths were chosen on tuning specs the evaluation does not use",
+        f"({16 * BAR_TOKENS_PER_STEP} in 4/4), spent pro rata: a bar that has used its share",
+        "up to the current 16th adds no more notes there and moves on, so no bar is cut short;",
+        f"from 70 % of that share, more notes at the current onset lose {THIN_BIAS:g} logits.",
+        "The strengths were chosen on tuning specs the evaluation does not use",
         "(`python -m engine.train sweep` and the same measures with the other priors on). The",
         "table below gives the model alone beside the shipped decoding.",
         "",
