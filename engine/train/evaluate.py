@@ -524,13 +524,14 @@ def sweep(
     evaluation never uses), so the shipped defaults are not picked on the evaluation loops."""
     grid = grid or {
         "scale_bias": (0.0, 1.0, 2.0, 3.0),
-        "density_bias": (1.0, 2.0, 4.0),
-        "parts_bias": (1.0, 2.0, 4.0),
+        "third_bias": (0.5, 1.0, 1.5),
+        "density_bias": (1.0, 2.0, 4.0, 6.0),
+        "parts_bias": (2.0, 4.0, 6.0, 8.0),
     }
     model_path = Path(model) if model else default_model_path()
     manifest = json.loads(manifest_path(model_path).read_text())
     specs = random_specs(loops, seed=777)
-    off = Sampling(scale_bias=0.0, density_bias=0.0, parts_bias=0.0)
+    off = Sampling(**NO_PRIORS)  # the grammar's guarantees stay on
     rows = []
     for name, values in grid.items():
         for value in values:
