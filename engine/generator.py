@@ -348,13 +348,12 @@ class ModelGenerator:
         controls = self.controls_for(spec)
         motif = self.motif_events(spec, controls)
         try:
-            steps_in_bar = bar_steps(controls.meter)
             grammar = Grammar(
                 controls.meter,
                 spec.bars,
                 controls.parts,
                 max_chord=MAX_CHORD_NOTES,
-                bar_budget=BAR_TOKENS_PER_STEP * steps_in_bar,
+                bar_budget=BAR_TOKENS_PER_STEP * bar_steps(controls.meter),
                 min_onsets=self.density_floor(spec) if self.sampling.density_floor else 0,
                 fill_bars=self.sampling.fill_bars,
                 fixed=motif,
@@ -409,8 +408,8 @@ class ModelGenerator:
                 if phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)
                 ):
-                    # Ahead of the bar's token budget: thin the texture (fewer notes at this
-                    # onset) rather than let the budget cut the end of the bar.
+                    # Near the bar's token budget at this 16th: thin the texture (fewer notes
+                    # at this onset) before the budget stops adding them.
                     step_bias = thinning if step_bias is None else step_bias + thinning
                 t = self._sample(logits[0], choices, step_bias, inv_temperature, rng)
             grammar.take(t)
