@@ -60,3 +60,31 @@ def read_motif(path: Path, tonic: int) -> tuple[Note, ...]:
         if n.start_beats - first_bar < MAX_MOTIF_BEATS
     )
     return moved
+
+
+def top_line(notes: tuple[Note, ...] | list[Note], part: str, from_beats: float = 0.0) -> list[int]:
+    """The melody of `part`: its highest pitch at each onset from `from_beats` on."""
+    top: dict[float, int] = {}
+    for n in notes:
+        if n.part == part and n.start_beats >= from_beats:
+            top[n.start_beats] = max(top.get(n.start_beats, 0), n.pitch)
+    return [top[t] for t in sorted(top)]
+
+
+def development(
+    motif: tuple[Note, ...] | list[Note], notes: tuple[Note, ...] | list[Note], part: str = "lead"
+) -> tuple[float, float] | None:
+    """How much of the motif's material `part` keeps after stating it, as two shares of its
+    melody after the motif's last onset: notes in the motif's pitch classes, and melodic
+    steps that are one of the motif's intervals or their inversions. None when that melody
+    has fewer than three notes or never moves."""
+    line = top_line(motif, "lead")
+    classes = {p % 12 for p in line}
+    steps = {b - a for a, b in zip(line, line[1:], strict=False) if b != a}
+    steps |= {-i for i in steps}
+    later = top_line(notes, part, max(n.start_beats for n in motif) + 1e-6)
+    moves = [b - a for a, b in zip(later, later[1:], strict=False) if b != a]
+    if len(later) < 3 or not moves:
+        return None
+    in_classes = sum(p % 12 in classes for p in later) / len(later)
+    return in_classes, sum(m in steps for m in moves) / len(moves)

@@ -246,40 +246,23 @@ def real_metrics(seqs: list[np.ndarray]) -> dict:
     }
 
 
-def _top_line(notes, part: str, from_beats: float) -> list[int]:
-    """The highest pitch at each onset of `part` from `from_beats` on."""
-    top: dict[float, int] = {}
-    for n in notes:
-        if n.part == part and n.start_beats >= from_beats:
-            top[n.start_beats] = max(top.get(n.start_beats, 0), n.pitch)
-    return [top[t] for t in sorted(top)]
-
-
 def motif_metrics(generator: ModelGenerator, specs: list[LoopSpec], path: Path) -> dict:
-    """How much of the example motif's material the lead keeps after stating it, beside the
-    same specs written without the motif: the share of the lead's later notes in the motif's
-    pitch classes, and of its later melodic steps that are motif intervals or inversions."""
-    from engine.motif import read_motif
+    """How much of the example motif's material the lead keeps after stating it
+    (`engine.motif.development`), beside the same specs written without the motif."""
+    from engine.motif import development, read_motif
 
-    shares: dict[str, list[float]] = {
-        k: [] for k in ("pc_primed", "pc_free", "iv_primed", "iv_free")
-    }
+    keys = ("pc_primed", "pc_free", "iv_primed", "iv_free")
+    shares: dict[str, list[float]] = {k: [] for k in keys}
     for spec in specs:
         motif = read_motif(path, spec.tonic)
-        line = _top_line(motif, "lead", 0.0)
-        classes = {p % 12 for p in line}
-        steps = {b - a for a, b in zip(line, line[1:], strict=False) if b != a}
-        steps |= {-i for i in steps}
-        after = max(n.start_beats for n in motif) + 0.25
         for label, s in (("primed", replace(spec, motif=motif)), ("free", spec)):
             try:
-                later = _top_line(generator.generate(s).notes, "lead", after)
+                kept = development(motif, generator.generate(s).notes)
             except ModelError:
                 continue
-            moves = [b - a for a, b in zip(later, later[1:], strict=False) if b != a]
-            if len(later) >= 3 and moves:
-                shares[f"pc_{label}"].append(float(np.mean([p % 12 in classes for p in later])))
-                shares[f"iv_{label}"].append(float(np.mean([m in steps for m in moves])))
+            if kept is not None:
+                shares[f"pc_{label}"].append(kept[0])
+                shares[f"iv_{label}"].append(kept[1])
     return {"motif": path.name, "loops": len(specs)} | {k: _mean(v) for k, v in shares.items()}
 
 
