@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from engine.motif import material
 from engine.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 from engine.tokens import (
     BAR,
@@ -194,29 +195,32 @@ def sustain_pad(notes: list[Note], loop_beats: float) -> list[Note]:
 
 class _Development:
     """The motif prior: after its statement, the motif's part leans toward the motif's
-    intervals (and their inversions) from its previous note, and toward its pitch classes."""
+    intervals (and their inversions) from its previous note, and toward its pitch classes
+    (`engine.motif.material`)."""
 
     __slots__ = ("part", "after_step", "intervals", "pitches", "interval_bias", "_rows")
 
-    def __init__(self, motif: list[Event], sampling: Sampling) -> None:
-        self.part = motif[0][1]
-        self.after_step = max(e[0] for e in motif)
-        line = [max(e[2] for e in motif if e[0] == step) for step in sorted({e[0] for e in motif})]
-        steps = {b - a for a, b in zip(line, line[1:], strict=False) if b != a}
-        self.intervals = sorted(steps | {-i for i in steps})
-        classes = {(t - NOTE0 + REL_PITCH_LOW) % 12 for t in line}
+    def __init__(
+        self, motif: tuple[Note, ...], events: list[Event], tonic: int, sampling: Sampling
+    ) -> None:
+        self.part = events[0][1]
+        self.after_step = max(e[0] for e in events)
+        classes, intervals = material(motif)
+        self.intervals = sorted(intervals)
+        key_classes = {(c - tonic) % 12 for c in classes}  # pitch tokens are key-relative
         self.pitches = np.zeros(len(VOCAB), dtype=np.float32)
-        for t in range(NOTE0, NOTE0 + REL_PITCH_HIGH - REL_PITCH_LOW + 1):
-            if (t - NOTE0 + REL_PITCH_LOW) % 12 in classes:
-                self.pitches[t] = sampling.motif_pitch_bias
+        for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
+            if r % 12 in key_classes:
+                self.pitches[NOTE0 + r - REL_PITCH_LOW] = sampling.motif_pitch_bias
         self.interval_bias = sampling.motif_interval_bias
-        self._rows: dict[int, np.ndarray] = {}
+        self._rows: dict[int | None, np.ndarray] = {}
 
     @classmethod
-    def of(cls, motif: list[Event], sampling: Sampling) -> _Development | None:
-        if not motif or not (sampling.motif_interval_bias or sampling.motif_pitch_bias):
+    def of(cls, spec: LoopSpec, events: list[Event], sampling: Sampling) -> _Development | None:
+        if not events or not (sampling.motif_interval_bias or sampling.motif_pitch_bias):
             return None
-        return cls(motif, sampling)
+        melodic = tuple(n for n in spec.motif if n.part != "drums")
+        return cls(melodic, events, spec.tonic, sampling)
 
     def bias(self, grammar: Grammar, bias: np.ndarray | None) -> np.ndarray | None:
         """`bias` plus the prior, when the motif's part chooses the first pitch of an onset."""
@@ -360,19 +364,18 @@ class ModelGenerator:
             )
         except TokenError as error:
             raise ModelError(str(error)) from None
-        development = _Development.of(motif, sampling=self.sampling)
+        development = _Development.of(spec, motif, self.sampling)
         rng = np.random.default_rng(spec.seed)
         sampling = self.sampling
         steps_in_bar = grammar.steps_in_bar
         bias = self._scale_bias[spec.mode] if sampling.scale_bias or sampling.third_bias else None
         if bias is None and (sampling.density_bias or sampling.parts_bias):
             bias = np.zeros(len(VOCAB), dtype=np.float32)
-        silent = {INST0 + PARTS.index(p) for p in controls.parts}  # parts not heard yet
-        # Where each requested part last started notes (−1: before the loop).
-        last_played = dict.fromkeys(silent, -1)
+        # Where each requested part last started notes (−1: not yet).
+        last_played = {INST0 + PARTS.index(p): -1 for p in controls.parts}
         thinning = np.zeros(len(VOCAB), dtype=np.float32)
         thinning[NOTE0:DV0] = -THIN_BIAS  # another chord note at this onset
-        # (and another part once that part has played: a silent part may still come in)
+        # (and another part once that part has played: a part not heard yet may still come in)
         gaps = _log_gaps(steps_in_bar) if sampling.density_bias else None
         target = DENSITY_TARGETS[spec.density]
         inv_temperature = 1.0 / sampling.temperature
@@ -415,10 +418,9 @@ class ModelGenerator:
             grammar.take(t)
             sequence.append(t)
             if t in last_played:
+                if last_played[t] < 0:
+                    thinning[t] = -THIN_BIAS
                 last_played[t] = grammar.bar * steps_in_bar + grammar.pos
-            if t in silent:
-                silent.discard(t)
-                thinning[t] = -THIN_BIAS
             if not grammar.done:
                 token[0] = t
                 logits, hidden = run(outputs, {"token": token, "hidden": hidden})

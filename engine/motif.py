@@ -62,13 +62,24 @@ def read_motif(path: Path, tonic: int) -> tuple[Note, ...]:
     return moved
 
 
-def top_line(notes: tuple[Note, ...] | list[Note], part: str, from_beats: float = 0.0) -> list[int]:
-    """The melody of `part`: its highest pitch at each onset from `from_beats` on."""
+def top_line(
+    notes: tuple[Note, ...] | list[Note], part: str | None = None, from_beats: float = 0.0
+) -> list[int]:
+    """The melody of `part` (None: of all the notes): its highest pitch at each onset from
+    `from_beats` on."""
     top: dict[float, int] = {}
     for n in notes:
-        if n.part == part and n.start_beats >= from_beats:
+        if (part is None or n.part == part) and n.start_beats >= from_beats:
             top[n.start_beats] = max(top.get(n.start_beats, 0), n.pitch)
     return [top[t] for t in sorted(top)]
+
+
+def material(motif: tuple[Note, ...] | list[Note]) -> tuple[set[int], set[int]]:
+    """What a development keeps of a motif: the pitch classes of its melody, and its melodic
+    intervals with their inversions (semitones, signed)."""
+    line = top_line(motif)
+    steps = {b - a for a, b in zip(line, line[1:], strict=False) if b != a}
+    return {p % 12 for p in line}, steps | {-i for i in steps}
 
 
 def development(
@@ -78,10 +89,7 @@ def development(
     melody after the motif's last onset: notes in the motif's pitch classes, and melodic
     steps that are one of the motif's intervals or their inversions. None when that melody
     has fewer than three notes or never moves."""
-    line = top_line(motif, "lead")
-    classes = {p % 12 for p in line}
-    steps = {b - a for a, b in zip(line, line[1:], strict=False) if b != a}
-    steps |= {-i for i in steps}
+    classes, steps = material(motif)
     later = top_line(notes, part, max(n.start_beats for n in motif) + 1e-6)
     moves = [b - a for a, b in zip(later, later[1:], strict=False) if b != a]
     if len(later) < 3 or not moves:

@@ -382,9 +382,10 @@ class Grammar:
             return max(DRUM0, self.last_pitch + 1), DRUM0 + N_DRUM
         return max(NOTE0, self.last_pitch + 1), NOTE0 + N_NOTE
 
-    def _part_tokens(self, step: int, above: int, fixed_here) -> tuple[int, ...]:
-        """Part tokens that may start notes at `step` after part `above`."""
-        if fixed_here is not None:
+    def _part_tokens(self, step: int, above: int, pending) -> tuple[int, ...]:
+        """Part tokens that may start notes at `step` after part `above` (`pending`: the
+        fixed notes of this step still to be written, if any)."""
+        if pending is not None:
             return tuple(INST0 + p for p in self._parts if above < p <= self._fixed_part)
         span_first, span_last = self._fixed_span
         if span_first <= step <= span_last:  # the fixed part rests between its notes
@@ -411,12 +412,6 @@ class Grammar:
                 _CHOICES.clear()
             _CHOICES[key] = tokens
         return tokens
-
-    def allowed(self) -> np.ndarray:
-        """Boolean mask over the vocabulary of the tokens allowed next."""
-        mask = np.zeros(len(VOCAB), dtype=bool)
-        mask[self.choices()] = True
-        return mask
 
     # -- taking a token -----------------------------------------------------------------
     def advance(self, token: int) -> None:

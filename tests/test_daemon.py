@@ -247,8 +247,9 @@ def test_missing_model_falls_back_in_one_line(tmp_path, jack_server):
 
 
 def test_no_audio_device_writes_a_wav_instead(tmp_path, jack_server):
-    proc, client, _, log = start_daemon(tmp_path, jack_server, "--no-model", "--device",
-                                        "no-such-card")  # the last --device wins
+    proc, client, _, log = start_daemon(
+        tmp_path, jack_server, "--no-model", "--device", "no-such-card"
+    )  # the last --device wins
     try:
         status = client.status()
         time.sleep(0.3)  # let the file grow past its header
