@@ -27,7 +27,8 @@ from engine.graph import Graph
 from engine.mixer import Mixer
 from engine.music import SAMPLE_RATE
 from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
-from engine.pool import LoopPool, ProcessMaker
+from engine.pool import LoopPool
+from engine.supervisor import WorkerMaker
 
 log = logging.getLogger("segue.daemon")
 
@@ -54,7 +55,7 @@ class Daemon:
         self.config = config
         self.sink = sink
         self.mixer = Mixer(max_block_frames=max(8192, config.block_frames))
-        self.maker = ProcessMaker(config.soundfont, config.model, config.use_model)
+        self.maker = WorkerMaker(config.soundfont, config.model, config.use_model)
         self.pool = LoopPool(self.maker, depth=config.pool_depth, seed=config.seed)
         self.conductor = Conductor(graph, self.pool, self.mixer, block_frames=config.block_frames,
                                    graph_path=str(config.graph_path))  # fmt: skip
@@ -145,7 +146,10 @@ class Daemon:
     def _apply(self, command: cmd.Command) -> None:
         reply = self.conductor.handle(command)
         if isinstance(command, cmd.Status) and command.reply_to:
-            self.osc.reply_json(command.reply_to, "/segue/status", self.status())
+            status = self.status()
+            if command.request_id is not None:
+                status["id"] = command.request_id
+            self.osc.reply_json(command.reply_to, "/segue/status", status)
         elif isinstance(command, cmd.Reload) and command.reply_to:
             self._graph_stamp = _stamp(self.config.graph_path)
             error = self.conductor.last_error
@@ -186,6 +190,7 @@ class Daemon:
         status["counters"] |= {"osc_" + k: v for k, v in vars(self.osc.counters).items()}
         status["counters"] |= {"pool_" + k: v for k, v in vars(self.pool.counters).items()}
         status["sink"] = sink
+        status["worker"] = self.maker.status()
         status["underruns"] = sink.get("underruns", 0)
         status["generator_default"] = self.generator
         latency = [r.as_dict(SAMPLE_RATE) for r in list(self.conductor.responses)[-20:]]

@@ -48,7 +48,7 @@ ADDRESSES: dict[str, Spec] = {
         Spec("/segue/param", (_STR, _NUM), (), "set a continuous parameter"),
         Spec("/segue/stinger", (_STR,), (), "play a stinger, quantized and in key"),
         Spec("/segue/reload", (), (), "reload the graph file now"),
-        Spec("/segue/status", (), (), "reply with one JSON string"),
+        Spec("/segue/status", (), (_ANY,), "reply with one JSON string; [id] echoed as its id"),
         Spec("/segue/subscribe", (_INT,), (_STR,), "send notifications to port [host]"),
         Spec("/segue/unsubscribe", (_INT,), (_STR,), "stop notifications to port [host]"),
         Spec("/segue/ping", (), (_ANY,), "reply /segue/pong id daemon_time"),
@@ -99,7 +99,7 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
     if address == "/segue/reload":
         return cmd.Reload(**meta)
     if address == "/segue/status":
-        return cmd.Status(**meta)
+        return cmd.Status(args[0] if args else None, **meta)
     if address in ("/segue/subscribe", "/segue/unsubscribe"):
         port = args[0]
         if not 1 <= port <= 65535:
