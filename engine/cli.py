@@ -94,12 +94,21 @@ def cmd_run(args) -> int:
     from engine.daemon import Daemon, DaemonConfig
 
     _stop_on_sigterm()
+    from engine.osc_guard import parse_networks
+
     graph_path = Path(args.graph)
     graph = _graph(graph_path)
+    try:
+        allow = parse_networks(args.allow)
+    except ValueError as exc:
+        raise SystemExit(f"segue: {exc}") from None
+    if args.max_subscribers < 1:
+        raise SystemExit("segue: --max-subscribers must be at least 1")
     config = DaemonConfig(
         graph_path=graph_path, soundfont=_soundfont(args.soundfont), model=args.model,
         use_model=not args.no_model, host=args.host, port=args.port,
-        block_frames=args.blocksize, seed=args.seed,
+        block_frames=args.blocksize, seed=args.seed, allow=allow,
+        max_subscribers=args.max_subscribers, subscribe_any_host=args.subscribe_any_host,
     )  # fmt: skip
     sink = open_sink(args.output, args.device, args.blocksize, args.buffer_blocks)
     try:
@@ -273,6 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="interface for OSC (default 127.0.0.1: this machine only)",
     )
     run.add_argument("--port", type=int, default=osc.DEFAULT_PORT)
+    run.add_argument(
+        "--allow",
+        nargs="+",
+        default=[],
+        metavar="CIDR",
+        help="also answer senders in these networks (default: loopback only), e.g. "
+        "--host 0.0.0.0 --allow 192.168.1.0/24",
+    )
+    run.add_argument(
+        "--max-subscribers",
+        type=int,
+        default=32,
+        help="notification targets kept (the oldest is dropped for a new one)",
+    )
+    run.add_argument(
+        "--subscribe-any-host",
+        action="store_true",
+        help="let /segue/subscribe name another host than the sender's",
+    )
     run.add_argument("--stats-out", help="write the final status (counters, timings) as JSON")
     run.add_argument(
         "--demo",

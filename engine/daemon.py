@@ -48,6 +48,9 @@ class DaemonConfig:
     seed: int = 0
     pool_depth: int = 2
     watch: bool = True
+    allow: tuple = ()  # networks answered besides loopback
+    max_subscribers: int = 32
+    subscribe_any_host: bool = False
 
 
 class Daemon:
@@ -60,7 +63,9 @@ class Daemon:
         self.conductor = Conductor(graph, self.pool, self.mixer, block_frames=config.block_frames,
                                    graph_path=str(config.graph_path))  # fmt: skip
         self.inbox: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
-        self.osc = OscServer(self.inbox.put, config.host, config.port)
+        self.osc = OscServer(self.inbox.put, config.host, config.port, allow=config.allow,
+                             max_subscribers=config.max_subscribers,
+                             subscribe_any_host=config.subscribe_any_host)  # fmt: skip
         self.stop_event = threading.Event()
         self.generator = "?"
         self._threads: list[threading.Thread] = []
@@ -188,6 +193,8 @@ class Daemon:
         status = self.conductor.status()
         sink = self.sink.stats()
         status["counters"] |= {"osc_" + k: v for k, v in vars(self.osc.counters).items()}
+        status["counters"]["osc_kernel_drops"] = self.osc.kernel_drops()
+        status["counters"]["osc_subscribers"] = len(self.osc.subscribers)
         status["counters"] |= {"pool_" + k: v for k, v in vars(self.pool.counters).items()}
         status["sink"] = sink
         status["worker"] = self.maker.status()
