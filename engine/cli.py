@@ -72,8 +72,11 @@ def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
         raise SystemExit(f"segue: unknown output {output!r}; expected device, wav:PATH, null "
                          "or shm:NAME")  # fmt: skip
     from engine.sinks.device import DeviceSink
+    from engine.sinks.direct import DirectDeviceSink
 
     try:
+        if buffer_blocks <= 0:
+            return DirectDeviceSink(device, block_frames)
         return DeviceSink(device, block_frames, buffer_blocks=buffer_blocks)
     except SinkError as exc:
         fallback = "segue-output.wav"
@@ -122,6 +125,10 @@ def cmd_run(args) -> int:
     except SinkError as exc:
         daemon.stop()
         raise SystemExit(f"segue: {exc}") from None
+    except KeyboardInterrupt:  # SIGINT or SIGTERM while the pools fill
+        log.info("stopping")
+        daemon.stop()
+        return 0
     demo = None
     if args.demo:
         host, port = daemon.osc.address
@@ -273,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--buffer-blocks",
         type=int,
         default=2,
-        help="blocks kept ahead in PortAudio's buffer (0: a direct Python "
-        "callback, one block less latency, sensitive to a busy process)",
+        help="blocks kept ahead for the device (1+: a supervised device process plays "
+        "them; 0: PortAudio's callback in the daemon, one block less latency, sensitive "
+        "to a busy process and not supervised)",
     )
     run.add_argument(
         "--host",

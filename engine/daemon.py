@@ -78,9 +78,7 @@ class Daemon:
         """Fill every state's pool, start the music, then open the ears (OSC)."""
         # The audio callback is Python: let it take the GIL from busy threads sooner.
         sys.setswitchinterval(0.0002)
-        prepare = getattr(self.sink, "prepare", None)
-        if prepare is not None:
-            prepare()  # e.g. the shm ring: hosts see "stopped" while the pools fill
+        self.sink.prepare()  # e.g. the shm ring: hosts see "stopped" while the pools fill
         generator, problem = self.maker.describe()
         self.generator = generator
         if problem and self.config.use_model:
@@ -144,6 +142,7 @@ class Daemon:
                     if self.config.watch and now >= next_watch:
                         next_watch = now + WATCH_SECONDS
                         self._watch()
+                self._sink_events()
                 self._send_outbox()
             except Exception:  # noqa: BLE001 - the control thread must survive a bug
                 log.exception("control thread error (recovered)")
@@ -175,13 +174,27 @@ class Daemon:
         self._graph_stamp, self._settling = stamp, None
         self.conductor.reload()
 
+    def _sink_events(self) -> None:
+        """A sink's faults and recoveries reach the game (/segue/error) and the timeline;
+        the sink has logged them."""
+        events = self.sink.events
+        while events:
+            kind, message = events.popleft()
+            self.conductor.timeline.add(
+                "error" if kind == "error" else "device",
+                {"error" if kind == "error" else "message": message},
+                frame=self.mixer.frames_rendered,
+            )
+            if kind == "error":
+                self.osc.notify("/segue/error", message)
+
     def _send_outbox(self) -> None:
         """Notifications carry the sample frame they refer to, and an OSC timetag: the wall
         time at which that frame leaves the speakers."""
         outbox = self.conductor.outbox
         if not outbox:
             return
-        latency_s = getattr(self.sink, "output_latency_s", 0.0)
+        latency_s = self.sink.output_latency_s
         now_frame = self.mixer.frames_rendered
         now_wall = time.time()
         while outbox:

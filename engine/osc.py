@@ -273,7 +273,7 @@ class OscServer:
                 setattr(self.counters, exc.counter, getattr(self.counters, exc.counter) + 1)
                 self._log.warning(exc.counter, f"OSC from {sender[0]}:{sender[1]}: {exc}")
                 continue
-            if not self.gate.within_rate(sender[0], message.address):
+            if not self.gate.within_rate(sender, message.address):
                 self.counters.rate_limited += 1
                 self._log.warning("rate", f"{message.address} from {sender[0]} over its rate "
                                   "limit; dropped")  # fmt: skip

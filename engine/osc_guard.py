@@ -61,14 +61,16 @@ class SenderGate:
             self._verdicts[host] = verdict
         return verdict
 
-    def within_rate(self, host: str, address: str) -> bool:
-        """False when `host` has spent its budget for `address` (a token bucket)."""
+    def within_rate(self, sender: tuple[str, int], address: str) -> bool:
+        """False when `sender` (host, port: one socket) has spent its budget for `address`
+        (a token bucket). Per socket, not per host: a flooding program on the game's machine
+        must not silence the game's own requests."""
         limit = self.limits.get(address)
         if limit is None:
             return True
         rate, burst = limit
         now = time.monotonic()
-        key = (host, address)
+        key = (sender, address)
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= MAX_SENDERS_REMEMBERED:

@@ -11,7 +11,7 @@ describes. Around it:
   second). A hung worker is killed and counts as dead. The limits are loose on purpose: a
   worker at nice 10 on a busy two-core machine can miss its heartbeat for a second.
 - Each death is one log line and a count; a new worker is started at once, then with a
-  doubling backoff while workers keep dying young (`RESTART_BACKOFF_SECONDS`).
+  doubling backoff while new workers die before they have loaded (`RESTART_BACKOFF_SECONDS`).
 - Requests made while no worker is ready wait, as futures, for the next one; the control
   thread never waits. Meanwhile transitions take the loops already in the pools, or replay a
   state's last loop (`LoopPool.take(spare=True)`). Nothing is generated in this process: a
@@ -50,8 +50,7 @@ log = logging.getLogger("segue.worker")
 HEARTBEAT_SECONDS = 0.1  # the worker stamps its heartbeat this often
 HUNG_SECONDS = 2.0  # a worker with work and an older stamp is hung
 STUCK_SECONDS = 20.0  # a request unanswered this long: the worker is hung
-RESTART_BACKOFF_SECONDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # while workers keep dying young
-HEALTHY_SECONDS = 30.0  # a worker that lived this long resets the backoff
+RESTART_BACKOFF_SECONDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # while new workers die loading
 DESCRIBE_TIMEOUT_SECONDS = 120.0
 
 
@@ -95,7 +94,6 @@ class WorkerMaker:
         self._executor: cf.ProcessPoolExecutor | None = None
         self._heartbeat = None
         self._ready_future: cf.Future | None = None
-        self._started_at = 0.0
         self._restart_at: float | None = None
         self._deaths_young = 0
         self._inflight: dict[cf.Future, float] = {}  # worker requests and when they were sent
@@ -114,7 +112,6 @@ class WorkerMaker:
             initializer=_heartbeat_init,
             initargs=(self._heartbeat, *self._args),
         )
-        self._started_at = time.monotonic()
         self._ready_future = self._executor.submit(_describe)
         self._restart_at = None
 
@@ -181,8 +178,9 @@ class WorkerMaker:
     def _died(self, how: str, hung: bool) -> None:
         executor, self._executor = self._executor, None
         self._ready_future = None
-        lived = time.monotonic() - self._started_at
-        self._deaths_young = 0 if lived > HEALTHY_SECONDS else self._deaths_young + 1
+        # Only workers that die while loading escalate the backoff (a bad model or SoundFont
+        # would crash every new one); one killed at work is replaced at once.
+        self._deaths_young = self._deaths_young + 1 if self.state != "ready" else 0
         backoff = RESTART_BACKOFF_SECONDS[
             min(max(0, self._deaths_young - 1), len(RESTART_BACKOFF_SECONDS) - 1)
         ]
@@ -238,7 +236,10 @@ class WorkerMaker:
                 **vars(self.counters)}  # fmt: skip
 
     def close(self) -> None:
+        """Stop at once: the worker holds nothing worth waiting for (a loop half-written)."""
         if self._executor is not None:
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.kill()
             self._executor.shutdown(wait=True, cancel_futures=True)
         for _, _, waiting in self._deferred:
             waiting.cancel()
