@@ -114,6 +114,7 @@ def worker_kills(daemon: Daemon, kills: int, rng: random.Random, failures: list)
     client = daemon.client
     command_ms, back_s = [], []
     during_restart = 0
+    start = status(client) or {"sink": {"underruns": 0}}
     for n in range(kills):
         before = status(client)
         if before is None:
@@ -151,7 +152,11 @@ def worker_kills(daemon: Daemon, kills: int, rng: random.Random, failures: list)
         time.sleep(rng.uniform(0.0, 1.5))
     final = status(client) or {}
     worker = final.get("worker", {})
+    underruns = final.get("sink", {}).get("underruns", 0) - start["sink"]["underruns"]
+    if underruns:  # no fault window for the audio: the worker is another process
+        failures.append(breach(f"{underruns} underruns while workers were killed"))
     figures = {
+        "underruns": underruns,
         "kills": kills, "kills_while_restarting": during_restart,
         "deaths_counted": worker.get("deaths"), "restarts": worker.get("restarts"),
         "command_ms": summary(command_ms), "commands_applied": len(command_ms),
