@@ -4,6 +4,11 @@
 const WINDOW_PAST_S = 55;   // the timeline shows the last minute: 55 s behind now,
 const WINDOW_AHEAD_S = 5;   // and 5 s ahead (scheduled exits, stingers, beats)
 const KEEP_RESPONSES = 200;
+// Pushes arrive at 10 Hz; a repaint costs the browser a few ms of CPU however small it is, so
+// the moving pictures repaint at 5 Hz, the health figures at 1 Hz, and a change of state,
+// graph or error at once.
+const PICTURE_MS = 200;
+const HEALTH_MS = 1000;
 const PART_COLOURS = { drums: "#9aa3b5", bass: "#5fb3f0", pad: "#6cc36c", lead: "#f29b4e" };
 const STATE_COLOURS = ["#f2c14e", "#5fb3f0", "#ef5b5b", "#6cc36c", "#b48ef0", "#f29b4e", "#4ed6c8", "#e27ac0"];
 const SVG = "http://www.w3.org/2000/svg";
@@ -19,6 +24,15 @@ const view = {
 window.segueView = view;
 
 const $ = (id) => document.getElementById(id);
+
+// The page costs the machine what it repaints: touch the DOM only where something changed.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function toggle(node, name, on) {
+  if (node.classList.contains(name) !== on) node.classList.toggle(name, on);
+}
 
 function el(tag, attrs = {}, text) {
   const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
@@ -42,18 +56,27 @@ function apply(msg) {
   if (msg.loop) view.loop = msg.loop;
   for (const row of msg.timeline) view.rows.set(row.uid, row);
   for (const r of msg.responses) view.responses.push(r);
+  view.responsesSeen = (view.responsesSeen || 0) + msg.responses.length;
   if (view.responses.length > KEEP_RESPONSES) view.responses.splice(0, view.responses.length - KEEP_RESPONSES);
   const live = msg.live;
   if (!live || live.frame === undefined) return;
   view.live = live;
   view.params.push({ frame: live.frame, values: live.params });
   prune(live);
+  const now = performance.now();
+  if (live.state !== view.litState) view.stateMessageAt = now;  // benchmarks split the latency
+  const urgent = live.state !== view.litState || msg.graph || msg.error !== undefined;
+  if (!urgent && now - (view.pictureAt || 0) < PICTURE_MS) return;
+  view.pictureAt = now;
   updateHeader(live);
   updateGraph(live);
   updateControls(live);
   drawTimeline();
   drawRoll();
-  updateHealth(live);
+  if (urgent || now - (view.healthAt || 0) >= HEALTH_MS) {
+    view.healthAt = now;
+    updateHealth(live);
+  }
 }
 
 function prune(live) {
@@ -65,11 +88,11 @@ function prune(live) {
 // -- header and error ------------------------------------------------------------------
 
 function updateHeader(live) {
-  $("state-label").textContent = live.state;
-  $("clock").textContent = `bar ${live.bar ?? "–"} · beat ${live.beat ?? "–"}`;
-  $("tempo").textContent = live.tempo ? `${Math.round(live.tempo)} bpm` : "";
+  setText($("state-label"), live.state);
+  setText($("clock"), `bar ${live.bar ?? "–"} · beat ${live.beat ?? "–"}`);
+  setText($("tempo"), live.tempo ? `${Math.round(live.tempo)} bpm` : "");
   const p = live.pending;
-  $("pending-label").textContent = p ? `${p.from} → ${p.to} in ${Math.max(0, p.in_ms).toFixed(0)} ms (${p.exit})` : "";
+  setText($("pending-label"), p ? `${p.from} → ${p.to} in ${Math.max(0, p.in_ms).toFixed(0)} ms (${p.exit})` : "");
 }
 
 function showError(error) {
@@ -90,7 +113,7 @@ function showError(error) {
 
 // -- the graph -------------------------------------------------------------------------
 
-const NODE_W = 132, NODE_H = 44;
+const NODE_W = 150, NODE_H = 44;
 
 function layout(graph) {
   const names = graph.states.map((s) => s.name);
@@ -197,6 +220,7 @@ function buildGraph() {
     nodes.append(g);
   }
   view.litState = null;
+  view.pendingKey = null;
 }
 
 function updateGraph(live) {
@@ -208,12 +232,19 @@ function updateGraph(live) {
     view.litAt = performance.now();
   }
   const p = live.pending;
-  for (const g of svg.querySelectorAll(".edge"))
-    g.classList.toggle("pending", !!p && g.dataset.from === p.from && g.dataset.to === p.to && g.dataset.on === p.on);
-  for (const g of svg.querySelectorAll(".node")) {
-    const waiting = !!p && g.dataset.state === p.to;
-    g.classList.toggle("pending", waiting);
-    g.querySelector(".countdown").textContent = waiting ? `in ${Math.max(0, p.in_ms).toFixed(0)} ms · ${p.exit}` : "";
+  const key = p ? `${p.from}|${p.to}|${p.on}` : "";
+  if (key !== view.pendingKey) {
+    for (const g of svg.querySelectorAll(".edge"))
+      toggle(g, "pending", !!p && g.dataset.from === p.from && g.dataset.to === p.to && g.dataset.on === p.on);
+    for (const g of svg.querySelectorAll(".node")) {
+      toggle(g, "pending", !!p && g.dataset.state === p.to);
+      setText(g.querySelector(".countdown"), "");
+    }
+    view.pendingKey = key;
+  }
+  if (p) {
+    const node = svg.querySelector(`.node[data-state="${CSS.escape(p.to)}"] .countdown`);
+    if (node) setText(node, `in ${Math.max(0, p.in_ms).toFixed(0)} ms · ${p.exit}`);
   }
 }
 
@@ -241,6 +272,7 @@ function button(label, title, onClick, attrs = {}) {
 
 function buildControls() {
   const graph = view.graph;
+  view.controlsKey = null;
   $("events").replaceChildren(...graph.events.map((name) =>
     button(name, `/segue/event ${name}`, () => send("/segue/event", [name]), { "data-event": name })));
   $("stingers").replaceChildren(...graph.stingers.map((s) =>
@@ -276,18 +308,21 @@ function buildControls() {
 }
 
 function updateControls(live) {
+  const key = `${live.state}|${(live.muted || []).join(",")}|${live.solo}|${JSON.stringify(live.params)}`;
+  if (key === view.controlsKey) return;
+  view.controlsKey = key;
   const rules = view.graph ? view.graph.transitions : [];
   const fires = new Set(rules.filter((t) => t.on && (t.from === live.state || t.from === "any")).map((t) => t.on));
-  for (const b of document.querySelectorAll("button[data-event]")) b.classList.toggle("available", fires.has(b.dataset.event));
-  for (const b of document.querySelectorAll("button[data-force]")) b.classList.toggle("on", b.dataset.force === live.state);
-  for (const b of document.querySelectorAll("button[data-mute]")) b.classList.toggle("muted", (live.muted || []).includes(b.dataset.mute));
-  for (const b of document.querySelectorAll("button[data-solo]")) b.classList.toggle("soloed", live.solo === b.dataset.solo);
+  for (const b of document.querySelectorAll("button[data-event]")) toggle(b, "available", fires.has(b.dataset.event));
+  for (const b of document.querySelectorAll("button[data-force]")) toggle(b, "on", b.dataset.force === live.state);
+  for (const b of document.querySelectorAll("button[data-mute]")) toggle(b, "muted", (live.muted || []).includes(b.dataset.mute));
+  for (const b of document.querySelectorAll("button[data-solo]")) toggle(b, "soloed", live.solo === b.dataset.solo);
   for (const input of document.querySelectorAll("input[data-param]")) {
     const value = live.params[input.dataset.param];
     const touched = Number(input.dataset.touched || 0);
-    if (value !== undefined && performance.now() - touched > 1000) {  // the game moves it too
-      input.value = value;
-      input.nextElementSibling.textContent = value.toFixed(2);
+    if (value !== undefined && performance.now() - touched > 1000 && Number(input.value) !== value) {
+      input.value = value;  // the game moves it too
+      setText(input.nextElementSibling, value.toFixed(2));
     }
   }
 }
@@ -441,10 +476,25 @@ function drawParams(ctx, x, top, height, label, w) {
 
 function drawRoll() {
   const loop = view.loop, live = view.live;
+  if (!loop) return;
+  const key = `${loop.loop}|${(live.muted || []).join(",")}|${live.solo}|${$("roll").clientWidth}`;
+  if (key !== view.rollKey) {  // the notes are drawn once per loop (and mute); the playhead moves
+    view.rollKey = key;
+    drawNotes(loop, live);
+  }
+  const head = $("roll-head");
+  const on = live.loop_position !== undefined && live.loop === loop.loop;
+  const x = on ? Math.round(live.loop_position * $("roll").clientWidth) : -10;
+  if (head.dataset.x !== String(x)) {
+    head.dataset.x = String(x);
+    head.style.transform = `translateX(${x}px)`;
+  }
+}
+
+function drawNotes(loop, live) {
   const { ctx, w, h } = fitCanvas($("roll"));
   ctx.clearRect(0, 0, w, h);
-  if (!loop) return;
-  $("roll-label").textContent = `${loop.loop} · ${loop.generator} · ${loop.beats} beats`;
+  setText($("roll-label"), `${loop.loop} · ${loop.generator} · ${loop.beats} beats`);
   const pitched = loop.notes.filter((n) => !loop.drums[n[0]]);
   const drums = loop.notes.filter((n) => loop.drums[n[0]]);
   const lo = Math.min(...pitched.map((n) => n[1]), 60) - 1, hi = Math.max(...pitched.map((n) => n[1]), 72) + 1;
@@ -453,11 +503,11 @@ function drawRoll() {
   ctx.fillStyle = "#242831";
   for (let b = 0; b <= loop.beats; b += loop.beats_per_bar) ctx.fillRect(bx(b), 0, 1, h);
   const muted = new Set(live.muted || []);
+  const off = (name) => muted.has(name) || (live.solo && live.solo !== name);
   for (const [part, pitch, start, dur, vel] of pitched) {
     const name = loop.parts[part];
-    const off = muted.has(name) || (live.solo && live.solo !== name);
     ctx.fillStyle = PART_COLOURS[name] || "#888";
-    ctx.globalAlpha = off ? 0.15 : 0.35 + 0.65 * (vel / 127);
+    ctx.globalAlpha = off(name) ? 0.15 : 0.35 + 0.65 * (vel / 127);
     const y = rollH - ((pitch - lo) / (hi - lo)) * rollH;
     ctx.fillRect(bx(start), y - 2, Math.max(2, bx(Math.min(dur, loop.beats - start)) - 1), 4);
   }
@@ -465,25 +515,17 @@ function drawRoll() {
   for (const [part, pitch, start, , vel] of drums) {
     const name = loop.parts[part];
     ctx.fillStyle = PART_COLOURS[name] || "#888";
-    ctx.globalAlpha = muted.has(name) || (live.solo && live.solo !== name) ? 0.15 : 0.35 + 0.65 * (vel / 127);
+    ctx.globalAlpha = off(name) ? 0.15 : 0.35 + 0.65 * (vel / 127);
     const y = h - drumH + (keys.indexOf(pitch) / Math.max(1, keys.length)) * drumH;
     ctx.fillRect(bx(start), y, 3, Math.max(2, drumH / Math.max(1, keys.length) - 1));
   }
   ctx.globalAlpha = 1;
-  if (live.loop_position !== undefined && live.loop === loop.loop) {
-    ctx.fillStyle = "#f2c14e";
-    ctx.fillRect(live.loop_position * w, 0, 1.5, h);
-  }
   const legend = $("roll-legend");
-  const key = loop.parts.join(",");
-  if (legend.dataset.parts !== key) {
-    legend.dataset.parts = key;
-    legend.replaceChildren(...loop.parts.map((p) => {
-      const s = el("span", { class: "part" });
-      s.append(el("span", { class: "swatch", style: `background:${PART_COLOURS[p] || "#888"}` }), el("span", {}, p));
-      return s;
-    }));
-  }
+  legend.replaceChildren(...loop.parts.map((p) => {
+    const s = el("span", { class: "part" + (off(p) ? " off" : "") });
+    s.append(el("span", { class: "swatch", style: `background:${PART_COLOURS[p] || "#888"}` }), el("span", {}, p));
+    return s;
+  }));
 }
 
 // -- the engine's health ---------------------------------------------------------------
@@ -491,14 +533,26 @@ function drawRoll() {
 function updateHealth(live) {
   const pools = live.pools || {};
   const max = Math.max(2, ...Object.values(pools));
-  $("pools").replaceChildren(...Object.entries(pools).map(([state, n]) => {
-    const row = el("div", { class: "row" + (state === live.state ? " current" : "") });
-    const bar = el("div", { class: "bar", style: `width:${(100 * n) / max}%` });
-    const track = el("div");
-    track.append(bar);
-    row.append(el("span", {}, state), track, el("span", {}, String(n)));
-    return row;
-  }));
+  const box = $("pools");
+  const names = Object.keys(pools).join(",");
+  if (box.dataset.names !== names) {
+    box.dataset.names = names;
+    box.replaceChildren(...Object.keys(pools).map((state) => {
+      const row = el("div", { class: "row", "data-pool": state });
+      const track = el("div");
+      track.append(el("div", { class: "bar" }));
+      row.append(el("span", {}, state), track, el("span", { class: "count" }));
+      return row;
+    }));
+  }
+  for (const row of box.children) {
+    const n = pools[row.dataset.pool];
+    toggle(row, "current", row.dataset.pool === live.state);
+    setText(row.querySelector(".count"), String(n));
+    const width = `${(100 * n) / max}%`;
+    const bar = row.querySelector(".bar");
+    if (bar.style.width !== width) bar.style.width = width;
+  }
   const c = live.counters || {}, sink = live.sink || {}, cb = sink.callback_ms || {};
   const stats = [
     ["underruns", live.underruns, live.underruns > 0],
@@ -509,14 +563,26 @@ function updateHealth(live) {
     ["generation", `${(c.pool_generate_ms_last ?? 0).toFixed(0)} ms notes · ${(c.pool_render_ms_last ?? 0).toFixed(0)} ms audio`],
     ["loops", `${c.pool_made ?? 0} made · ${c.pool_fallbacks ?? 0} fallbacks · ${live.generator ?? "?"}`],
     ["transitions", `${c.transitions ?? 0} · stingers ${c.stingers ?? 0} (${c.stingers_cooldown ?? 0} cooled down)`],
-    ["reloads", `${c.reloads ?? 0} · errors ${c.reload_errors ?? 0}`, (c.reload_errors ?? 0) > 0 && !!view.error],
+    ["reloads", `${c.reloads ?? 0} · errors ${c.reload_errors ?? 0}`, !!view.error],
     ["memory", `${live.rss_mb} MB (daemon)`],
     ["OSC", `${c.osc_messages ?? 0} messages · ${(c.osc_malformed ?? 0) + (c.osc_bad_args ?? 0) + (c.osc_unknown_address ?? 0)} refused`],
+    ["live view", `${live.ui_pushes ?? 0} pushes · ${live.ui_commands ?? 0} commands`],
   ];
-  $("stats").replaceChildren(...stats.flatMap(([k, v, bad]) => [el("dt", {}, k), el("dd", bad ? { class: "bad" } : {}, String(v))]));
-  histogram("hist-ack", view.responses.map((r) => r.ack_ms));
-  histogram("hist-audible", view.responses.map((r) => r.audible_ms).filter((v) => v !== undefined));
-  histogram("hist-musical", view.responses.map((r) => r.musical_ms).filter((v) => v !== undefined));
+  const list = $("stats");
+  if (list.children.length !== 2 * stats.length) {
+    list.replaceChildren(...stats.flatMap(([k]) => [el("dt", {}, k), el("dd")]));
+  }
+  stats.forEach(([, v, bad], i) => {
+    const dd = list.children[2 * i + 1];
+    setText(dd, String(v));
+    toggle(dd, "bad", !!bad);
+  });
+  if (view.responsesDrawn !== view.responsesSeen) {  // histograms move only with new responses
+    view.responsesDrawn = view.responsesSeen;
+    histogram("hist-ack", view.responses.map((r) => r.ack_ms));
+    histogram("hist-audible", view.responses.map((r) => r.audible_ms).filter((v) => v !== undefined));
+    histogram("hist-musical", view.responses.map((r) => r.musical_ms).filter((v) => v !== undefined));
+  }
 }
 
 const BINS_MS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, Infinity];
