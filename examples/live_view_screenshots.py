@@ -83,8 +83,7 @@ def main() -> int:
                     page.click(action)
                 time.sleep(wait_s)
             page.click('button[data-event="enemy_defeated"]')
-            page.wait_for_selector("g.node.pending", timeout=5000)
-            time.sleep(0.3)
+            page.wait_for_selector("g.node.pending", timeout=5000)  # the countdown shows
             args.out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out / "live-view.png"), full_page=True)
             text = graph.read_text()

@@ -112,8 +112,12 @@ class LiveView:
     def _push(self) -> None:
         t0 = time.perf_counter()
         snap = self.snapshots.build()
-        snap["live"] |= {"ui_pushes": self.pushes, "ui_commands": self.commands,
-                         "ui_pages": self.clients, "ui_push_ms": round(self.push_ms_last, 3)}  # fmt: skip
+        snap["live"] |= {
+            "ui_pushes": self.pushes,
+            "ui_commands": self.commands,
+            "ui_pages": self.clients,
+            "ui_push_ms": round(self.push_ms_last, 3),
+        }
         dumps = _dumps
         timeline = ",".join(dumps(row) for row in snap["timeline"]).encode()
         responses = ",".join(dumps(row) for row in snap["responses"]).encode()

@@ -113,7 +113,7 @@ function showError(error) {
 
 // -- the graph -------------------------------------------------------------------------
 
-const NODE_W = 150, NODE_H = 44;
+const NODE_W = 170, NODE_H = 44;
 
 function layout(graph) {
   const names = graph.states.map((s) => s.name);
@@ -124,7 +124,7 @@ function layout(graph) {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / names.length;
     pos[name] = { x: cx + rx * Math.cos(a), y: cy + ry * Math.sin(a) };
   });
-  if (hasAny) pos.any = { x: 80, y: 40 };  // a corner: rules from any state start here
+  if (hasAny) pos.any = { x: NODE_W / 2 + 8, y: 40 };  // a corner: rules from any state start here
   return pos;
 }
 
@@ -146,6 +146,22 @@ function ruleText(t) {
   return bits.join(" · ");
 }
 
+function placeLabel(placed, x, y, lines) {
+  const w = 5.4 * Math.max(...lines.map((l) => l.length)), h = 11 * lines.length;
+  const clear = (cy) => placed.every((b) => Math.abs(b.x - x) * 2 >= b.w + w || Math.abs(b.y - cy) * 2 >= b.h + h);
+  for (let step = 0; step <= 12; step++) {
+    for (const sign of step ? [1, -1] : [1]) {
+      const cy = y + sign * step * 6;
+      if (clear(cy + h / 2 - 12)) {
+        placed.push({ x, y: cy + h / 2 - 12, w, h });
+        return cy;
+      }
+    }
+  }
+  placed.push({ x, y: y + h / 2 - 12, w, h });
+  return y;
+}
+
 function buildGraph() {
   const graph = view.graph;
   const svg = $("graph");
@@ -161,6 +177,8 @@ function buildGraph() {
   const pos = layout(graph);
   const edges = el("svg:g"), nodes = el("svg:g");
   svg.append(edges, nodes);
+  // Labels are placed one by one, each moved up or down until it covers no box or label.
+  const placed = Object.values(pos).map((p) => ({ x: p.x, y: p.y, w: NODE_W + 4, h: NODE_H + 4 }));
   const pairs = {};
   graph.transitions.forEach((t) => {
     if (!t.to) return;
@@ -185,9 +203,10 @@ function buildGraph() {
       const mx = (1 - s) ** 2 * p0.x + 2 * s * (1 - s) * ctrl.x + s * s * p2.x;
       const my = (1 - s) ** 2 * p0.y + 2 * s * (1 - s) * ctrl.y + s * s * p2.y;
       const extra = ruleText(t).split(" · ");
-      g.append(el("svg:text", { x: mx, y: my - 4 }, t.on ?? `when ${t.when}`));
-      g.append(el("svg:text", { x: mx, y: my + 7 }, extra.slice(0, 2).join(" · ")));
-      if (extra.length > 2) g.append(el("svg:text", { x: mx, y: my + 18 }, extra.slice(2).join(" · ")));
+      const lines = [t.on ?? `when ${t.when}`, extra.slice(0, 2).join(" · ")];
+      if (extra.length > 2) lines.push(extra.slice(2).join(" · "));
+      const y = placeLabel(placed, mx, my, lines);
+      lines.forEach((line, k) => g.append(el("svg:text", { x: mx, y: y - 4 + 11 * k }, line)));
       g.append(el("svg:title", {}, `${t.from} → ${t.to}\n${t.on ? "on " + t.on : "when " + t.when}\n` +
         `exit ${t.exit}, entry ${t.entry}\nfade out ${t.fade_out}, in ${t.fade_in} (${t.curve})\n` +
         `while pending: ${t.while_pending}${t.line ? `\nline ${t.line}` : ""}`));
@@ -604,7 +623,7 @@ function histogram(id, values) {
   if (values.length) {
     const sorted = [...values].sort((a, b) => a - b);
     ctx.font = "9px system-ui, sans-serif";
-    ctx.fillText(`p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} · max ${sorted[sorted.length - 1].toFixed(1)}`, w - 100, 10);
+    ctx.fillText(`p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} · max ${sorted[sorted.length - 1].toFixed(1)}`, 4, 10);
   }
 }
 
