@@ -230,3 +230,27 @@ def test_describe_graph_names_every_control():
     assert {s["name"] for s in described["stingers"]} == {"hit", "fanfare"}
     assert described["parts"] == ["drums", "bass", "pad", "lead"]
     json.dumps(described)  # travels as JSON
+
+
+def test_timeline_rows_are_sent_once_in_order_even_across_trims_and_late_frames():
+    from engine.timeline import Timeline
+    from engine.ui.snapshot import Snapshots
+
+    timeline = Timeline(48000, keep=5)
+    snapshots = Snapshots(daemon=None)
+    rows = lambda: [(r["kind"], r["frame"], r.get("cancelled", False))  # noqa: E731
+                    for r in snapshots._new_entries(timeline)]  # fmt: skip
+    timeline.add("beat", {}, frame=1)
+    late = timeline.add("transition", {}, serial=7)  # its frame is known once the plan plays
+    assert rows() == [("beat", 1, False)]
+    assert rows() == []
+    late.frame = 20
+    sent = rows()
+    for frame in range(2, 30):  # pushes between entries, while the timeline trims its head
+        timeline.add("beat", {}, frame=frame)
+        sent += rows()
+    assert sent[0] == ("transition", 20, False)
+    assert [f for k, f, _ in sent[1:]] == list(range(2, 30))
+    late.data["cancelled"] = True  # a later rule replaced it: the page redraws its row
+    assert rows() == [("transition", 20, True)]
+    assert rows() == []

@@ -8,6 +8,7 @@ Nothing here touches the audio thread's data but plain reads of published values
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 from pathlib import Path
@@ -15,8 +16,10 @@ from pathlib import Path
 from engine.graph import Graph
 from engine.music import PARTS, PITCH_NAMES, SAMPLE_RATE
 
-SCAN_ENTRIES = 400  # timeline entries looked at per push (a minute holds far fewer)
-KEEP_SENT = 4000  # entries remembered as sent before the memory is pruned
+SCAN_ENTRIES = 400  # timeline entries a first push looks back at
+MAX_WAITING = 200
+RECHECK = 32  # recent changes watched for a later "cancelled" mark (a replaced transition)
+RECHECK_KINDS = ("transition", "loop", "bridge")
 RSS_EVERY_S = 1.0
 
 _ERROR = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): (?P<message>.*)$", re.S)
@@ -120,7 +123,10 @@ class Snapshots:
         self.daemon = daemon
         self._clock = clock or time.monotonic
         self._uid = 0
-        self._sent: dict[int, tuple[object, int, bool]] = {}  # id(entry) -> (entry, uid, cancelled)
+        self._cursor: tuple[object, int] = (None, 0)  # the last timeline entry seen, and count
+        self._waiting: list = []  # entries seen before their frame was known
+        self._recheck: collections.deque = collections.deque(maxlen=RECHECK)
+        self._cancelled: set[int] = set()
         self._graph = None
         self._loop = None
         self._error = None
@@ -166,27 +172,44 @@ class Snapshots:
         return out
 
     def _new_entries(self, timeline) -> list[dict]:
-        """Entries whose frame is known and that were not sent (or were cancelled since)."""
+        """Rows for entries added since the last push whose frame is known, entries whose
+        frame became known since, and recent changes that were cancelled since."""
+        entries = timeline.entries
+        fresh = entries[self._resume(entries) :]
+        self._cursor = (entries[-1] if entries else None, len(entries))
+        waiting, self._waiting = self._waiting, []
         rows = []
-        sent = self._sent
-        for entry in timeline.entries[-SCAN_ENTRIES:]:
+        for entry in waiting + fresh:
             if entry.frame is None:
+                self._waiting.append(entry)
                 continue
-            cancelled = bool(entry.data.get("cancelled"))
-            known = sent.get(id(entry))
-            if known is not None and known[0] is entry and known[2] == cancelled:
-                continue
-            if known is not None and known[0] is entry:
-                uid = known[1]
-            else:
-                self._uid += 1
-                uid = self._uid
-            sent[id(entry)] = (entry, uid, cancelled)
-            rows.append({"uid": uid, "kind": entry.kind, **entry.data, "frame": entry.frame})
-        if len(sent) > KEEP_SENT:
-            recent = {id(e) for e in timeline.entries[-SCAN_ENTRIES:]}
-            self._sent = {k: v for k, v in sent.items() if k in recent}
+            self._uid += 1
+            rows.append(self._row(entry, self._uid))
+            if entry.kind in RECHECK_KINDS:
+                self._recheck.append((entry, self._uid))
+        del self._waiting[:-MAX_WAITING]  # a change that never plays is not waited for forever
+        if len(self._cancelled) > 2 * RECHECK:
+            self._cancelled &= {id(entry) for entry, _ in self._recheck}
+        for entry, uid in self._recheck:
+            if entry.data.get("cancelled") and id(entry) not in self._cancelled:
+                self._cancelled.add(id(entry))
+                rows.append(self._row(entry, uid))  # the page replaces its row
         return rows
+
+    def _resume(self, entries: list) -> int:
+        """Where the entries not yet looked at begin (the timeline trims its head in batches,
+        so the last entry seen may have moved left)."""
+        last, count = self._cursor
+        if last is None:
+            return max(0, len(entries) - SCAN_ENTRIES)  # the first push: the recent past
+        for index in range(min(count, len(entries)) - 1, -1, -1):
+            if entries[index] is last:
+                return index + 1
+        return max(0, len(entries) - SCAN_ENTRIES)
+
+    @staticmethod
+    def _row(entry, uid: int) -> dict:
+        return {"uid": uid, "kind": entry.kind, **entry.data, "frame": entry.frame}
 
     def _new_responses(self, conductor, live: dict) -> list[dict]:
         responses = conductor.responses
