@@ -66,6 +66,7 @@ function apply(msg) {
   const now = performance.now();
   if (live.state !== view.litState) view.stateMessageAt = now;  // benchmarks split the latency
   const urgent = live.state !== view.litState || msg.graph || msg.error !== undefined;
+  if (document.hidden) return;  // a tab in the background costs nothing; it catches up when shown
   if (!urgent && now - (view.pictureAt || 0) < PICTURE_MS) return;
   view.pictureAt = now;
   updateHeader(live);
@@ -628,4 +629,7 @@ function histogram(id, values) {
 }
 
 $("reload").addEventListener("click", () => send("/segue/reload"));
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && view.live) { view.pictureAt = 0; view.litState = null; apply({ live: view.live, timeline: [], responses: [] }); }
+});
 connect();
