@@ -301,7 +301,7 @@ class Conductor:
 
     def _mute(self, command: cmd.MutePart | cmd.SoloPart) -> dict | None:
         """Mute or solo a part; the stems follow through the parameters' path."""
-        if command.part and command.part not in PARTS:
+        if (command.part or isinstance(command, cmd.MutePart)) and command.part not in PARTS:
             return {"error": f"unknown part {command.part!r}; parts are {', '.join(PARTS)}"}
         if isinstance(command, cmd.SoloPart):
             self.solo = command.part

@@ -66,4 +66,5 @@ def test_an_unknown_part_is_refused_in_one_line(graph_path, workshop):
     result = render(graph_path, [], seconds=0.2, seed=1, workshop=workshop)
     reply = result.conductor.handle(cmd.MutePart("kazoo", True))
     assert reply == {"error": "unknown part 'kazoo'; parts are drums, bass, pad, lead"}
+    assert result.conductor.handle(cmd.MutePart("", True))["error"].startswith("unknown part ''")
     assert result.conductor.muted == set()
