@@ -254,3 +254,20 @@ def test_timeline_rows_are_sent_once_in_order_even_across_trims_and_late_frames(
     late.data["cancelled"] = True  # a later rule replaced it: the page redraws its row
     assert rows() == [("transition", 20, True)]
     assert rows() == []
+
+
+def test_a_bad_request_gets_one_line_and_no_traceback(daemon):
+    url = daemon[0]
+    host, port = url.removeprefix("http://").strip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=2) as sock:
+        sock.sendall(
+            b"POST /api/command HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: lots\r\n\r\n"
+        )
+        answer = ""
+        while not answer.endswith("}"):  # headers and body may come apart
+            chunk = sock.recv(4096).decode()
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith("HTTP/1.1 400") and "a command is a small JSON object" in answer
+    assert "Traceback" not in (daemon[2].parent.parent / "daemon.log").read_text()

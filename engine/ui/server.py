@@ -67,7 +67,7 @@ class LiveView:
         self._poke = False
         self._stopping = False
         self._failures = 0
-        self.httpd = ThreadingHTTPServer((host, port), _handler(self))
+        self.httpd = _Server((host, port), _handler(self))
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
         self._thread = threading.Thread(
@@ -178,6 +178,14 @@ class LiveView:
         return 202, {"queued": address}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A page that went away mid-answer is routine: one debug line, no traceback."""
+        log.debug("live view: a request from %s ended early", client_address[0], exc_info=True)
+
+
 def _dumps(value) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
@@ -231,7 +239,10 @@ def _handler(view: LiveView):
                 return self._json(403, {"error": "this page answers on loopback names only"})
             if urlsplit(self.path).path != "/api/command":
                 return self._json(404, {"error": f"no such address: {self.path}"})
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = 0
             if not 0 < length <= 4096:
                 return self._json(400, {"error": "a command is a small JSON object"})
             try:
