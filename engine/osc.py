@@ -57,6 +57,8 @@ ADDRESSES: dict[str, Spec] = {
         Spec("/segue/state", (_STR,), (), "force a state"),
         Spec("/segue/param", (_STR, _NUM), (), "set a continuous parameter"),
         Spec("/segue/stinger", (_STR,), (), "play a stinger, quantized and in key"),
+        Spec("/segue/mute", (_STR, _INT), (), "mute (1) or unmute (0) a part of the music"),
+        Spec("/segue/solo", (_STR,), (), "hear only this part; an empty name ends the solo"),
         Spec("/segue/reload", (), (), "reload the graph file now"),
         Spec("/segue/status", (), (_ANY,), "reply with one JSON string; [id] echoed as its id"),
         Spec("/segue/subscribe", (_INT,), (_STR,), "send notifications to port [host]"),
@@ -106,6 +108,10 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
         return cmd.SetParam(args[0], float(args[1]), **meta)
     if address == "/segue/stinger":
         return cmd.PlayStinger(args[0], **meta)
+    if address == "/segue/mute":
+        return cmd.MutePart(args[0], bool(args[1]), **meta)
+    if address == "/segue/solo":
+        return cmd.SoloPart(args[0], **meta)
     if address == "/segue/reload":
         return cmd.Reload(**meta)
     if address == "/segue/status":
