@@ -169,6 +169,17 @@ def generator_breaches(status: dict | None, use_model: bool) -> list[str]:
     return out
 
 
+def blocks(sink: dict) -> int:
+    """Blocks the sink produced (the ring's writer; `callbacks` in older daemons)."""
+    return sink.get("blocks_written", sink.get("callbacks", 0))
+
+
+def late_polls(sink: dict) -> int | None:
+    """Times the sink found the device's ring empty: it was late (reported, not gated: the
+    device's short reads are the underrun count itself)."""
+    return sink.get("ring_empty_seen", sink.get("missed_blocks"))
+
+
 def underrun_figures(ready: dict, final: dict, played: dict | None) -> dict:
     """Underruns in the measured window, counted twice: by the daemon (its sink's count from
     the device clock against the frames handed over) and from the capture of what played."""
@@ -178,7 +189,7 @@ def underrun_figures(ready: dict, final: dict, played: dict | None) -> dict:
         "capture_gaps": None if played is None else played["gaps"],
         "capture_gap_frames": None if played is None else played["gap_frames"],
         "capture_first_gaps": None if played is None else played["first_gaps"],
-        "missed_blocks": final.get("sink", {}).get("missed_blocks"),
+        "ring_empty_seen": late_polls(final.get("sink", {})),
     }
 
 

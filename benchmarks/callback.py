@@ -40,9 +40,11 @@ from _harness import (  # noqa: E402
     Client,
     Daemon,
     Jack,
+    blocks,
     breach,
     generator_breaches,
     header,
+    late_polls,
     load_average,
     table,
     underrun_breaches,
@@ -155,11 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         "block_ms": block_ms,
         "callback_ms": timing,
         "p99_9_fraction_of_block": round(timing.get("p99_9", math.inf) / block_ms, 4),
-        "callbacks": sink["callbacks"],
-        "callbacks_in_window": sink["callbacks"] - ready["sink"]["callbacks"],
+        "blocks": blocks(sink),
+        "blocks_in_window": blocks(sink) - blocks(ready["sink"]),
         "underruns": underrun_figures(ready, final, played),
-        "missed_blocks_at_ready": ready["sink"]["missed_blocks"],
-        "missed_blocks_end": sink["missed_blocks"],
+        "ring_empty_seen": late_polls(sink),
         "osc_sent": counts.get("sent", 0),
         "graph_edits": counts.get("edits", 0),
         "loops_made": final["counters"].get("pool_made", 0) - ready["counters"].get("pool_made", 0),
@@ -173,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table([[f"{block_ms:.3f}", timing.get("p50"), timing.get("p99"), timing.get("p99_9"),
                   timing.get("max"), f"{100 * figures['p99_9_fraction_of_block']:.1f} %",
                   figures["underruns"]["status"], figures["underruns"]["capture_gaps"],
-                  figures["missed_blocks_end"]]],
+                  figures["ring_empty_seen"]]],
                 ["block ms", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "p99.9/block",
-                 "underruns", "gaps played", "missed"]))  # fmt: skip
-    print(f"\n{figures['callbacks_in_window']} callbacks in {seconds:.0f} s beside "
+                 "underruns", "gaps played", "ring empty"]))  # fmt: skip
+    print(f"\n{figures['blocks_in_window']} blocks in {seconds:.0f} s beside "
           f"{figures['loops_made']} generated loops ({figures['generator']}), "
           f"{figures['osc_sent']} OSC messages, {figures['graph_edits']} graph edits; "
           f"underruns before readiness: {figures['underruns']['status_at_ready']}; load "

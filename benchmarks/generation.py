@@ -9,7 +9,7 @@ pinned to one CPU core, with OMP/ONNX Runtime on one thread.
 
 Phase 1 runs alone. Phase 2 runs the same work while a daemon (`segue run --device jack`,
 a second process) streams on a JACK dummy server, and reports that stream's underruns,
-missed blocks and callback durations over the run.
+late polls and block durations over the run.
 
 Writes benchmarks/results/generation.json. No time budget of its own: the stream's
 underruns (the daemon's count and the gaps in a capture of what the device played) are
@@ -38,9 +38,11 @@ from _harness import (  # noqa: E402
     Capture,
     Daemon,
     Jack,
+    blocks,
     breach,
     generator_breaches,
     header,
+    late_polls,
     load_average,
     summary,
     table,
@@ -146,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         "underruns": after["sink"]["underruns"] - before["sink"]["underruns"],
         "capture_gaps": played["gaps"],
         "capture_gap_frames": played["gap_frames"],
-        "missed_blocks": after["sink"]["missed_blocks"] - before["sink"]["missed_blocks"],
-        "callbacks": after["sink"]["callbacks"] - before["sink"]["callbacks"],
+        "ring_empty_seen": late_polls(after["sink"]),
+        "blocks": blocks(after["sink"]) - blocks(before["sink"]),
         "callback_ms_since_start": after["sink"].get("callback_ms"),
         "block_ms": after["sink"].get("block_ms"),
         "daemon_generator": after.get("generator"),
@@ -168,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{' (' + workshop.model_problem + ')' if workshop.model_problem else ''}; "
           f"notes/loop p50 {notes.get('p50')}; tokens/loop p50 {tokens.get('p50', '-')}; "
           f"stream during phase 2: {stream['underruns']} underruns, {stream['capture_gaps']} "
-          f"gaps played, {stream['missed_blocks']} "
-          f"missed blocks, {stream['callbacks']} callbacks; load "
+          f"gaps played, {stream['ring_empty_seen']} "
+          f"empty-ring polls, {stream['blocks']} blocks; load "
           f"{result['machine']['load_average']} → {result['load_average_end']}")  # fmt: skip
     if stream["underruns"] > 0:  # reported, with the load; callback.py holds the budget
         print(f"note: {stream['underruns']} underrun(s) in the stream while generating (load "

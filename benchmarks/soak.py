@@ -10,7 +10,7 @@ alternately valid (a tempo change: every state's music is regenerated) and inval
 syntax error: the old graph must keep playing).
 
 Reports underruns, counted twice (the daemon's status, and gaps in a capture of what the
-JACK device played: a jack_rec client on the daemon's ports), missed blocks, the RSS of the
+JACK device played: a jack_rec client on the daemon's ports), empty-ring polls, the RSS of the
 daemon and its worker at start and end, messages sent / received / rejected / dropped
 (dropped = sent − received − rejected, where received counts messages that passed
 validation), reloads against the valid and invalid edits, exceptions (log lines with
@@ -48,6 +48,7 @@ from _harness import (  # noqa: E402
     breach,
     generator_breaches,
     header,
+    late_polls,
     load_average,
     table,
     underrun_breaches,
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             "reloads": delta("reloads"), "reload_errors": delta("reload_errors"),
             "transitions": delta("transitions"), "loops_made": delta("pool_made"),
             "underruns": underrun_figures(ready, final, played),
-            "missed_blocks": final["sink"]["missed_blocks"],
+            "ring_empty_seen": late_polls(final["sink"]),
             "rss_growth": round(rss_end["total_kb"] / rss_start["total_kb"] - 1, 4),
             "callback_ms": final["sink"].get("callback_ms"),
             "mixer_errors": c.get("mixer_errors", 0), "sink_errors": final["sink"].get("errors", 0),
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             ["reloads / reload errors",
              f"{figures.get('reloads')} / {figures.get('reload_errors')}"],
             ["underruns: status (start-up) / capture gaps", _underruns(figures)],
-            ["missed blocks", figures.get("missed_blocks")],
+            ["empty-ring polls (late producer)", figures.get("ring_empty_seen")],
             ["RSS start / end MiB (growth)", f"{rss_start['total_kb'] / 1024:.1f} / "
                                              f"{rss_end['total_kb'] / 1024:.1f} "
                                              f"({100 * figures.get('rss_growth', 0):+.1f} %)"],

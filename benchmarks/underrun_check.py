@@ -28,6 +28,7 @@ from _harness import (  # noqa: E402
     Jack,
     breach,
     header,
+    late_polls,
     table,
     write_result,
 )
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     status_underruns = (final or {}).get("underruns", 0) - ready.get("underruns", 0)
     figures = {"stalls_expected": stalls, "capture": played,
                "status_underruns": status_underruns,
-               "missed_blocks": (final or {}).get("sink", {}).get("missed_blocks")}  # fmt: skip
+               "ring_empty_seen": late_polls((final or {}).get("sink", {}))}  # fmt: skip
     failures = []
     # Each stall outlasts the ring by far: each must leave a gap (one may straddle an end).
     if played["gaps"] < stalls - 1:
@@ -82,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                     played["gaps"],
                     played["gap_frames"],
                     status_underruns,
-                    figures["missed_blocks"],
+                    figures["ring_empty_seen"],
                 ]
             ],
-            ["stalls", "capture gaps", "gap frames", "status underruns", "missed blocks"],
+            ["stalls", "capture gaps", "gap frames", "status underruns", "ring empty"],
         )
     )
     result |= {"figures": figures, "failures": failures, "passed": not failures}
