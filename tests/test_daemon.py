@@ -160,10 +160,12 @@ def test_garbage_datagrams_are_counted_and_streaming_goes_on(daemon):
         return sum(status["counters"][f"osc_{k}"] - before["counters"][f"osc_{k}"]
                    for k in ("malformed", "bad_args", "unknown_address"))  # fmt: skip
 
-    deadline = time.monotonic() + 10.0  # a wait for the counters, not a budget
+    deadline = time.monotonic() + 10.0  # a wait for the counters and a block, not a budget
     after = client.status()
-    while rejected(after) < 53 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while (rejected(after) < 53 or after["frame"] == before["frame"]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
         after = client.status()
     assert rejected(after) == 53
     assert after["frame"] > before["frame"]  # still streaming
@@ -205,14 +207,15 @@ def test_beat_and_bar_callbacks_match_the_audio_clock(daemon):
             if item.message.address == "/segue/beat":
                 beats.append((item.message.params, item.time, arrived))
     client.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 0)
-    latency_s = status["sink"]["output_latency_ms"] / 1000
+    latency_s = status["sink"]["output_latency_ms"] / 1000  # the ring's fill and the device's
     for (bar, beat, frame), timetag, arrived in beats:
         k = (frame - anchor) / beat_frames
         assert abs(k - round(k)) * beat_frames <= 1, (frame, anchor)  # exactly on the grid
         assert 1 <= beat <= 4 and bar >= 1
-        # Stamped at most the look-ahead (2 blocks) plus the device latency ahead of its
-        # arrival: a late daemon only makes the gap smaller, never larger.
-        assert timetag - arrived <= 2 * 256 / 48000 + latency_s + 0.05
+        # Stamped at most the look-ahead (2 blocks) plus the output latency ahead of its
+        # arrival (a late daemon only makes the gap smaller), with room for a ring that a
+        # busy host left fuller than its target.
+        assert timetag - arrived <= 2 * 256 / 48000 + latency_s + 0.1
     frames = [params[2] for params, _, _ in beats]
     assert all(abs((b - a) - beat_frames) <= 1 for a, b in zip(frames, frames[1:], strict=False))
 
