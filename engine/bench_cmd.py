@@ -25,6 +25,7 @@ SCRIPTS = {
     "model": "bench_model.py",
     "callback": "callback.py",
     "soak": "soak.py",
+    "chaos": "chaos.py",
 }
 SUITE = tuple(SCRIPTS)
 NEEDS_MODEL = ("model",)  # skipped with --no-model: they measure the model itself
