@@ -6,10 +6,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# libportaudio2: audio out; portaudio19-dev: builds PyAudio, which tinysoundfont requires;
+# libportaudio2: audio out; libfluidsynth3: the SoundFont synthesizer (pyfluidsynth drives it);
 # jackd2: a JACK dummy server gives tests a real, paced audio stream with no sound card;
 # musescore-general-soundfont-small: the default SoundFont; freedoom: game MIDI for training.
-DEBS   := libportaudio2 portaudio19-dev jackd2 musescore-general-soundfont-small freedoom
+DEBS   := libportaudio2 libfluidsynth3 jackd2 musescore-general-soundfont-small freedoom
 
 .PHONY: run test bench bench-quick system-packages setup clean
 
