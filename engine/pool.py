@@ -67,6 +67,10 @@ class Workshop:
             self.model_problem = "model disabled"
         self.synth = Synth(soundfont)
 
+    def describe(self) -> tuple[str, str, dict]:
+        """(generator, why the model is not used or "", the synthesizer and SoundFont)."""
+        return self.generator_name, self.model_problem, self.synth.describe()
+
     @property
     def generator_name(self) -> str:
         return "model" if self.model is not None else "rules"
@@ -78,13 +82,13 @@ class Workshop:
         notes = tuple(replace(n, part="lead", pitch=n.pitch + shift) for n in stinger.notes)
         end_beats = max(n.start_beats + n.duration_beats for n in notes)
         beats_per_bar = state_spec.meter.beats_per_bar * 4 / state_spec.meter.beat_unit
-        tail_beats = 1.5 * state_spec.tempo_bpm / 60.0  # room for the release
+        tail_beats = 2.5 * state_spec.tempo_bpm / 60.0  # room for the release and reverb
         bars = max(1, math.ceil((end_beats + tail_beats) / beats_per_bar))
         spec = replace(state_spec, bars=bars, instruments=(("lead", stinger.instrument),),
                        motif=())  # fmt: skip
         loop = Loop(spec, notes, generator="stinger", loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = self.synth.render(loop)
+        clip = compact(self.synth.render(loop))
         return Made(clip, t1 - t0, time.perf_counter() - t1)
 
     def make_bridge(self, spec: LoopSpec, previous: tuple[Note, ...], loop_id: str) -> Made:
@@ -105,8 +109,22 @@ class Workshop:
             loop = self.rules.generate(spec)
         loop = replace(loop, loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = self.synth.render(loop)
+        clip = compact(self.synth.render(loop))
         return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
+
+
+# Clips are kept as float16: half the memory of float32, about 74 dB of signal to rounding
+# noise at any level, and the mixer's slice copy into its float32 buffers converts them.
+STORAGE_DTYPE = np.float16
+
+
+def compact(clip: Clip) -> Clip:
+    """The clip in Segue's storage format; every path (daemon, offline render, export) plays
+    and writes these same samples."""
+    stems = np.asarray(clip.stems).astype(STORAGE_DTYPE)
+    mix = np.asarray(clip.mix).astype(STORAGE_DTYPE)
+    peak = float(np.abs(mix).max()) if mix.size else 0.0
+    return replace(clip, stems=stems, mix=mix, peak=peak)
 
 
 def loop_seed(seed: int, state: str, number: int) -> int:
@@ -160,7 +178,7 @@ def _worker_call(method: str, *args) -> Made:
 
 
 # Clips cross from the worker as files in shared memory, mapped (not copied) by the daemon:
-# unpickling 16 MB of stems would hold the daemon's GIL for milliseconds, and the audio
+# unpickling 8 MB of stems would hold the daemon's GIL for milliseconds, and the audio
 # callback is Python.
 _SHM_DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 _CLIP_PREFIX = "segue-clip-"
@@ -168,7 +186,7 @@ _CLIP_PREFIX = "segue-clip-"
 
 @dataclass(frozen=True)
 class ShippedClip:
-    """A clip whose audio waits in a file: stems then mix, float32, native order."""
+    """A clip whose audio waits in a file: stems then mix, `dtype`, native order."""
 
     path: str
     loop: Loop
@@ -176,20 +194,21 @@ class ShippedClip:
     stems_shape: tuple[int, ...]
     loudness_lufs: float
     peak: float
+    dtype: str = np.dtype(STORAGE_DTYPE).str
 
 
 def _ship(clip: Clip) -> ShippedClip:
     path = _SHM_DIR / f"{_CLIP_PREFIX}{os.getppid()}-{uuid.uuid4().hex}"
     with open(path, "wb") as f:
-        np.ascontiguousarray(clip.stems, dtype=np.float32).tofile(f)
-        np.ascontiguousarray(clip.mix, dtype=np.float32).tofile(f)
+        np.ascontiguousarray(clip.stems, dtype=STORAGE_DTYPE).tofile(f)
+        np.ascontiguousarray(clip.mix, dtype=STORAGE_DTYPE).tofile(f)
     return ShippedClip(str(path), clip.loop, clip.parts, tuple(clip.stems.shape),
                        clip.loudness_lufs, clip.peak)  # fmt: skip
 
 
 def _land(shipped: ShippedClip) -> Clip:
     """Map a shipped clip and unlink its file: the mapping keeps the memory until the clip's
-    arrays are dropped. No MAP_POPULATE: populating 16 MB holds the process's memory-map
+    arrays are dropped. No MAP_POPULATE: populating 8 MB holds the process's memory-map
     lock for a millisecond or more, stalling the audio thread; the few minor faults per
     block that playback takes instead cost microseconds."""
     fd = os.open(shipped.path, os.O_RDONLY)
@@ -199,7 +218,7 @@ def _land(shipped: ShippedClip) -> Clip:
     finally:
         os.close(fd)
         os.unlink(shipped.path)
-    audio = np.frombuffer(mapping, dtype=np.float32)
+    audio = np.frombuffer(mapping, dtype=np.dtype(shipped.dtype))
     count = math.prod(shipped.stems_shape)
     stems = audio[:count].reshape(shipped.stems_shape)
     mix = audio[count:].reshape(shipped.stems_shape[1:])
@@ -217,9 +236,9 @@ def remove_stale_clips() -> int:
     return removed
 
 
-def _worker_describe() -> tuple[str, str]:
+def _worker_describe() -> tuple[str, str, dict]:
     assert _workshop is not None
-    return _workshop.generator_name, _workshop.model_problem
+    return _workshop.describe()
 
 
 class InlineMaker:
@@ -227,6 +246,7 @@ class InlineMaker:
 
     def __init__(self, workshop: Workshop) -> None:
         self.workshop = workshop
+        self.synth_info: dict = workshop.synth.describe()
 
     def describe(self) -> tuple[str, str]:
         return self.workshop.generator_name, self.workshop.model_problem
@@ -257,9 +277,14 @@ class ProcessMaker:
             initializer=_worker_init,
             initargs=(str(soundfont), str(model) if model else None, use_model),
         )
+        # Start the worker now: it loads the model and SoundFont while the daemon starts.
+        self._described = self.executor.submit(_worker_describe)
+        self.synth_info: dict = {}
 
     def describe(self) -> tuple[str, str]:
-        return self.executor.submit(_worker_describe).result(timeout=120)
+        """(generator, why the model is not used); waits for the worker to be up."""
+        generator, problem, self.synth_info = self._described.result(timeout=120)
+        return generator, problem
 
     def submit(self, method: str, *args) -> cf.Future:
         return self.executor.submit(_worker_call, method, *args)
@@ -273,6 +298,32 @@ class ProcessMaker:
         # Clips the worker shipped that were never collected.
         for path in _SHM_DIR.glob(f"{_CLIP_PREFIX}{os.getpid()}-*"):
             path.unlink(missing_ok=True)
+
+
+def _next_states(graph: Graph) -> dict[str, list[str]]:
+    """Each state's possible next states: its transitions' targets, `any` rules, `next`."""
+    out: dict[str, list[str]] = {name: [] for name in graph.states}
+    for rule in graph.transitions:
+        if rule.target is None or rule.target not in out:
+            continue
+        sources = list(out) if rule.source == "any" else [rule.source]
+        for source in sources:
+            if source in out and source != rule.target and rule.target not in out[source]:
+                out[source].append(rule.target)
+    for name, state in graph.states.items():
+        if state.next in out and state.next not in out[name]:
+            out[name].append(state.next)
+    return out
+
+
+def _need_order(next_states: dict[str, list[str]], start: str | None, names: list[str]) -> list:
+    """`start`, then the states reachable from it, nearest first, then the rest in order."""
+    order: list[str] = []
+    frontier = [start] if start in next_states else []
+    while frontier:
+        order += [n for n in frontier if n not in order]
+        frontier = [t for n in frontier for t in next_states[n] if t not in order]
+    return order + [n for n in names if n not in order]
 
 
 @dataclass
@@ -305,6 +356,8 @@ class LoopPool:
         self.extras: dict[tuple, Clip] = {}
         self.extras_pending: dict[tuple, cf.Future] = {}
         self.counters = PoolCounters()
+        self._next_states: dict[str, list[str]] = {}
+        self._playing: str | None = None
 
     def set_graph(self, graph: Graph, first: str | None = None) -> set[str]:
         """Adopt a graph's states; returns the states whose music changed (pools flushed).
@@ -322,15 +375,21 @@ class LoopPool:
             self.ready.pop(name, None)
             self.pending.pop(name, None)
         self.specs = specs
+        self._next_states = _next_states(graph)
+        self._playing = first if first in specs else graph.initial
         self.fill(first)
         return changed
 
     def fill(self, first: str | None = None) -> None:
-        names = sorted(self.specs, key=lambda name: name != first)  # stable: `first` leads
-        for name in names:
-            missing = self.depth - len(self.ready[name]) - len(self.pending[name])
-            for _ in range(max(0, missing)):
-                self._request(name)
+        """Ask for missing loops in order of need: one for `first` (the state playing), then
+        one for each state it can reach, nearest first; then the next round, up to depth."""
+        if first is not None and first in self.specs:
+            self._playing = first
+        order = _need_order(self._next_states, self._playing, list(self.specs))
+        for level in range(1, self.depth + 1):
+            for name in order:
+                if len(self.ready[name]) + len(self.pending[name]) < level:
+                    self._request(name)
 
     def _request(self, name: str) -> None:
         number = self.requests[name]
@@ -376,7 +435,7 @@ class LoopPool:
         """A fresh clip for `name`, or None if none is ready yet; asks for a refill."""
         self.poll()
         clip = self.ready[name].popleft() if self.ready.get(name) else None
-        self.fill()
+        self.fill(name)
         return clip
 
     def wait_ready(self, names, timeout_s: float = 120.0) -> None:
