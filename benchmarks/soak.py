@@ -9,12 +9,14 @@ messages, wrong argument types, unknown addresses). Every 2 s the graph file is 
 alternately valid (a tempo change: every state's music is regenerated) and invalid (a YAML
 syntax error: the old graph must keep playing).
 
-Reports underruns, missed blocks, the RSS of the daemon and its worker at start and end,
+Reports underruns, missed blocks, the memory of the daemon and each child process (RSS, PSS
+and the clips mapped from /dev/shm) at start and end,
 messages sent / received / rejected / dropped (dropped = sent − received − rejected, where
 received counts messages that passed validation), exceptions (log lines with "Traceback" or
 "error (recovered)", mixer and sink errors) and whether /segue/status still answers at the
 end. Exits 1 on any breach: an underrun, an exception, a dropped message, a rejected count
-that differs from the malformed count sent, or no status at the end.
+that differs from the malformed count sent, no status at the end, or the RSS of the daemon
+and its children together above RSS_BUDGET_MB at the end.
 Writes benchmarks/results/soak.json.
 """
 
@@ -55,6 +57,7 @@ TICK_S = 0.01  # messages go out in bursts of rate/100 every 10 ms
 EVENTS = ("explore", "enemy_spotted", "rest", "enemy_defeated", "enemy_lost", "player_died",
           "respawn", "not_an_event")  # fmt: skip
 STATES = ("idle", "explore", "combat", "victory", "defeat")
+RSS_BUDGET_MB = 300.0  # the daemon and all its child processes together
 
 
 def malformed(rng: random.Random) -> bytes:
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         with Jack(256) as jack, Daemon(jack, graph, use_model=not args.no_model) as daemon:
             ready = daemon.ready_status
             rss_start = daemon.rss()
+            memory_start = daemon.memory()
             stop = threading.Event()
             workers = [threading.Thread(target=sender, args=(daemon.port, args.rate, stop,
                                                              counts, 11)),
@@ -159,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                         "t_s": round(time.monotonic() - t0, 1), "answered": s is not None,
                         "underruns": s and s["sink"]["underruns"],
                         "rss_kb": daemon.rss()["total_kb"], "load": load_average()[0],
+                        "rss_kb_by_process": {name: m["rss_kb"] for name, m in
+                                              daemon.memory()["processes"].items()},
                     })  # fmt: skip
                     print(f"  {samples[-1]}", file=sys.stderr)
             finally:
@@ -168,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)  # let the last messages and the restored graph land
             final = daemon.client.status(timeout=3.0)
             rss_end = daemon.rss()
+            memory_end = daemon.memory()
         problems = daemon.log_problems()
         log_lines = len(daemon.log_text().splitlines())
         daemon.cleanup()
@@ -179,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failures = []
     figures = {"samples": samples, "rss_start_kb": rss_start, "rss_end_kb": rss_end,
+               "memory_start": memory_start, "memory_end": memory_end,
+               "rss_budget_mb": RSS_BUDGET_MB,
                "osc_sent": counts["sent"], "osc_malformed_sent": counts["malformed"],
                "sender_late_s": round(counts["sender_late_s"], 2),
                "valid_edits": counts["valid_edits"], "invalid_edits": counts["invalid_edits"],
@@ -220,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         if figures["mixer_errors"] or figures["sink_errors"]:
             failures.append(breach(f"mixer errors {figures['mixer_errors']}, sink errors "
                                    f"{figures['sink_errors']}"))  # fmt: skip
+    rss_end_mb = memory_end["total_rss_kb"] / 1024
+    if rss_end_mb > RSS_BUDGET_MB:
+        failures.append(breach(f"RSS of the daemon and its children {rss_end_mb:.0f} MB > "
+                               f"{RSS_BUDGET_MB:.0f} MB at the end"))  # fmt: skip
     if problems:
         failures.append(breach(f"{len(problems)} exception line(s) in the daemon log: "
                                f"{problems[:2]}"))  # fmt: skip
@@ -237,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             ["missed blocks", figures.get("missed_blocks")],
             ["RSS start / end MiB", f"{rss_start['total_kb'] / 1024:.1f} / "
                                     f"{rss_end['total_kb'] / 1024:.1f}"],
+            *[[f"  {name}: RSS / PSS / clips mapped MiB (at end)",
+               f"{m['rss_kb'] / 1024:.1f} / {(m['pss_kb'] or 0) / 1024:.1f} / "
+               f"{m['clips_mapped_kb'] / 1024:.1f}"]
+              for name, m in memory_end["processes"].items()],
             ["exceptions", len(problems) + (figures.get("mixer_errors") or 0)],
             ["status answers at end", figures["status_answered_at_end"]]]  # fmt: skip
     print(table(rows, [f"soak {minutes:g} min at {args.rate:g} msg/s", "value"]))

@@ -113,18 +113,20 @@ class Workshop:
         return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
 
 
-# Clips are kept as float16: half the memory of float32, about 74 dB of signal to rounding
-# noise at any level, and the mixer's slice copy into its float32 buffers converts them.
+# Stems are kept as float16: half the memory of float32, about 74 dB of signal to rounding
+# noise at any level, and the mixer's slice copy into its float32 buffers converts them. The
+# mix stays float32, the exact sum of those stems (the daemon never plays it: it plays stems).
 STORAGE_DTYPE = np.float16
+MIX_DTYPE = np.float32
 
 
 def compact(clip: Clip) -> Clip:
     """The clip in Segue's storage format; every path (daemon, offline render, export) plays
     and writes these same samples."""
     stems = np.asarray(clip.stems).astype(STORAGE_DTYPE)
-    mix = np.asarray(clip.mix).astype(STORAGE_DTYPE)
+    mix = stems.astype(MIX_DTYPE).sum(axis=0) if stems.shape[0] else np.asarray(clip.mix)
     peak = float(np.abs(mix).max()) if mix.size else 0.0
-    return replace(clip, stems=stems, mix=mix, peak=peak)
+    return replace(clip, stems=stems, mix=mix.astype(MIX_DTYPE, copy=False), peak=peak)
 
 
 def loop_seed(seed: int, state: str, number: int) -> int:
@@ -186,7 +188,7 @@ _CLIP_PREFIX = "segue-clip-"
 
 @dataclass(frozen=True)
 class ShippedClip:
-    """A clip whose audio waits in a file: stems then mix, `dtype`, native order."""
+    """A clip whose audio waits in a file: stems (`dtype`) then mix (float32), native order."""
 
     path: str
     loop: Loop
@@ -201,7 +203,7 @@ def _ship(clip: Clip) -> ShippedClip:
     path = _SHM_DIR / f"{_CLIP_PREFIX}{os.getppid()}-{uuid.uuid4().hex}"
     with open(path, "wb") as f:
         np.ascontiguousarray(clip.stems, dtype=STORAGE_DTYPE).tofile(f)
-        np.ascontiguousarray(clip.mix, dtype=STORAGE_DTYPE).tofile(f)
+        np.ascontiguousarray(clip.mix, dtype=MIX_DTYPE).tofile(f)
     return ShippedClip(str(path), clip.loop, clip.parts, tuple(clip.stems.shape),
                        clip.loudness_lufs, clip.peak)  # fmt: skip
 
@@ -218,10 +220,11 @@ def _land(shipped: ShippedClip) -> Clip:
     finally:
         os.close(fd)
         os.unlink(shipped.path)
-    audio = np.frombuffer(mapping, dtype=np.dtype(shipped.dtype))
+    stems_dtype = np.dtype(shipped.dtype)
     count = math.prod(shipped.stems_shape)
-    stems = audio[:count].reshape(shipped.stems_shape)
-    mix = audio[count:].reshape(shipped.stems_shape[1:])
+    stems = np.frombuffer(mapping, stems_dtype, count).reshape(shipped.stems_shape)
+    mix = np.frombuffer(mapping, MIX_DTYPE, offset=count * stems_dtype.itemsize)
+    mix = mix.reshape(shipped.stems_shape[1:])
     return Clip(shipped.loop, shipped.parts, stems, mix, shipped.loudness_lufs, shipped.peak)
 
 

@@ -13,8 +13,8 @@ times as much); the wet return is shared out among the stems by each part's rece
 to FluidSynth's mix and a part faded out by layering takes most of its own reverb with it.
 
 A clip is periodic: every part is rendered for the loop plus its tails (release and
-reverb) until they are silent, and everything past the loop end is added back onto the
-start, so `mix[i % frames]` never clicks at the loop point, dry or wet.
+reverb) until they are 70 dB below the loop's peak, and everything past the loop end is
+added back onto the start, so `mix[i % frames]` never clicks at the loop point, dry or wet.
 
 The mix (all in the worker, never on the audio thread):
 1. humanisation: seeded, small per-note timing and velocity offsets, per part;
@@ -48,11 +48,13 @@ PEAK_CEILING = 0.891  # -1 dBFS: sample peak of every clip's mix after normalisa
 # bass and drums steady between them.
 PART_LUFS = {"lead": -21.0, "drums": -23.0, "bass": -24.0, "pad": -27.0}
 PART_GAIN_LIMIT_DB = 15.0  # balance never moves a part further than this
-MAX_PARTS = 4  # MIDI channel = audio channel = stem index
+MAX_PARTS = 4  # inside the synth: MIDI channel = audio channel = stem index
+# The parts' channels in the MIDI files Segue writes (General MIDI: drums on channel 10).
+CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": 9}
 CHUNK_FRAMES = 4096  # frames per FluidSynth call between events
 SEGMENT_FRAMES = 24_576  # 0.5 s (whole energy blocks): rendered, then shared into the stems at once
 MAX_TAIL_SECONDS = 6.0  # tails are rendered until silent, at most this long
-SILENCE = 1e-5  # -100 dBFS: a tail segment quieter than this ends the render
+TAIL_FLOOR = 10.0 ** (-70 / 20)  # a tail segment this far below the loop's peak ends it
 ENERGY_BLOCK_FRAMES = 256  # the wet bus is shared out on this grid
 WET_MEMORY_SECONDS = 0.5  # how long a part's energy keeps its share of the wet bus
 HUMANISE_MS = {"drums": 3.0, "bass": 5.0, "pad": 8.0, "lead": 6.0}  # timing spread (s.d.)
@@ -68,6 +70,8 @@ LIMITER_HALF_WIDTH_BLOCKS = 5  # ~10 ms attack and release around a peak
 # The bus: a mid-sized room, and FluidSynth's default chorus.
 REVERB = {"roomsize": 0.55, "damping": 0.35, "width": 0.9, "level": 0.8}
 SYNTH_GAIN = 0.4
+FLUID_BLOCK_FRAMES = 64  # FluidSynth's internal block
+WARM_KEY = 60
 _FLUID_WARN, _FLUID_INFO, _FLUID_DBG = 2, 3, 4
 _MELODIC, _DRUMS = 0, 1  # fluid_midi_channel_type
 _CC_VOLUME, _CC_REVERB, _CC_CHORUS = 7, 91, 93
@@ -115,6 +119,8 @@ class Synth:
                                   ctypes.c_int, ctypes.c_void_p]  # fmt: skip
         self._channel_type = lib.fluid_synth_set_channel_type
         self._channel_type.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self._set_rate = lib.fluid_synth_set_sample_rate
+        self._set_rate.argtypes = [ctypes.c_void_p, ctypes.c_float]
         self._pin = lib.fluid_synth_pin_preset
         self._pin.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         version = lib.fluid_version_str
@@ -123,6 +129,7 @@ class Synth:
         # Planar work buffer: a dry pair per part, then reverb L/R and chorus L/R.
         self._work = np.zeros((2 * MAX_PARTS + 4, SEGMENT_FRAMES), np.float32)
         self._pointers = [int(row.ctypes.data) for row in self._work]
+        self._frames_done = 0
         self._pinned: set[tuple[int, int]] = set()
         self._warned: set[tuple[int, int]] = set()
         self._sos = k_weighting(sample_rate)
@@ -168,15 +175,18 @@ class Synth:
     def _prepare(self, instruments, sends: Sends) -> None:
         """Reset the synth (sounds off, controllers reset) and set this loop's channels."""
         fs = self._fs
-        # Sounds off, controllers and programs reset, reverb and chorus emptied: the last
-        # loop's residue never leaks into this one. Pinned samples stay decoded.
-        fs.system_reset()
+        fs.system_reset()  # sounds off, controllers and programs reset
         for channel, (_, instrument) in enumerate(instruments):
             self._channel_type(fs.synth, channel, _DRUMS if instrument.is_drums else _MELODIC)
             self._select(channel, 128 if instrument.is_drums else 0, instrument.program)
             fs.cc(channel, _CC_VOLUME, 100)
             fs.cc(channel, _CC_REVERB, round(127 * min(1.0, max(0.0, sends.reverb))))
             fs.cc(channel, _CC_CHORUS, round(127 * min(1.0, max(0.0, sends.chorus))))
+        # Setting the (same) rate starts reverb and chorus afresh, delay lines and LFO phases:
+        # the same loop renders the same samples whatever was rendered before it.
+        self._set_rate(fs.synth, float(self.sample_rate))
+        fs.set_reverb(**REVERB)
+        self._align()
 
     def _select(self, channel: int, bank: int, program: int) -> None:
         fs = self._fs
@@ -192,6 +202,11 @@ class Synth:
             # Keep its samples decoded: the next loop that plays it starts at once.
             self._pin(fs.synth, self._sfid, bank, program)
             self._pinned.add((bank, program))
+            # A preset's first note sets up state that later notes reuse (measured: its
+            # first loop differs by -60 dB from the same loop later): play one now.
+            fs.noteon(channel, WARM_KEY, 64)
+            self._synthesize(0, FLUID_BLOCK_FRAMES * 4)
+            fs.all_sounds_off(channel)
 
     def _render_parts(self, events: list, parts: int, loop_frames: int) -> np.ndarray:
         """Every part as planar stems (parts, 2, frames), everything past the loop end folded
@@ -200,7 +215,7 @@ class Synth:
         limit = end_frames + round(MAX_TAIL_SECONDS * self.sample_rate)
         energy = _EnergyShares(parts, self.sample_rate)
         planar = np.zeros((parts, 2, loop_frames), np.float32)
-        position, index = 0, 0
+        position, index, peak = 0, 0, 0.0
         while position < limit:
             seg_frames = min(SEGMENT_FRAMES, limit - position)
             self._work[:, :seg_frames] = 0.0
@@ -225,11 +240,22 @@ class Synth:
             wet += dry
             _fold_add(planar, position, wet)
             position += seg_frames
-            if position >= end_frames and _quieter_than(work, SILENCE):
+            level = max(float(work.max()), -float(work.min()))
+            if position >= end_frames and level < peak * TAIL_FLOOR:
                 break
+            peak = max(peak, level)
         return planar
 
+    def _align(self) -> None:
+        """Run the synth on to a whole internal block (64 frames), so each loop starts on one:
+        FluidSynth applies events at its block edges, and the same loop must render the same
+        samples whatever was rendered before it."""
+        frames = -self._frames_done % FLUID_BLOCK_FRAMES
+        if frames:
+            self._synthesize(0, frames)
+
     def _synthesize(self, offset: int, frames: int) -> None:
+        self._frames_done += frames
         pointers = [p + 4 * offset for p in self._pointers]
         out = (ctypes.c_void_p * (2 * MAX_PARTS))(*pointers[: 2 * MAX_PARTS])
         fx = (ctypes.c_void_p * 4)(*pointers[2 * MAX_PARTS :])
@@ -305,10 +331,6 @@ class _EnergyShares:
         weights = weights.reshape(parts, blocks * block)[:, :frames]
         wet = fx[0:2] + fx[2:4]
         return weights[:, None, :] * wet[None]
-
-
-def _quieter_than(audio: np.ndarray, level: float) -> bool:
-    return max(float(audio.max()), -float(audio.min())) < level
 
 
 def _fold_add(stems: np.ndarray, position: int, segment: np.ndarray) -> None:

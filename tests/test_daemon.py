@@ -76,8 +76,10 @@ def start_daemon(tmp_path, env, *extra, graph=None):
         status = client.status(timeout=0.5)
         if status is None:
             continue
-        # Ready when audio flows: JACK may hold a new client for a moment after it joins.
-        if first is not None and status["frame"] > first:
+        # Ready when audio flows (JACK may hold a new client for a moment after it joins) and
+        # every state has a loop (the music starts with the first state's first loop).
+        pools_ready = all(n >= 1 for n in status["pools"].values())
+        if first is not None and status["frame"] > first and pools_ready:
             return proc, client, graph, tmp_path / f"daemon-{port}.log"
         first = status["frame"]
         time.sleep(0.1)
