@@ -3,7 +3,7 @@
 A clip is periodic, so its 400 ms gating blocks wrap from the end to the start instead of
 stopping short (a short loop needs no tiling). K-weighting is linear: the synth weights each
 stem once and measures any gain-weighted sum of them without filtering again.
-Worker process only (scipy).
+Worker process only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import sosfilt
+
+from engine._sosfilt import sosfilt
 
 BLOCK_SECONDS = 0.4  # BS.1770 gating block
 STEP_SECONDS = 0.1  # 75 % overlap

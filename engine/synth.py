@@ -34,8 +34,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter
 
+from engine._sosfilt import sosfilt_2d
 from engine.loudness import integrated_lufs, k_weighting, weighted
 from engine.music import SAMPLE_RATE, Clip, Loop, Note, Sends
 
@@ -74,7 +74,7 @@ FLUID_BLOCK_FRAMES = 64  # FluidSynth's internal block
 WARM_KEY = 60
 _FLUID_WARN, _FLUID_INFO, _FLUID_DBG = 2, 3, 4
 _MELODIC, _DRUMS = 0, 1  # fluid_midi_channel_type
-_CC_VOLUME, _CC_REVERB, _CC_CHORUS = 7, 91, 93
+_CC_VOLUME, _CC_REVERB, _CC_CHORUS, _CC_RESET_CONTROLLERS = 7, 91, 93, 121
 
 
 class SynthUnavailable(RuntimeError):
@@ -175,7 +175,11 @@ class Synth:
     def _prepare(self, instruments, sends: Sends) -> None:
         """Reset the synth (sounds off, controllers reset) and set this loop's channels."""
         fs = self._fs
-        fs.system_reset()  # sounds off, controllers and programs reset
+        for channel in range(MAX_PARTS):
+            # Not fluid_synth_system_reset: it selects the piano on all 16 channels, and
+            # dynamic loading would then decode and keep the piano's samples.
+            fs.all_sounds_off(channel)
+            fs.cc(channel, _CC_RESET_CONTROLLERS, 0)
         for channel, (_, instrument) in enumerate(instruments):
             self._channel_type(fs.synth, channel, _DRUMS if instrument.is_drums else _MELODIC)
             self._select(channel, 128 if instrument.is_drums else 0, instrument.program)
@@ -305,7 +309,7 @@ class _EnergyShares:
 
     def __init__(self, parts: int, sample_rate: int) -> None:
         self.decay = math.exp(-ENERGY_BLOCK_FRAMES / sample_rate / WET_MEMORY_SECONDS)
-        self.state = np.zeros((parts, 1))
+        self.state = np.zeros((parts, 1, 2))  # the one-pole memory's filter state
         self.last = np.full((parts, 1), 1.0 / parts, np.float32)
         self.ramp = (np.arange(ENERGY_BLOCK_FRAMES, dtype=np.float32) + 0.5) / ENERGY_BLOCK_FRAMES
 
@@ -319,8 +323,8 @@ class _EnergyShares:
         padded[:, :frames] = np.einsum("pcf,pcf->pf", dry, dry)
         energy = padded.reshape(parts, blocks, block).sum(axis=2)
         a = self.decay
-        memory, _ = lfilter([1.0 - a], [1.0, -a], energy, axis=1, zi=self.state * a)
-        self.state = memory[:, -1:]
+        one_pole = np.array([[1.0 - a, 0.0, 0.0, 1.0, -a, 0.0]])
+        memory, self.state = sosfilt_2d(one_pole, energy.astype(np.float64), self.state)
         total = memory.sum(axis=0, keepdims=True)
         shares = np.where(total > 1e-20, memory / np.maximum(total, 1e-30),
                           self.last).astype(np.float32)  # fmt: skip
