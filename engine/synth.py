@@ -52,7 +52,7 @@ MAX_PARTS = 4  # inside the synth: MIDI channel = audio channel = stem index
 # The parts' channels in the MIDI files Segue writes (General MIDI: drums on channel 10).
 CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": 9}
 CHUNK_FRAMES = 4096  # frames per FluidSynth call between events
-SEGMENT_FRAMES = 24_576  # 0.5 s (whole energy blocks): rendered, then shared into the stems at once
+SEGMENT_FRAMES = 12_288  # 0.26 s (whole energy blocks): rendered, then shared into the stems
 MAX_TAIL_SECONDS = 6.0  # tails are rendered until silent, at most this long
 TAIL_FLOOR = 10.0 ** (-70 / 20)  # a tail segment this far below the loop's peak ends it
 ENERGY_BLOCK_FRAMES = 256  # the wet bus is shared out on this grid
@@ -68,7 +68,7 @@ COMPRESSOR_RELEASE_SECONDS = 0.200
 LIMITER_BLOCK_FRAMES = 96  # 2 ms gain blocks
 LIMITER_HALF_WIDTH_BLOCKS = 5  # ~10 ms attack and release around a peak
 # The bus: a mid-sized room, and FluidSynth's default chorus.
-REVERB = {"roomsize": 0.55, "damping": 0.35, "width": 0.9, "level": 0.8}
+REVERB = {"roomsize": 0.45, "damping": 0.4, "width": 0.9, "level": 0.8}
 SYNTH_GAIN = 0.4
 FLUID_BLOCK_FRAMES = 64  # FluidSynth's internal block
 WARM_KEY = 60

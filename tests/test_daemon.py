@@ -77,8 +77,9 @@ def start_daemon(tmp_path, env, *extra, graph=None):
         if status is None:
             continue
         # Ready when audio flows (JACK may hold a new client for a moment after it joins) and
-        # every state has a loop (the music starts with the first state's first loop).
-        pools_ready = all(n >= 1 for n in status["pools"].values())
+        # every pool is full (the music starts with the first state's first loop; the tests
+        # time transitions, not the start-up fill).
+        pools_ready = all(n >= 2 for n in status["pools"].values())
         if first is not None and status["frame"] > first and pools_ready:
             return proc, client, graph, tmp_path / f"daemon-{port}.log"
         first = status["frame"]
