@@ -57,8 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         pass
     path = find_soundfont(args.soundfont)
     batch = loops(args.loops + 1)
-    settings = {"loops": args.loops, "soundfont": str(path), "seconds_per_loop": 8.0,
-                "parts": [p for p, _ in INSTRUMENTS], "budget_p99_cpu_ms": RENDER_P99_BUDGET_MS}
+    settings = {
+        "loops": args.loops,
+        "soundfont": str(path),
+        "seconds_per_loop": 8.0,
+        "parts": [p for p, _ in INSTRUMENTS],
+        "budget_p99_cpu_ms": RENDER_P99_BUDGET_MS,
+    }
     result = header("synth", settings)
     rss_before = rss_kb(os.getpid())
     start = time.perf_counter()

@@ -195,9 +195,7 @@ def test_manifest_loudness_and_peak_match_the_audio(pool):
             tiled = np.tile(audio, (3, 1))  # played as a loop: blocks straddle the loop point
             # pyloudnorm's K-weighting is its own design, Segue's meter is BS.1770's:
             # they differ by up to 0.06 LU on these clips.
-            assert meter.integrated_loudness(tiled) == pytest.approx(
-                clip["loudness_lufs"], abs=0.1
-            )
+            assert meter.integrated_loudness(tiled) == pytest.approx(clip["loudness_lufs"], abs=0.1)
 
 
 def test_stems_sum_to_the_mix(pool):
