@@ -91,13 +91,18 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_run(args) -> int:
+    from engine.pool import prestart_worker
+
+    soundfont = _soundfont(args.soundfont)
+    # The loop worker loads the model and SoundFont while this process starts the rest.
+    prestart_worker(soundfont, args.model, not args.no_model)
     from engine.daemon import Daemon, DaemonConfig
 
     _stop_on_sigterm()
     graph_path = Path(args.graph)
     graph = _graph(graph_path)
     config = DaemonConfig(
-        graph_path=graph_path, soundfont=_soundfont(args.soundfont), model=args.model,
+        graph_path=graph_path, soundfont=soundfont, model=args.model,
         use_model=not args.no_model, host=args.host, port=args.port,
         block_frames=args.blocksize, seed=args.seed,
     )  # fmt: skip

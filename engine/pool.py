@@ -269,19 +269,33 @@ class InlineMaker:
         pass
 
 
+def _start_worker(key: tuple) -> tuple[cf.ProcessPoolExecutor, cf.Future]:
+    """A worker process, started now (a first call makes the executor spawn it)."""
+    executor = cf.ProcessPoolExecutor(max_workers=1, initializer=_worker_init, initargs=key,
+                                      mp_context=multiprocessing.get_context("spawn"))  # fmt: skip
+    return executor, executor.submit(_worker_describe)
+
+
+_prestarted: dict[tuple, tuple[cf.ProcessPoolExecutor, cf.Future]] = {}
+
+
+def prestart_worker(soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
+    """Start the loop worker before the daemon is built: it loads the model and SoundFont
+    while the daemon imports its modules and opens its sink. The ProcessMaker made with the
+    same arguments adopts it."""
+    key = (str(soundfont), str(model) if model else None, use_model)
+    if key not in _prestarted:
+        _prestarted[key] = _start_worker(key)
+
+
 class ProcessMaker:
     """Runs the workshop in one worker process."""
 
     def __init__(self, soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
         remove_stale_clips()
-        self.executor = cf.ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(str(soundfont), str(model) if model else None, use_model),
-        )
-        # Start the worker now: it loads the model and SoundFont while the daemon starts.
-        self._described = self.executor.submit(_worker_describe)
+        key = (str(soundfont), str(model) if model else None, use_model)
+        # Started now (or adopted): it loads the model and SoundFont while the daemon starts.
+        self.executor, self._described = _prestarted.pop(key, None) or _start_worker(key)
         self.synth_info: dict = {}
 
     def describe(self) -> tuple[str, str]:
