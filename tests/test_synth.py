@@ -196,3 +196,23 @@ def test_reverb_tail_is_folded_onto_the_loop_start(synth):
     assert abs(rms_db(wet.mix[-edge:]) - rms_db(wet.mix[:edge])) < 3.0
     step, typical = seam_ok(wet.mix)
     assert step <= max(typical, 1e-4)
+
+
+def test_states_loops_and_stingers_sit_within_3_lu(synth):
+    from engine.graph import load_graph, loop_spec
+    from tests.conftest import GAME
+
+    graph = load_graph(GAME)
+    meter = pyloudnorm.Meter(SAMPLE_RATE)
+
+    def looped_lufs(clip) -> float:
+        return meter.integrated_loudness(np.tile(clip.mix, (3, 1)).astype(np.float64))
+
+    levels = {name: looped_lufs(synth.render(RuleGenerator().generate(loop_spec(graph, name, 3))))
+              for name in graph.states}  # fmt: skip
+    assert max(levels.values()) - min(levels.values()) <= 3.0, levels
+    # A stinger (one phrase, then silence) is normalised on its phrase: the loop's level.
+    stinger = graph.stingers["hit"]
+    spec = replace(loop_spec(graph, "combat", 0), instruments=(("lead", stinger.instrument),))
+    clip = synth.render(Loop(spec, tuple(replace(n, part="lead") for n in stinger.notes), "s"))
+    assert abs(clip.loudness_lufs - TARGET_LUFS) <= 3.0
