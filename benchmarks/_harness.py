@@ -198,11 +198,23 @@ def process_memory(pid: int) -> dict | None:
     rss = rss_kb(pid)
     if rss is None:
         return None
-    out = {"rss_kb": rss, "pss_kb": None, "clips_mapped_kb": 0, "clips_mapped": 0}
+    out = {"rss_kb": rss, "pss_kb": None, "clips_mapped_kb": 0, "clips_mapped": 0,
+           "audio_server_shm_kb": 0}  # fmt: skip
     with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
                 out["pss_kb"] = int(line.split()[1])
+    # JACK's own shared memory, mapped by every JACK client (the dummy server stands in for a
+    # sound card here): in the client's RSS, but the server's memory.
+    with contextlib.suppress(OSError, ValueError):
+        name = ""
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            fields = line.split()
+            if fields and "-" in fields[0] and len(fields) >= 5:
+                name = fields[5] if len(fields) > 5 else ""
+            elif line.startswith("Rss:") and name.startswith("/dev/shm/jack"):
+                out["audio_server_shm_kb"] += int(fields[1])
+    out["rss_own_kb"] = rss - out["audio_server_shm_kb"]
     with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
             if "segue-clip-" in line:
@@ -227,11 +239,18 @@ def tree_memory(pid: int) -> dict:
             procs[name] = {"pid": p} | memory
         # The daemon's children: its loop worker (multiprocessing's spawn also starts a
         # resource tracker); their own children are counted too.
-        stack += [(c, "worker" if role == "daemon" and "spawn_main" in _cmdline(c)
-                   else "child") for c in children(p)]  # fmt: skip
+        stack += [(c, _role(_cmdline(c)) if role == "daemon" else "child")
+                  for c in children(p)]  # fmt: skip
     return {"processes": procs,
             "total_rss_kb": sum(m["rss_kb"] for m in procs.values()),
+            "total_rss_own_kb": sum(m["rss_own_kb"] for m in procs.values()),
             "total_pss_kb": sum(m["pss_kb"] or 0 for m in procs.values())}  # fmt: skip
+
+
+def _role(command: str) -> str:
+    if "resource_tracker" in command:
+        return "resource_tracker"  # multiprocessing's, started with the spawned worker
+    return "worker" if "spawn_main" in command else "child"
 
 
 def _cmdline(pid: int) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
+import ctypes.util
 import logging
 import math
 import mmap
@@ -176,7 +178,26 @@ def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
 def _worker_call(method: str, *args) -> Made:
     assert _workshop is not None
     made = getattr(_workshop, method)(*args)
-    return replace(made, clip=_ship(made.clip))
+    shipped = replace(made, clip=_ship(made.clip))
+    del made
+    _release_free_memory()
+    return shipped
+
+
+def _release_free_memory() -> None:
+    """Hand the heap's free pages back: a render's temporaries would otherwise keep the
+    worker's RSS up to 40 MB higher (measured), growing as heaps fragment."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
 
 
 # Clips cross from the worker as files in shared memory, mapped (not copied) by the daemon:
