@@ -4,13 +4,15 @@ FluidSynth (Debian `libfluidsynth3`, driven through `pyfluidsynth`) does the syn
 the SoundFont's whole model (modulators, filters) and its reverb and chorus. The sf3 loads
 with `synth.dynamic-sample-loading`: a preset's samples are decoded when a loop first uses
 it, then pinned, so the process holds only the sounds the graph plays. One `Synth` is reused
-for every loop of a worker, reset between loops.
+for every loop of a worker, reset between loops (sounds off, controllers reset, reverb and
+chorus started afresh). A render repeats to within about -40 dBFS, not bit for bit: FluidSynth
+reuses its voices and some of their state.
 
 Stems: each part plays on its own MIDI channel, which FluidSynth renders to its own dry
 stereo output in one pass. Reverb and chorus are one shared bus (four buses would cost four
 times as much); the wet return is shared out among the stems by each part's recent energy
-(a half-second memory), so the stems still sum exactly
-to FluidSynth's mix and a part faded out by layering takes most of its own reverb with it.
+(a half-second memory), so the stems still sum exactly to FluidSynth's mix and a part faded
+out by layering takes most of its own reverb with it.
 
 A clip is periodic: every part is rendered for the loop plus its tails (release and
 reverb) until they are 70 dB below the loop's peak, and everything past the loop end is

@@ -113,6 +113,8 @@ def test_status_has_the_documented_fields(daemon):
     assert status["state"] == "idle"
     assert status["sink"]["hostapi"] == "JACK Audio Connection Kit"
     assert set(status["pools"]) == {"idle", "explore", "combat", "victory", "defeat"}
+    assert status["synth"]["synth"].startswith("FluidSynth 2.")
+    assert status["synth"]["soundfont"].endswith((".sf2", ".sf3"))
 
 
 def test_event_changes_state_fast_and_the_crossfade_starts_next_block(daemon):
