@@ -72,8 +72,11 @@ def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
         raise SystemExit(f"segue: unknown output {output!r}; expected device, wav:PATH, null "
                          "or shm:NAME")  # fmt: skip
     from engine.sinks.device import DeviceSink
+    from engine.sinks.direct import DirectDeviceSink
 
     try:
+        if buffer_blocks <= 0:
+            return DirectDeviceSink(device, block_frames)
         return DeviceSink(device, block_frames, buffer_blocks=buffer_blocks)
     except SinkError as exc:
         fallback = "segue-output.wav"
@@ -91,7 +94,7 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_run(args) -> int:
-    from engine.pool import prestart_worker
+    from engine.supervisor import prestart_worker
 
     soundfont = _soundfont(args.soundfont)
     # The loop worker loads the model and SoundFont while this process starts the rest.
@@ -99,12 +102,21 @@ def cmd_run(args) -> int:
     from engine.daemon import Daemon, DaemonConfig
 
     _stop_on_sigterm()
+    from engine.osc_guard import parse_networks
+
     graph_path = Path(args.graph)
     graph = _graph(graph_path)
+    try:
+        allow = parse_networks(args.allow)
+    except ValueError as exc:
+        raise SystemExit(f"segue: {exc}") from None
+    if args.max_subscribers < 1:
+        raise SystemExit("segue: --max-subscribers must be at least 1")
     config = DaemonConfig(
         graph_path=graph_path, soundfont=soundfont, model=args.model,
         use_model=not args.no_model, host=args.host, port=args.port,
-        block_frames=args.blocksize, seed=args.seed,
+        block_frames=args.blocksize, seed=args.seed, allow=allow,
+        max_subscribers=args.max_subscribers, subscribe_any_host=args.subscribe_any_host,
     )  # fmt: skip
     sink = open_sink(args.output, args.device, args.blocksize, args.buffer_blocks)
     try:
@@ -118,6 +130,10 @@ def cmd_run(args) -> int:
     except SinkError as exc:
         daemon.stop()
         raise SystemExit(f"segue: {exc}") from None
+    except KeyboardInterrupt:  # SIGINT or SIGTERM while the pools fill
+        log.info("stopping")
+        daemon.stop()
+        return 0
     demo = None
     if args.demo:
         host, port = daemon.osc.address
@@ -269,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--buffer-blocks",
         type=int,
         default=2,
-        help="blocks kept ahead in PortAudio's buffer (0: a direct Python "
-        "callback, one block less latency, sensitive to a busy process)",
+        help="blocks kept ahead for the device (1+: a supervised device process plays "
+        "them; 0: PortAudio's callback in the daemon, one block less latency, sensitive "
+        "to a busy process and not supervised)",
     )
     run.add_argument(
         "--host",
@@ -278,6 +295,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="interface for OSC (default 127.0.0.1: this machine only)",
     )
     run.add_argument("--port", type=int, default=osc.DEFAULT_PORT)
+    run.add_argument(
+        "--allow",
+        nargs="+",
+        default=[],
+        metavar="CIDR",
+        help="also answer senders in these networks (default: loopback only), e.g. "
+        "--host 0.0.0.0 --allow 192.168.1.0/24",
+    )
+    run.add_argument(
+        "--max-subscribers",
+        type=int,
+        default=32,
+        help="notification targets kept (the oldest is dropped for a new one)",
+    )
+    run.add_argument(
+        "--subscribe-any-host",
+        action="store_true",
+        help="let /segue/subscribe name another host than the sender's",
+    )
     run.add_argument("--stats-out", help="write the final status (counters, timings) as JSON")
     run.add_argument(
         "--demo",

@@ -38,7 +38,7 @@ class Reload(Command):
 
 @dataclass(frozen=True, slots=True)
 class Status(Command):
-    pass
+    request_id: object = None  # echoed as "id" in the reply: match replies to requests
 
 
 @dataclass(frozen=True, slots=True)

@@ -490,7 +490,9 @@ class Conductor:
             self.main, self._clock = pending.main_before, pending.clock_before
             self.state = pending.state_before
             self.pending = None
-        clip = self.pool.take(rule.target)
+        clip = self.pool.take(rule.target, spare=True)
+        if rule.target in self.pool.stale:
+            self._refresh_current = True  # edited music: swapped in once it is made
         if clip is None:
             # The target's pool is empty (a fresh edit): go as soon as its loop is ready.
             self.counters.waited_for_loop += 1

@@ -27,7 +27,8 @@ from engine.graph import Graph
 from engine.mixer import Mixer
 from engine.music import SAMPLE_RATE
 from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
-from engine.pool import LoopPool, ProcessMaker
+from engine.pool import LoopPool
+from engine.supervisor import WorkerMaker
 
 log = logging.getLogger("segue.daemon")
 
@@ -47,6 +48,9 @@ class DaemonConfig:
     seed: int = 0
     pool_depth: int = 2
     watch: bool = True
+    allow: tuple = ()  # networks answered besides loopback
+    max_subscribers: int = 32
+    subscribe_any_host: bool = False
 
 
 class Daemon:
@@ -54,12 +58,14 @@ class Daemon:
         self.config = config
         self.sink = sink
         self.mixer = Mixer(max_block_frames=max(8192, config.block_frames))
-        self.maker = ProcessMaker(config.soundfont, config.model, config.use_model)
+        self.maker = WorkerMaker(config.soundfont, config.model, config.use_model)
         self.pool = LoopPool(self.maker, depth=config.pool_depth, seed=config.seed)
         self.conductor = Conductor(graph, self.pool, self.mixer, block_frames=config.block_frames,
                                    graph_path=str(config.graph_path))  # fmt: skip
         self.inbox: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
-        self.osc = OscServer(self.inbox.put, config.host, config.port)
+        self.osc = OscServer(self.inbox.put, config.host, config.port, allow=config.allow,
+                             max_subscribers=config.max_subscribers,
+                             subscribe_any_host=config.subscribe_any_host)  # fmt: skip
         self.stop_event = threading.Event()
         self.generator = "?"
         self._threads: list[threading.Thread] = []
@@ -73,16 +79,14 @@ class Daemon:
         (OSC); the other pools fill behind it in order of need."""
         # The audio callback is Python: let it take the GIL from busy threads sooner.
         sys.setswitchinterval(0.0002)
-        prepare = getattr(self.sink, "prepare", None)
-        if prepare is not None:
-            prepare()  # e.g. the shm ring: hosts see "stopped" while the pools fill
+        self.sink.prepare()  # e.g. the shm ring: hosts see "stopped" while the pools fill
         t0 = time.monotonic()
-        # Queued before the worker is up: the initial state's first loop is written first.
-        self.pool.set_graph(self.conductor.graph, first=self.conductor.graph.initial)
-        generator, problem = self.maker.describe()
+        generator, problem = self.maker.describe()  # the worker was started first (cli)
         self.generator = generator
         if problem and self.config.use_model:
             log.warning("no model loops: %s; using the rule-based generator", problem)
+        # The initial state's first loop is written first, the others in order of need.
+        self.pool.set_graph(self.conductor.graph, first=self.conductor.graph.initial)
         self.conductor.start()  # waits for the initial state's first loop
         log.info("first loop ready in %.2f s (generator: %s; %s)", time.monotonic() - t0,
                  generator, self.maker.synth_info.get("synth", "?"))  # fmt: skip
@@ -139,6 +143,7 @@ class Daemon:
                     if self.config.watch and now >= next_watch:
                         next_watch = now + WATCH_SECONDS
                         self._watch()
+                self._sink_events()
                 self._send_outbox()
             except Exception:  # noqa: BLE001 - the control thread must survive a bug
                 log.exception("control thread error (recovered)")
@@ -146,7 +151,10 @@ class Daemon:
     def _apply(self, command: cmd.Command) -> None:
         reply = self.conductor.handle(command)
         if isinstance(command, cmd.Status) and command.reply_to:
-            self.osc.reply_json(command.reply_to, "/segue/status", self.status())
+            status = self.status()
+            if command.request_id is not None:
+                status["id"] = command.request_id
+            self.osc.reply_json(command.reply_to, "/segue/status", status)
         elif isinstance(command, cmd.Reload) and command.reply_to:
             self._graph_stamp = _stamp(self.config.graph_path)
             error = self.conductor.last_error
@@ -167,13 +175,27 @@ class Daemon:
         self._graph_stamp, self._settling = stamp, None
         self.conductor.reload()
 
+    def _sink_events(self) -> None:
+        """A sink's faults and recoveries reach the game (/segue/error) and the timeline;
+        the sink has logged them."""
+        events = self.sink.events
+        while events:
+            kind, message = events.popleft()
+            self.conductor.timeline.add(
+                "error" if kind == "error" else "device",
+                {"error" if kind == "error" else "message": message},
+                frame=self.mixer.frames_rendered,
+            )
+            if kind == "error":
+                self.osc.notify("/segue/error", message)
+
     def _send_outbox(self) -> None:
         """Notifications carry the sample frame they refer to, and an OSC timetag: the wall
         time at which that frame leaves the speakers."""
         outbox = self.conductor.outbox
         if not outbox:
             return
-        latency_s = getattr(self.sink, "output_latency_s", 0.0)
+        latency_s = self.sink.output_latency_s
         now_frame = self.mixer.frames_rendered
         now_wall = time.time()
         while outbox:
@@ -185,8 +207,11 @@ class Daemon:
         status = self.conductor.status()
         sink = self.sink.stats()
         status["counters"] |= {"osc_" + k: v for k, v in vars(self.osc.counters).items()}
+        status["counters"]["osc_kernel_drops"] = self.osc.kernel_drops()
+        status["counters"]["osc_subscribers"] = len(self.osc.subscribers)
         status["counters"] |= {"pool_" + k: v for k, v in vars(self.pool.counters).items()}
         status["sink"] = sink
+        status["worker"] = self.maker.status()
         status["underruns"] = sink.get("underruns", 0)
         status["generator_default"] = self.generator
         status["synth"] = self.maker.synth_info  # the synthesizer and SoundFont

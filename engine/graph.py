@@ -238,9 +238,20 @@ def load_graph(path: str | Path) -> Graph:
     """Read and validate a graph file; raises GraphError naming file:line:column."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise GraphError(Mark(str(path), 1, 1), f"cannot read: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = (
+            len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace"))
+            + 1
+        )
+        raise GraphError(Mark(str(path), line, column),
+                         f"not UTF-8: byte 0x{data[exc.start]:02x} cannot start a character; "
+                         "save the file as UTF-8") from None  # fmt: skip
     return parse_graph(text, str(path), base_dir=path.resolve().parent)
 
 
@@ -297,6 +308,8 @@ class _Validator:
         defaults = self.mapping(doc.get("defaults", Marked()), doc.value_mark("defaults"),
                                 "defaults")  # fmt: skip
         self.known_keys(defaults, self.STATE, "defaults")
+        if defaults:  # checked like a state, even where every state overrides a value
+            self.state("defaults", defaults, doc.value_mark("defaults"), Marked(), partial=True)
         if "states" not in doc:
             self.fail(doc.mark, "missing 'states': a graph needs at least one state")
         states_doc = self.mapping(doc["states"], doc.value_mark("states"), "states")
@@ -336,7 +349,10 @@ class _Validator:
                                        parameters, stingers)  # fmt: skip
         return Graph(self.file, initial, states, transitions, parameters, stingers)
 
-    def state(self, name: str, body, mark: Mark, defaults: Marked, sends: Sends) -> State:
+    def state(self, name: str, body, mark: Mark, defaults: Marked, sends: Sends | None = None,
+              partial: bool = False) -> State:  # fmt: skip
+        """A state's settings over the defaults (and its `mix:` over `sends`); `partial`: the
+        defaults themselves (no instruments needed)."""
         body = self.mapping(body, mark, f"state {name!r}")
         self.known_keys(body, self.STATE, f"state {name!r}")
 
@@ -372,6 +388,8 @@ class _Validator:
             bar_seconds = meter.beats_per_bar * 4 / meter.beat_unit * 60.0 / tempo
             bars = max(1, round(seconds / bar_seconds))
         instruments_doc, m = get("instruments", None)
+        if instruments_doc is None and partial:
+            instruments_doc = Marked({"pad": "strings"})
         if instruments_doc is None:
             self.fail(mark, f"state {name!r} has no instruments; expected e.g. "
                       "{pad: strings, bass: acoustic_bass}")  # fmt: skip
@@ -409,6 +427,7 @@ class _Validator:
         cues = self.cues(body.get("cues", Marked()), body.value_mark("cues"), loop_beats)
         layers = self.layers(body.get("layers", Marked()), body.value_mark("layers"),
                              [p for p, _ in instruments])  # fmt: skip
+        sends = sends or Sends()
         if isinstance(body, Marked) and "mix" in body:
             sends = self.sends(body["mix"], body.value_mark("mix"), sends)
         return State(name, mood, mode, tonic, float(tempo), meter, bars, tuple(instruments),

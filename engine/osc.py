@@ -22,6 +22,13 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
 from engine import commands as cmd
+from engine.osc_guard import (
+    DEFAULT_MAX_SUBSCRIBERS,
+    SenderGate,
+    Subscribers,
+    enlarge_receive_buffer,
+    kernel_drops,
+)
 
 log = logging.getLogger("segue.osc")
 
@@ -48,7 +55,7 @@ ADDRESSES: dict[str, Spec] = {
         Spec("/segue/param", (_STR, _NUM), (), "set a continuous parameter"),
         Spec("/segue/stinger", (_STR,), (), "play a stinger, quantized and in key"),
         Spec("/segue/reload", (), (), "reload the graph file now"),
-        Spec("/segue/status", (), (), "reply with one JSON string"),
+        Spec("/segue/status", (), (_ANY,), "reply with one JSON string; [id] echoed as its id"),
         Spec("/segue/subscribe", (_INT,), (_STR,), "send notifications to port [host]"),
         Spec("/segue/unsubscribe", (_INT,), (_STR,), "stop notifications to port [host]"),
         Spec("/segue/ping", (), (_ANY,), "reply /segue/pong id daemon_time"),
@@ -99,7 +106,7 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
     if address == "/segue/reload":
         return cmd.Reload(**meta)
     if address == "/segue/status":
-        return cmd.Status(**meta)
+        return cmd.Status(args[0] if args else None, **meta)
     if address in ("/segue/subscribe", "/segue/unsubscribe"):
         port = args[0]
         if not 1 <= port <= 65535:
@@ -161,6 +168,10 @@ class OscCounters:
     replies: int = 0
     notifications: int = 0
     send_errors: int = 0
+    refused_senders: int = 0  # datagrams from outside loopback and --allow: not parsed
+    rate_limited: int = 0  # status/reload requests over a sender's budget
+    subscribe_refused: int = 0  # subscriptions naming another host than the sender's
+    subscribers_evicted: int = 0  # the oldest, when a new one came at the cap
 
 
 class RateLimitedLog:
@@ -186,13 +197,17 @@ class OscServer:
     """Receives on a UDP socket in its own thread and hands commands to `on_command`."""
 
     def __init__(self, on_command: Callable[[cmd.Command], None], host: str = DEFAULT_HOST,
-                 port: int = DEFAULT_PORT) -> None:  # fmt: skip
+                 port: int = DEFAULT_PORT, *, allow: tuple = (),
+                 max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
+                 subscribe_any_host: bool = False) -> None:  # fmt: skip
         self.on_command = on_command
         self.counters = OscCounters()
-        self.subscribers: set[tuple[str, int]] = set()
+        self.gate = SenderGate(allow)
+        self.subscribers = Subscribers(max_subscribers, subscribe_any_host)
         self._log = RateLimitedLog(log)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        # A burst the receive thread cannot keep up with waits here instead of being dropped.
+        self.receive_buffer_bytes = enlarge_receive_buffer(self._sock)
         self._sock.bind((host, port))
         self._sock.settimeout(0.2)
         self.address = self._sock.getsockname()
@@ -224,6 +239,11 @@ class OscServer:
         """Parse and dispatch one datagram (receive thread). Never raises."""
         received_ns = time.monotonic_ns()
         self.counters.datagrams += 1
+        if not self.gate.allowed(sender[0]):
+            self.counters.refused_senders += 1
+            self._log.warning("refused", f"OSC from {sender[0]}:{sender[1]} refused: not "
+                              "loopback nor an --allow network")  # fmt: skip
+            return
         try:
             # Cheap check first: an OSC packet starts with '/' (message) or '#' (bundle).
             if not data or data[:1] not in (b"/", b"#"):
@@ -253,17 +273,37 @@ class OscServer:
                 setattr(self.counters, exc.counter, getattr(self.counters, exc.counter) + 1)
                 self._log.warning(exc.counter, f"OSC from {sender[0]}:{sender[1]}: {exc}")
                 continue
+            if not self.gate.within_rate(sender, message.address):
+                self.counters.rate_limited += 1
+                self._log.warning("rate", f"{message.address} from {sender[0]} over its rate "
+                                  "limit; dropped")  # fmt: skip
+                continue
             if command is None:
                 ping_id = message.params[0] if message.params else 0
                 self.send(sender, "/segue/pong", ping_id, time.monotonic_ns() / 1e9)
                 continue
             if isinstance(command, cmd.Subscribe):
-                self.subscribers.add((command.host, command.port))
+                self._subscribe(command, sender)
                 continue
             if isinstance(command, cmd.Unsubscribe):
-                self.subscribers.discard((command.host, command.port))
+                self.subscribers.remove(command.host, command.port)
                 continue
             self.on_command(command)
+
+    def _subscribe(self, command: cmd.Subscribe, sender: tuple[str, int]) -> None:
+        verdict = self.subscribers.add(command.host, command.port, sender[0])
+        if verdict.refused:
+            self.counters.subscribe_refused += 1
+            self._log.warning("subscribe", f"subscription refused: {verdict.refused}")
+            self.send(sender, "/segue/error", verdict.refused)
+        elif verdict.evicted is not None:
+            self.counters.subscribers_evicted += 1
+            self._log.warning("evicted", f"{len(self.subscribers)} subscribers: the oldest, "
+                              f"{verdict.evicted[0]}:{verdict.evicted[1]}, makes room")  # fmt: skip
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped before this thread could read them (any thread)."""
+        return kernel_drops(self._sock)
 
     def send(self, to: tuple[str, int], address: str, *args) -> None:
         try:
@@ -279,14 +319,15 @@ class OscServer:
     def notify(self, address: str, *args, timetag: float | None = None) -> None:
         """Send to every subscriber; with `timetag` (seconds since the epoch), as a bundle
         stamped with the moment the music it describes is heard."""
-        if not self.subscribers:
+        targets = self.subscribers.targets()
+        if not targets:
             return
         data = encode(address, *args)
         if timetag is not None:
             bundle = OscBundleBuilder(timetag)
             bundle.add_content(OscMessage(data))
             data = bundle.build().dgram
-        for subscriber in list(self.subscribers):
+        for subscriber in targets:
             try:
                 self._sock.sendto(data, subscriber)
                 self.counters.notifications += 1

@@ -18,13 +18,13 @@ import ctypes.util
 import logging
 import math
 import mmap
-import multiprocessing
 import os
 import tempfile
 import threading
 import time
 import uuid
 import zlib
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -68,10 +68,6 @@ class Workshop:
         else:
             self.model_problem = "model disabled"
         self.synth = Synth(soundfont)
-
-    def describe(self) -> tuple[str, str, dict]:
-        """(generator, why the model is not used or "", the synthesizer and SoundFont)."""
-        return self.generator_name, self.model_problem, self.synth.describe()
 
     @property
     def generator_name(self) -> str:
@@ -260,9 +256,15 @@ def remove_stale_clips() -> int:
     return removed
 
 
-def _worker_describe() -> tuple[str, str, dict]:
+def _worker_describe() -> tuple[str, str]:
     assert _workshop is not None
-    return _workshop.describe()
+    return _workshop.generator_name, _workshop.model_problem
+
+
+def _worker_synth() -> dict:
+    """The synthesizer and SoundFont the worker renders with (for /segue/status)."""
+    assert _workshop is not None
+    return _workshop.synth.describe()
 
 
 class InlineMaker:
@@ -286,56 +288,11 @@ class InlineMaker:
             future.set_exception(exc)
         return future
 
-    def close(self) -> None:
+    def supervise(self) -> None:
         pass
 
-
-def _start_worker(key: tuple) -> tuple[cf.ProcessPoolExecutor, cf.Future]:
-    """A worker process, started now (a first call makes the executor spawn it)."""
-    executor = cf.ProcessPoolExecutor(max_workers=1, initializer=_worker_init, initargs=key,
-                                      mp_context=multiprocessing.get_context("spawn"))  # fmt: skip
-    return executor, executor.submit(_worker_describe)
-
-
-_prestarted: dict[tuple, tuple[cf.ProcessPoolExecutor, cf.Future]] = {}
-
-
-def prestart_worker(soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
-    """Start the loop worker before the daemon is built: it loads the model and SoundFont
-    while the daemon imports its modules and opens its sink. The ProcessMaker made with the
-    same arguments adopts it."""
-    key = (str(soundfont), str(model) if model else None, use_model)
-    if key not in _prestarted:
-        _prestarted[key] = _start_worker(key)
-
-
-class ProcessMaker:
-    """Runs the workshop in one worker process."""
-
-    def __init__(self, soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
-        remove_stale_clips()
-        key = (str(soundfont), str(model) if model else None, use_model)
-        # Started now (or adopted): it loads the model and SoundFont while the daemon starts.
-        self.executor, self._described = _prestarted.pop(key, None) or _start_worker(key)
-        self.synth_info: dict = {}
-
-    def describe(self) -> tuple[str, str]:
-        """(generator, why the model is not used); waits for the worker to be up."""
-        generator, problem, self.synth_info = self._described.result(timeout=120)
-        return generator, problem
-
-    def submit(self, method: str, *args) -> cf.Future:
-        return self.executor.submit(_worker_call, method, *args)
-
-    def receive(self, made: Made) -> Made:
-        """Map the clip the worker shipped (control thread)."""
-        return replace(made, clip=_land(made.clip))
-
     def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
-        # Clips the worker shipped that were never collected.
-        for path in _SHM_DIR.glob(f"{_CLIP_PREFIX}{os.getpid()}-*"):
-            path.unlink(missing_ok=True)
+        pass
 
 
 def _next_states(graph: Graph) -> dict[str, list[str]]:
@@ -369,6 +326,8 @@ class PoolCounters:
     requested: int = 0
     made: int = 0
     failed: int = 0
+    lost: int = 0  # requests lost with a dead worker (the supervisor reports the death)
+    spares: int = 0  # transitions that replayed a state's last loop: no fresh one was ready
     discarded: int = 0
     fallbacks: int = 0
     generate_ms_last: float = 0.0
@@ -393,6 +352,9 @@ class LoopPool:
         self.requests: dict[str, int] = {}
         self.extras: dict[tuple, Clip] = {}
         self.extras_pending: dict[tuple, cf.Future] = {}
+        self._extra_args: dict[tuple, tuple] = {}  # to ask again if a worker dies
+        self.spare: dict[str, Clip] = {}  # the last clip taken per state: replayed if need be
+        self.stale: set[str] = set()  # states whose spare is music from before an edit
         self.counters = PoolCounters()
         self._next_states: dict[str, list[str]] = {}
         self._playing: str | None = None
@@ -406,12 +368,20 @@ class LoopPool:
             if self.specs.get(name) != spec:
                 changed.add(name)
                 self.epoch[name] = self.epoch.get(name, 0) + 1
+                old = self.ready.get(name)
+                if old:  # the old music stands in until the new is made
+                    self.spare[name] = old[0]
+                if name in self.spare:
+                    self.stale.add(name)
                 self.ready[name] = collections.deque()
                 self.pending.setdefault(name, [])
                 self.requests.setdefault(name, 0)
         for name in set(self.specs) - set(specs):
             self.ready.pop(name, None)
             self.pending.pop(name, None)
+        for name in set(self.specs) - set(specs):
+            self.spare.pop(name, None)
+            self.stale.discard(name)
         self.specs = specs
         self._next_states = _next_states(graph)
         self._playing = first if first in specs else graph.initial
@@ -440,6 +410,7 @@ class LoopPool:
 
     def poll(self) -> list[str]:
         """Move finished work into the ready queues; returns states that got a clip."""
+        self.maker.supervise()
         got = []
         for name, futures in self.pending.items():
             if not futures:
@@ -451,6 +422,9 @@ class LoopPool:
                     continue
                 try:
                     made: Made = self.maker.receive(future.result())
+                except BrokenProcessPool:
+                    self.counters.lost += 1  # asked again below, by fill()
+                    continue
                 except Exception as exc:  # noqa: BLE001 - a failed loop is counted and logged
                     self.counters.failed += 1
                     log.error("generating a loop for %s failed: %s", name, exc)
@@ -467,13 +441,23 @@ class LoopPool:
                 self.ready[name].append(made.clip)
                 got.append(name)
             self.pending[name] = keep
+        if any(len(self.pending[n]) + len(self.ready[n]) < self.depth for n in self.specs):
+            self.fill()  # requests lost with a worker
         return got
 
-    def take(self, name: str) -> Clip | None:
-        """A fresh clip for `name`, or None if none is ready yet; asks for a refill."""
+    def take(self, name: str, spare: bool = False) -> Clip | None:
+        """A fresh clip for `name`, or None if none is ready yet; asks for a refill.
+        `spare`: rather than None, the state's last clip again, if it has one, or its music
+        from before an edit (`stale`): a transition then never waits for the worker."""
         self.poll()
         clip = self.ready[name].popleft() if self.ready.get(name) else None
         self.fill(name)
+        if clip is not None:
+            self.spare[name] = clip
+            self.stale.discard(name)
+        elif spare and name in self.spare:
+            self.counters.spares += 1
+            clip = self.spare[name]
         return clip
 
     def wait_ready(self, names, timeout_s: float = 120.0) -> None:
@@ -495,14 +479,20 @@ class LoopPool:
     def request_extra(self, key: tuple, method: str, *args) -> None:
         if key not in self.extras and key not in self.extras_pending:
             self.extras_pending[key] = self.maker.submit(method, *args)
+            self._extra_args[key] = (method, *args)
 
     def extra(self, key: tuple) -> Clip | None:
         """The clip for `key` if it is ready (stingers, bridges)."""
         future = self.extras_pending.get(key)
         if future is not None and future.done():
             del self.extras_pending[key]
+            args = self._extra_args.pop(key)
             try:
                 self.extras[key] = self.maker.receive(future.result()).clip
+            except BrokenProcessPool:
+                self.counters.lost += 1
+                self.request_extra(key, *args)
+                return None
             except Exception as exc:  # noqa: BLE001 - counted and logged; the music goes on
                 self.counters.failed += 1
                 log.error("rendering %s failed: %s", key, exc)
@@ -512,6 +502,7 @@ class LoopPool:
         """Drop stingers/bridges whose key fails `keep(key)` (after a reload)."""
         self.extras = {k: v for k, v in self.extras.items() if keep(k)}
         self.extras_pending = {k: v for k, v in self.extras_pending.items() if keep(k)}
+        self._extra_args = {k: v for k, v in self._extra_args.items() if k in self.extras_pending}
 
     def sizes(self) -> dict[str, int]:
         return {name: len(q) for name, q in self.ready.items()}

@@ -116,7 +116,18 @@ def load(text: str, filename: str):
         mark = Mark(filename, where.line + 1, where.column + 1) if where else Mark(filename, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         raise YamlSyntaxError(mark, f"YAML syntax: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # a byte YAML refuses: say where it sits
+        position = exc.position
+        line = text.count("\n", 0, position) + 1
+        column = position - text.rfind("\n", 0, position)
+        char = exc.character
+        what = f"U+{char:04X}" if isinstance(char, int) else repr(char)
+        raise YamlSyntaxError(Mark(filename, line, column),
+                              f"YAML: character {what} is not allowed here "
+                              "(control characters and NUL bytes cannot appear in YAML)"
+                              ) from None  # fmt: skip
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(Mark(filename, 1, 1), f"YAML: {exc}") from None
+        message = " ".join(str(exc).split())  # one line
+        raise YamlSyntaxError(Mark(filename, 1, 1), f"YAML: {message}") from None
     finally:
         loader.dispose()

@@ -38,6 +38,14 @@
 #ifndef SEGUE_RING_H
 #define SEGUE_RING_H
 
+/* clock_gettime, CLOCK_MONOTONIC, shm_open and struct timespec are POSIX, not C99/C11: ask
+ * for them unless the includer chose a feature set. Include this header before any system
+ * header, or define _POSIX_C_SOURCE (200809L or later) yourself. */
+#if !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(_GNU_SOURCE) && \
+    !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE) && !defined(__APPLE__)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

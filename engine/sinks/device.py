@@ -1,20 +1,40 @@
-"""The sound card (or JACK) through sounddevice / PortAudio."""
+"""The sound card (or JACK), supervised: PortAudio runs in a process of its own.
+
+`DeviceSink` renders into a private shared-memory ring (the `ShmSink` protocol, clocked by
+its reader) and starts `engine.sinks.device_host`, which plays that ring from PortAudio's
+callback. So:
+- **underruns are counted where they happen**: the host's callback found the ring short (the
+  ring header's `underruns`), independent of PortAudio's flags;
+- **a lost device is noticed**: the ring's read index stands still for `stall_ms`, or the
+  host exits. The sink says so in one line (`events`, `state: lost`), keeps the musical clock
+  running on the monotonic clock (beats, bars and transitions go on), and starts a new host
+  every `reopen_s` until one plays again;
+- **no PortAudio call can hang the daemon**: a host stuck in a dead JACK server is killed.
+The daemon process never loads PortAudio (for `--buffer-blocks 0`, see engine/sinks/direct.py).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 
-import numpy as np
-
 from engine.sinks.base import Pull, SinkError
+from engine.sinks.shm import ShmSink
 
-BUCKET_NS = 10_000  # block timings are counted in 10 µs buckets ...
-BUCKETS = 2_000  # ... up to 20 ms (the last bucket holds anything longer)
+log = logging.getLogger("segue.device")
+
+STALL_MS = 250.0  # the device read nothing for this long: lost
+REOPEN_SECONDS = 2.0  # a new host is tried this often while the device is lost
+HOST_START_SECONDS = 15.0  # a host that has not said ok or error by then is killed
+SUPERVISE_SECONDS = 0.05
 
 
-def _sounddevice():
+def sounddevice():
     try:
         import sounddevice as sd
     except OSError as exc:  # PortAudio library missing
@@ -24,7 +44,7 @@ def _sounddevice():
 
 def list_devices() -> list[dict]:
     """Output devices with their host API, for `segue devices`."""
-    sd = _sounddevice()
+    sd = sounddevice()
     apis = sd.query_hostapis()
     return [
         {"index": i, "name": d["name"], "hostapi": apis[d["hostapi"]]["name"],
@@ -36,7 +56,7 @@ def list_devices() -> list[dict]:
 
 def find_device(spec: str | int | None) -> int | None:
     """A device index from an index, a name fragment, or `jack` (the JACK host API)."""
-    sd = _sounddevice()
+    sd = sounddevice()
     devices = list_devices()
     if not devices:
         raise SinkError("no audio output device found")
@@ -65,155 +85,171 @@ def find_device(spec: str | int | None) -> int | None:
     raise SinkError(f"no output device matching {spec!r} (see `segue devices`)")
 
 
-class DeviceSink:
-    name = "device"
+class DeviceSink(ShmSink):
+    """The sound card through a supervised host process (see the module docstring)."""
 
     def __init__(self, device: str | int | None = None, block_frames: int = 256,
-                 sample_rate: int = 48000, latency: str | float = "low",
-                 realtime_priority: int = 10, buffer_blocks: int = 2) -> None:  # fmt: skip
-        self.device = find_device(device)
-        # buffer_blocks > 0: PortAudio's own (C) callback plays from its ring buffer and our
-        # audio thread keeps `buffer_blocks` blocks in it, so a Python thread holding the GIL
-        # for a few ms costs nothing audible; the ring adds its fill to the output latency.
-        # 0: our Python callback feeds PortAudio directly (one block less latency, but any
-        # busy Python thread in the process can make it late).
+                 sample_rate: int = 48000, buffer_blocks: int = 2,
+                 realtime_priority: int = 10, stall_ms: float = STALL_MS,
+                 reopen_s: float = REOPEN_SECONDS) -> None:  # fmt: skip
+        if buffer_blocks < 1:
+            raise SinkError("the device sink keeps at least one block in its ring "
+                            "(--buffer-blocks 0 is the direct callback)")  # fmt: skip
+        fill = buffer_blocks * block_frames
+        super().__init__(f"segue-device-{os.getpid()}", target_fill_frames=fill,
+                         capacity_frames=max(4096, 4 * fill), block_frames=block_frames,
+                         sample_rate=sample_rate, reader_timeout_ms=stall_ms,
+                         unlink_on_stop=True, realtime_priority=realtime_priority)  # fmt: skip
+        self.name = "device"
+        self.device_spec = None if device is None else str(device)
         self.buffer_blocks = buffer_blocks
-        # PortAudio makes its callback thread real-time when the audio server is; a JACK
-        # server started without -R (or a plain ALSA device) leaves it at normal priority,
-        # where any busy process can take the CPU from it. 0 leaves it alone.
-        self.realtime_priority = realtime_priority
-        self.realtime = "not asked" if realtime_priority <= 0 else "pending"
-        self.block_frames = block_frames
-        self.sample_rate = sample_rate
-        self.latency = latency
-        self.underruns = 0
-        self.callbacks = 0
-        self.errors = 0
-        self.output_latency_s = 0.0
+        self.stall_ms = stall_ms
+        self.reopen_s = reopen_s
         self.device_name = ""
         self.hostapi = ""
-        self.started_ns = 0
-        # A histogram, not a list: percentiles then cost O(buckets) on the control side.
-        self.timing_histogram = np.zeros(BUCKETS, np.int64)
-        self.timing_max_ns = 0
-        self._pull: Pull | None = None
-        self.started = threading.Event()
+        self.device_latency_s = 0.0
+        self.losses = 0
+        self.reopens = 0
+        self.lost_since = 0.0
+        self._host: subprocess.Popen | None = None
+        self._answer: list[dict] = []
+        self._stop = threading.Event()
+        self._tried_at = 0.0
+        self.prepare()  # the ring exists before the host looks for it
+        answer = self._start_host(wait=True)
+        if "error" in answer:
+            self._end_host()
+            self._close_ring()
+            raise SinkError(answer["error"])
+        self._adopt(answer)
 
-    def _callback(self, outdata, frames, time_info, status) -> None:
-        """Audio thread: pull one block and copy it out. No allocation, locks or I/O."""
-        t0 = time.perf_counter_ns()
-        if self.realtime == "pending":
-            self._become_realtime()
+    # -- the host process ----------------------------------------------------------------
+
+    def _start_host(self, wait: bool) -> dict:
+        command = [sys.executable, "-m", "engine.sinks.device_host", "--ring", self.segment,
+                   "--blocksize", str(self.block_frames), "--rate", str(self.sample_rate),
+                   "--priority", str(self.realtime_priority)]  # fmt: skip
+        if self.device_spec is not None:
+            command += ["--device", self.device_spec]
+        self._host = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL)  # fmt: skip
+        answer: list[dict] = []
+        self._answer = answer
+        reader = threading.Thread(target=self._read_answer, args=(self._host, answer),
+                                  name="segue-device-answer", daemon=True)  # fmt: skip
+        reader.start()
+        if not wait:
+            return {}
+        reader.join(HOST_START_SECONDS)
+        return answer[0] if answer else {"error": "the audio device did not open in "
+                                         f"{HOST_START_SECONDS:.0f} s"}  # fmt: skip
+
+    @staticmethod
+    def _read_answer(host: subprocess.Popen, answer: list) -> None:
+        line = host.stdout.readline()
         try:
-            if status.output_underflow:
-                self.underruns += 1
-            outdata[:] = self._pull(frames)
-        except Exception:  # noqa: BLE001 - never raise into PortAudio
-            outdata.fill(0)
-            self.errors += 1
-        self._count(time.perf_counter_ns() - t0)
+            answer.append(json.loads(line))
+        except ValueError:
+            answer.append({"error": "the audio device host exited before it played"})
 
-    def _count(self, duration_ns: int) -> None:
-        """Audio thread: one block's timing into the histogram."""
-        self.timing_histogram[min(duration_ns // BUCKET_NS, BUCKETS - 1)] += 1
-        if duration_ns > self.timing_max_ns:
-            self.timing_max_ns = duration_ns
-        self.callbacks += 1
+    def _adopt(self, answer: dict) -> None:
+        self.device_name = answer.get("device", "")
+        self.hostapi = answer.get("hostapi", "")
+        self.device_latency_s = float(answer.get("latency_s", 0.0))
+        # What waits in the ring is latency too, and then the device's own.
+        self.output_latency_s = self.target_fill_frames / self.sample_rate + self.device_latency_s
 
-    def _become_realtime(self) -> None:
-        """Once, on the first callback: SCHED_FIFO for this (the audio) thread."""
+    def _end_host(self) -> None:
+        host, self._host = self._host, None
+        if host is None:
+            return
+        host.kill()  # never politely: a host stuck in PortAudio would not answer
         try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
-            self.realtime = f"SCHED_FIFO {self.realtime_priority}"
-        except (OSError, AttributeError) as exc:
-            self.realtime = f"normal priority ({exc.__class__.__name__})"
-
-    def _write_loop(self, stream, stop: threading.Event) -> None:
-        """Audio thread (buffered mode): keep `buffer_blocks` blocks in PortAudio's ring.
-        Sleeps while the ring is full enough; never blocks in write (space is checked)."""
-        self._become_realtime()
-        capacity = stream.write_available
-        target = self.buffer_blocks * self.block_frames
-        frames = self.block_frames
-        nap = frames / self.sample_rate / 8
-        while not stop.is_set():
-            available = stream.write_available
-            capacity = max(capacity, available)  # the ring's size: the most ever free
-            if capacity - available > target - frames:
-                time.sleep(nap)
-                continue
-            t0 = time.perf_counter_ns()
+            host.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+        for pipe in (host.stdin, host.stdout):
             try:
-                block = self._pull(frames)
-                t1 = time.perf_counter_ns()
-                if stream.write(block):
-                    self.underruns += 1
-            except Exception:  # noqa: BLE001 - counted; the stream goes on
-                self.errors += 1
-                t1 = time.perf_counter_ns()
-            self._count(t1 - t0)  # producing the block
+                pipe.close()
+            except OSError:
+                pass
+
+    def _close_ring(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(unlink=True)
+
+    # -- streaming and supervision -----------------------------------------------------
 
     def run(self, pull: Pull, stop: threading.Event) -> None:
-        sd = _sounddevice()
-        self._pull = pull
-        buffered = self.buffer_blocks > 0
+        supervisor = threading.Thread(target=self._supervise, args=(stop,),
+                                      name="segue-device-watch", daemon=True)  # fmt: skip
+        supervisor.start()
         try:
-            stream = sd.OutputStream(
-                samplerate=self.sample_rate, blocksize=self.block_frames, device=self.device,
-                channels=2, dtype="float32", latency=self.latency,
-                callback=None if buffered else self._callback,
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - PortAudio errors become one line
-            raise SinkError(f"cannot open the audio device: {exc}") from None
-        # Ask PortAudio everything before the stream runs: queries made while the JACK
-        # process thread is live can stall it.
-        self.output_latency_s = float(stream.latency)
-        if buffered:  # what waits in PortAudio's ring is latency too
-            self.output_latency_s += self.buffer_blocks * self.block_frames / self.sample_rate
-        info = sd.query_devices(stream.device)
-        self.device_name = info["name"]
-        self.hostapi = sd.query_hostapis(info["hostapi"])["name"]
-        try:
-            stream.start()
-            self.started_ns = time.monotonic_ns()
-            self.started.set()
-            if buffered:
-                self._write_loop(stream, stop)
-            else:
-                stop.wait()
+            super().run(pull, stop)
         finally:
-            stream.close(ignore_errors=True)
+            self._stop.set()
+            supervisor.join(1.0)
+            self._end_host()
+
+    def _supervise(self, stop: threading.Event) -> None:
+        """Watch the host and the ring; on a loss keep time and try again (its own thread)."""
+        next_try = 0.0
+        while not (stop.wait(SUPERVISE_SECONDS) or self._stop.is_set()):
+            now = time.monotonic()
+            host = self._host
+            if self.state == "playing":
+                exited = host is None or host.poll() is not None
+                if exited or (self._seen_reader and not self._reader_present):
+                    why = "its host process exited" if exited else (
+                        f"it played nothing for {self.stall_ms:.0f} ms")  # fmt: skip
+                    self._lose(why)
+                    next_try = now + self.reopen_s
+            elif self.state == "lost" and now >= next_try:
+                self._end_host()
+                self._start_host(wait=False)
+                self.state = "reopening"
+                self._tried_at = now
+            elif self.state == "reopening":
+                if self._answer and "error" in self._answer[0]:
+                    self.state, next_try = "lost", now + self.reopen_s
+                elif self._answer and self.paced_from is None:  # it plays: the reader moved
+                    self._adopt(self._answer[0])
+                    self.reopens += 1
+                    self.state = "playing"
+                    message = (f"audio device back after {now - self.lost_since:.1f} s: "
+                               f"{self.device_name} ({self.hostapi})")  # fmt: skip
+                    log.info("%s", message)
+                    self.events.append(("info", message))
+                elif now - self._tried_at > HOST_START_SECONDS:
+                    self.state, next_try = "lost", now
+            elif self.state == "starting" and self._seen_reader:
+                self.state = "playing"
+
+    def _lose(self, why: str) -> None:
+        self.paced_from = (self._counters["frames_written"], time.monotonic_ns())
+        self._end_host()
+        self.losses += 1
+        self.lost_since = time.monotonic()
+        self.state = "lost"
+        message = (f"audio device lost ({why}); the music keeps time and Segue retries "
+                   f"every {self.reopen_s:g} s")  # fmt: skip
+        log.warning("%s", message)
+        self.events.append(("error", message))
+
+    @property
+    def _seen_reader(self) -> bool:
+        return self._reader_present or self._counters["reader_gone_events"] > 0
 
     def stats(self) -> dict:
-        """Counters, and how the audio thread kept time (computed here, off that thread)."""
-        callbacks = self.callbacks
+        out = super().stats()
         block_ms = self.block_frames / self.sample_rate * 1000
-        elapsed_s = (time.monotonic_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0
-        expected = elapsed_s * self.sample_rate / self.block_frames
-        out = {
-            "sink": self.name, "device": self.device_name, "hostapi": self.hostapi,
-            "underruns": self.underruns, "callbacks": callbacks, "errors": self.errors,
+        out |= {
+            "sink": self.name, "state": self.state, "device": self.device_name,
+            "hostapi": self.hostapi, "losses": self.losses, "reopens": self.reopens,
             "output_latency_ms": round(self.output_latency_s * 1000, 3),
+            "device_latency_ms": round(self.device_latency_s * 1000, 3),
             "buffer_ms": round(self.buffer_blocks * block_ms, 3),  # part of output_latency_ms
-            "block_frames": self.block_frames, "block_ms": round(block_ms, 3),
-            "audio_thread": self.realtime,
-            "mode": f"buffered ({self.buffer_blocks} blocks)" if self.buffer_blocks
-            else "callback",
-            # Blocks the clock asked for that never came: a stalled stream shows here even
-            # when PortAudio reports no underflow.
-            "missed_blocks": max(0, round(expected) - callbacks - 2),
+            "block_ms": round(block_ms, 3), "mode": f"ring ({self.buffer_blocks} blocks)",
         }  # fmt: skip
-        counts = self.timing_histogram.copy()
-        total = int(counts.sum())
-        if total:
-            cumulative = np.cumsum(counts)
-
-            def percentile(q: float) -> float:  # the bucket's upper edge: never flatters
-                bucket = int(np.searchsorted(cumulative, q / 100 * total))
-                return round((bucket + 1) * BUCKET_NS / 1e6, 3)
-
-            out["callback_ms"] = {
-                "p50": percentile(50), "p99": percentile(99), "p99_9": percentile(99.9),
-                "max": round(self.timing_max_ns / 1e6, 3),
-            }  # fmt: skip
         return out

@@ -8,21 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.sinks.base import Pull, SinkError
+from engine.sinks.base import Pull, Sink, SinkError
 
 
-class PacedSink:
+class PacedSink(Sink):
     """Pulls one block per block-duration, on absolute deadlines (no drift)."""
 
     name = "null"
 
     def __init__(self, block_frames: int = 256, sample_rate: int = 48000) -> None:
+        super().__init__()
         self.block_frames = block_frames
         self.sample_rate = sample_rate
         self.blocks = 0
         self.late_blocks = 0  # deadlines missed by more than one block
-        self.output_latency_s = 0.0
-        self.started = threading.Event()
 
     def consume(self, block: np.ndarray) -> None:
         pass
@@ -33,6 +32,7 @@ class PacedSink:
     def run(self, pull: Pull, stop: threading.Event) -> None:
         period_ns = self.block_frames * 1_000_000_000 // self.sample_rate
         deadline = time.monotonic_ns()
+        self.state = "playing"
         self.started.set()
         try:
             while not stop.is_set():
@@ -48,7 +48,8 @@ class PacedSink:
             self.close()
 
     def stats(self) -> dict:
-        return {"sink": self.name, "blocks": self.blocks, "late_blocks": self.late_blocks,
+        return {"sink": self.name, "state": self.state, "blocks": self.blocks,
+                "late_blocks": self.late_blocks,
                 "underruns": self.late_blocks, "output_latency_ms": 0.0,
                 "block_frames": self.block_frames}  # fmt: skip
 

@@ -22,14 +22,15 @@ import time
 import numpy as np
 
 from engine.ring import RingError, RingWriter, check_name
-from engine.sinks.base import Pull, SinkError
+from engine.sinks.base import Pull, Sink, SinkError
+from engine.sinks.timing import BlockTimer
 
 CHANNELS = 2
 
 log = logging.getLogger("segue.shm")
 
 
-class ShmSink:
+class ShmSink(Sink):
     """A sink whose clock is the shared-memory ring's consumer.
 
     run() is the sink's audio thread: it is the only caller of `pull`. Between polls it
@@ -67,6 +68,7 @@ class ShmSink:
             check_name(name)
         except RingError as exc:
             raise SinkError(str(exc)) from None
+        super().__init__()
         self.name = f"shm:{name}"
         self.segment = name
         self.target_fill_frames = target_fill_frames
@@ -78,7 +80,10 @@ class ShmSink:
         self.unlink_on_stop = unlink_on_stop
         self.realtime_priority = realtime_priority
         self._writer: RingWriter | None = None
-        self.started = threading.Event()  # set once the ring is primed and marked running
+        self.timer = BlockTimer()  # how long each block took to produce
+        # Set (by a supervisor) when the reader is lost: the producer then keeps the music's
+        # clock on the monotonic clock from (frames_written, ns) until the reader moves again.
+        self.paced_from: tuple[int, int] | None = None
         self._counters = {
             "frames_written": 0,
             "blocks_written": 0,
@@ -88,6 +93,7 @@ class ShmSink:
             "ring_empty_seen": 0,
             "min_fill_frames": None,
             "max_fill_frames": 0,
+            "paced_frames_dropped": 0,
         }
         self._reader_present = False
         self._final: dict = {
@@ -121,7 +127,7 @@ class ShmSink:
         self._baseline = {
             f: writer.counter(f) for f in ("underruns", "stopped_reads", "silence_frames")
         }
-        silence = np.zeros((self.block_frames, CHANNELS), dtype=np.float32)
+        self._silence = np.zeros((self.block_frames, CHANNELS), dtype=np.float32)
         counters = self._counters
         last_read_index = writer.read_index()
         last_move_ns = time.monotonic_ns()
@@ -130,33 +136,32 @@ class ShmSink:
             while not stop.is_set():
                 read_index = writer.read_index()
                 now_ns = time.monotonic_ns()
+                fill = max(0, writer.write_index - read_index)
+                if fill == 0:
+                    last_move_ns = now_ns  # an empty ring stalls the reader: our lateness
                 self._track_reader(read_index, last_read_index, now_ns, last_move_ns)
                 if read_index != last_read_index:
                     last_read_index, last_move_ns = read_index, now_ns
-                fill = max(0, writer.write_index - read_index)
+                    self.paced_from = None  # a reader again: its clock leads
                 if self._reader_present:
                     if fill == 0:
                         counters["ring_empty_seen"] += 1
                     low = counters["min_fill_frames"]
                     counters["min_fill_frames"] = fill if low is None else min(low, fill)
-                # Top up to the target, never past read_index + capacity.
-                while (
-                    fill < self.target_fill_frames
-                    and fill + self.block_frames <= self.capacity_frames
-                ):
-                    try:
-                        block = pull(self.block_frames)
-                    except Exception:  # the mixer promised not to raise; keep the host fed
-                        counters["pull_errors"] += 1
-                        block = silence
-                    writer.write(block)
-                    fill += self.block_frames
-                    counters["frames_written"] += self.block_frames
-                    counters["blocks_written"] += 1
+                if self.paced_from is not None:
+                    self._keep_time(pull, writer, fill, now_ns)
+                else:  # top up to the target, never past read_index + capacity
+                    while (
+                        fill < self.target_fill_frames
+                        and fill + self.block_frames <= self.capacity_frames
+                    ):
+                        writer.write(self._produce(pull))
+                        fill += self.block_frames
                 counters["max_fill_frames"] = max(counters["max_fill_frames"], fill)
                 if not started:
                     writer.start()  # the ring is primed: from now on a short read is an underrun
                     started = True
+                    self.state = "playing"
                     self.started.set()
                 writer.beat()
                 time.sleep(self.poll_s)
@@ -165,6 +170,37 @@ class ShmSink:
             self._final = self._ring_counters(writer)
             self._writer = None
             writer.close(unlink=self.unlink_on_stop)
+
+    def _produce(self, pull: Pull):
+        """Sink thread: one block from the mixer, timed; silence if the mixer failed."""
+        t0 = time.perf_counter_ns()
+        try:
+            block = pull(self.block_frames)
+        except Exception:  # the mixer promised not to raise; keep the host fed
+            self._counters["pull_errors"] += 1
+            block = self._silence
+        self.timer.count(time.perf_counter_ns() - t0)
+        self._counters["frames_written"] += self.block_frames
+        self._counters["blocks_written"] += 1
+        return block
+
+    def _keep_time(self, pull: Pull, writer: RingWriter, fill: int, now_ns: int) -> None:
+        """No reader: pull the mix at the real-time rate (beats and bars go on) and keep the
+        ring primed for when one comes back; what does not fit is dropped."""
+        frames_at, since_ns = self.paced_from
+        due = frames_at + (now_ns - since_ns) * self.sample_rate // 1_000_000_000
+        behind = due - self._counters["frames_written"]
+        if behind > self.sample_rate:  # never burst more than a second to catch up
+            self.paced_from = (self._counters["frames_written"], now_ns)
+            behind = 0
+        while behind >= self.block_frames:
+            block = self._produce(pull)
+            behind -= self.block_frames
+            if fill + self.block_frames <= self.target_fill_frames:
+                writer.write(block)
+                fill += self.block_frames
+            else:
+                self._counters["paced_frames_dropped"] += self.block_frames
 
     def _raise_priority(self) -> None:
         # SCHED_FIFO wakes this thread on time and makes a busy thread hand over the GIL
@@ -222,6 +258,7 @@ class ShmSink:
         latency_ms = 1000.0 * ring["fill_frames"] / self.sample_rate
         return {
             "sink": self.name,
+            "state": self.state,
             "running": writer is not None,
             "reader_present": self._reader_present,
             "block_frames": self.block_frames,
@@ -234,4 +271,5 @@ class ShmSink:
             "underruns": ring["consumer_underruns"],
             **self._counters,
             **ring,
+            **self.timer.stats(),
         }

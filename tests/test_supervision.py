@@ -1,0 +1,84 @@
+"""The daemon outlives its loop worker: killed or hung, it is replaced, and the game's
+commands are honoured meanwhile (real daemon, real UDP, real worker process)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.test_daemon import start_daemon, stop
+
+
+@pytest.fixture()
+def daemon(tmp_path):
+    env = dict(os.environ)
+    proc, client, graph, log = start_daemon(tmp_path, env, "--no-model", "--output", "null")
+    client.send("/segue/subscribe", client.port)
+    yield proc, client, log
+    stop(proc)
+
+
+_ids = itertools.count(1)
+
+
+def status(client, timeout: float = 5.0) -> dict | None:
+    """The reply to this request (its id), never a late reply to an earlier one."""
+    request = next(_ids)
+    client.send("/segue/status", request)
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        params = client.receive("/segue/status", left)
+        if params is None:
+            return None
+        reply = json.loads(params[0])
+        if reply.get("id") == request:
+            return reply
+    return None
+
+
+def wait_for(client, predicate, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status_now = status(client, timeout=0.5)
+        if status_now is not None and predicate(status_now):
+            return status_now
+        time.sleep(0.05)
+    pytest.fail(f"condition not met; last status: {status_now}")
+
+
+@pytest.mark.parametrize("how", ["killed", "hung"])
+def test_a_dead_or_hung_worker_is_replaced_and_commands_go_on(daemon, how):
+    proc, client, log = daemon
+    first = status(client)["worker"]
+    assert first["state"] == "ready" and first["deaths"] == 0
+    os.kill(first["pid"], signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+    if how == "hung":
+        # A hung worker is only noticed while it has work: a reload asks every state anew.
+        graph = log.parent / "graph" / "game.yaml"
+        graph.write_text(graph.read_text().replace("tempo: 144", "tempo: 146"))
+        client.send("/segue/reload")
+    # The game goes on at once: the control thread applies commands in order, so a status
+    # asked right after an event shows it applied, whatever the worker is doing.
+    client.send("/segue/event", "enemy_spotted")
+    assert status(client)["state"] == "combat"
+    client.send("/segue/state", "idle")
+    assert status(client)["state"] == "idle"
+    after = wait_for(client, lambda s: s["worker"]["state"] == "ready"
+                     and s["worker"]["pid"] != first["pid"])  # fmt: skip
+    worker = after["worker"]
+    assert worker["deaths"] == 1 and worker["restarts"] == 1
+    assert worker["hangs"] == (1 if how == "hung" else 0)
+    # Loops come from the new worker again: a transition takes a fresh one.
+    made = after["counters"]["pool_made"]
+    client.send("/segue/state", "explore")
+    wait_for(client, lambda s: s["counters"]["pool_made"] > made and s["state"] == "explore")
+    text = log.read_text()
+    assert "Traceback" not in text and "error (recovered)" not in text, text
+    died = [line for line in text.splitlines() if "loop worker" in line and "new worker" in line]
+    assert len(died) == 1, text
+    assert proc.poll() is None
