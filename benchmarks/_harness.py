@@ -154,6 +154,56 @@ def breach(message: str) -> str:
     return message
 
 
+def generator_breaches(status: dict | None, use_model: bool) -> list[str]:
+    """The model must have written every loop when it was asked for: a daemon that fell back
+    to rules (the model did not load, or failed on a loop) measures something else."""
+    if not use_model or status is None:
+        return []
+    out = []
+    if status.get("generator_default") != "model":
+        out.append(breach(f"the daemon runs the {status.get('generator_default')} generator, "
+                          "not the model (it fell back at start-up)"))  # fmt: skip
+    fallbacks = status.get("counters", {}).get("pool_fallbacks", 0)
+    if fallbacks:
+        out.append(breach(f"{fallbacks} loop(s) fell back to the rule-based generator"))
+    return out
+
+
+def blocks(sink: dict) -> int:
+    """Blocks the sink produced (the ring's writer; `callbacks` in older daemons)."""
+    return sink.get("blocks_written", sink.get("callbacks", 0))
+
+
+def late_polls(sink: dict) -> int | None:
+    """Times the sink found the device's ring empty: it was late (reported, not gated: the
+    device's short reads are the underrun count itself)."""
+    return sink.get("ring_empty_seen", sink.get("missed_blocks"))
+
+
+def underrun_figures(ready: dict, final: dict, played: dict | None) -> dict:
+    """Underruns in the measured window, counted twice: by the daemon (its sink's count from
+    the device clock against the frames handed over) and from the capture of what played."""
+    return {
+        "status_at_ready": ready.get("underruns", 0),
+        "status": final.get("underruns", 0) - ready.get("underruns", 0),
+        "capture_gaps": None if played is None else played["gaps"],
+        "capture_gap_frames": None if played is None else played["gap_frames"],
+        "capture_first_gaps": None if played is None else played["first_gaps"],
+        "ring_empty_seen": late_polls(final.get("sink", {})),
+    }
+
+
+def underrun_breaches(label: str, figures: dict) -> list[str]:
+    out = []
+    if figures["status"]:
+        out.append(breach(f"{label}: {figures['status']} underrun(s) counted by the daemon"))
+    if figures["capture_gaps"]:
+        out.append(breach(f"{label}: {figures['capture_gaps']} gap(s) "
+                          f"({figures['capture_gap_frames']} frames) in what the device played, "
+                          f"first {figures['capture_first_gaps'][:3]}"))  # fmt: skip
+    return out
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 
@@ -397,6 +447,107 @@ class Jack:
         self.stop()
 
 
+def output_ports(env: dict, exclude: tuple[str, ...] = ("system:", "segue-capture:")) -> list[str]:
+    """Audio output ports of the clients on a JACK server (the daemon's PortAudio stream)."""
+    listing = subprocess.run(["jack_lsp", "-p"], env=env, capture_output=True, text=True,
+                             timeout=10).stdout.splitlines()  # fmt: skip
+    ports = []
+    for name, props in zip(listing, listing[1:], strict=False):
+        if props.strip().startswith("properties:") and "output" in props:
+            if not name.startswith(exclude):
+                ports.append(name.strip())
+    return ports
+
+
+@dataclass
+class Capture:
+    """What the device actually plays: `jack_rec` (jackd2's recorder, a C JACK client)
+    connected to the daemon's output ports on the private server, into a 32-bit WAV.
+
+    PortAudio's JACK layer fills a starved stream with silence and raises no flag; in the
+    recording every such fill is a run of exact digital zeros right after audible music, which
+    `gaps()` counts. The count depends on nothing the daemon reports about itself."""
+
+    jack: Jack
+    path: Path
+    max_seconds: float = 3600.0
+    proc: subprocess.Popen | None = None
+    ports: list[str] = field(default_factory=list)
+
+    def start(self) -> Capture:
+        if shutil.which("jack_rec") is None:
+            raise BenchError("jack_rec is not installed (Debian package jackd2; `make setup`)")
+        self.ports = output_ports(self.jack.env)
+        if not self.ports:
+            raise BenchError("no audio output port on the JACK server to capture")
+        log = self.path.with_suffix(".log").open("w")
+        self.proc = subprocess.Popen(
+            ["jack_rec", "-f", str(self.path), "-d", str(int(self.max_seconds)), "-b", "32",
+             *self.ports[:2]],
+            env=self.jack.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_all_cores,
+        )  # fmt: skip
+        time.sleep(0.5)  # connected and recording (its ports join at the next JACK cycle)
+        if self.proc.poll() is not None:
+            raise BenchError(f"jack_rec exited: {self.path.with_suffix('.log').read_text()}")
+        return self
+
+    def stop(self) -> dict:
+        """Stop recording (SIGINT: jack_rec closes the file) and count the gaps."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        try:
+            found = gaps(self.path)
+        except (OSError, RuntimeError) as exc:
+            raise BenchError(f"the capture could not be read: {exc}") from None
+        self.path.unlink(missing_ok=True)
+        return found | {"ports": self.ports}
+
+
+GAP_MIN_FRAMES = 64  # a run of exact zeros this long inside music is inserted silence
+AUDIBLE_RMS = 1e-4  # -80 dBFS: the 256 frames before a gap held music, not a fade's end
+LEVEL_FRAMES = 256
+
+
+def gaps(path: Path, rate: int = SAMPLE_RATE) -> dict:
+    """Inserted silences in a recording: runs of at least GAP_MIN_FRAMES frames of exact
+    digital zero on every channel, right after audible audio (a synthesizer's release or a
+    fade decays; it never drops from music to exact zero in one sample and stays there)."""
+    import soundfile as sf
+
+    zero_parts, level_parts = [], []
+    with sf.SoundFile(str(path)) as f:
+        for block in f.blocks(blocksize=LEVEL_FRAMES * 4096, dtype="float32", always_2d=True):
+            zero_parts.append(~np.any(block != 0, axis=1))
+            whole = len(block) // LEVEL_FRAMES * LEVEL_FRAMES
+            frames = block[:whole].reshape(-1, LEVEL_FRAMES, block.shape[1]).astype(np.float64)
+            level_parts.append(np.sqrt(np.mean(frames**2, axis=(1, 2))))
+            if whole < len(block):  # only the file's last block is short
+                level_parts.append(np.sqrt([np.mean(block[whole:].astype(np.float64) ** 2)]))
+    zero = np.concatenate(zero_parts) if zero_parts else np.zeros(0, bool)
+    level = np.concatenate(level_parts) if level_parts else np.zeros(0)
+    edges = np.diff(np.concatenate(([0], zero.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    found = []
+    for start, end in zip(starts, ends, strict=True):
+        if end - start < GAP_MIN_FRAMES or start < LEVEL_FRAMES:
+            continue
+        before = level[(start - LEVEL_FRAMES) // LEVEL_FRAMES]
+        if before >= AUDIBLE_RMS:
+            found.append((int(start), int(end - start)))
+    return {
+        "seconds": round(len(zero) / rate, 2),
+        "gaps": len(found),
+        "gap_frames": sum(n for _, n in found),
+        "first_gaps": [{"at_s": round(s / rate, 3), "frames": n} for s, n in found[:10]],
+    }
+
+
 @dataclass
 class Daemon:
     """`segue run --device jack` in its own process, ready once audio frames advance."""
@@ -407,6 +558,7 @@ class Daemon:
     use_model: bool = True
     extra: tuple[str, ...] = ()
     launcher: tuple[str, ...] = ("-m", "engine.cli")  # what `python` runs (diagnostics may wrap it)
+    env: dict = field(default_factory=dict)  # added to the daemon's environment
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="segue-daemon-")))
     proc: subprocess.Popen | None = None
     client: Client | None = None
@@ -430,7 +582,7 @@ class Daemon:
                    "--port", str(self.port), "--device", "jack", "--output", "device",
                    "--blocksize", str(self.block_frames), "--stats-out", str(self.stats_path),
                    *(() if self.use_model else ("--no-model",)), *self.extra]  # fmt: skip
-        env = self.jack.env | {"PYTHONPATH": str(REPO)}
+        env = self.jack.env | {"PYTHONPATH": str(REPO)} | self.env
         t0 = time.monotonic()
         self.proc = subprocess.Popen(command, env=env, cwd=self.folder, stdin=subprocess.DEVNULL,
                                      stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,

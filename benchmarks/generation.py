@@ -9,11 +9,13 @@ pinned to one CPU core, with OMP/ONNX Runtime on one thread.
 
 Phase 1 runs alone. Phase 2 runs the same work while a daemon (`segue run --device jack`,
 a second process) streams on a JACK dummy server, and reports that stream's underruns,
-missed blocks and callback durations over the run.
+late polls and block durations over the run.
 
-Writes benchmarks/results/generation.json. No budget of its own (exit 0 unless it cannot
-run): the stream's underruns are reported with the load; callback.py holds the budget for
-the stream while the daemon itself generates.
+Writes benchmarks/results/generation.json. No time budget of its own: the stream's
+underruns (the daemon's count and the gaps in a capture of what the device played) are
+reported with the load; callback.py holds the budget for the stream while the daemon itself
+generates. Exits 1 when the model was asked for and a loop (here or in the daemon) came from
+the rule-based fallback: the figures would be the fallback's.
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
     REPO,
     BenchError,
+    Capture,
     Daemon,
     Jack,
+    blocks,
+    breach,
+    generator_breaches,
     header,
+    late_polls,
     load_average,
     summary,
     table,
@@ -129,16 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Jack(256) as jack, Daemon(jack, GRAPH, use_model=not args.no_model) as daemon:
             before = daemon.client.status()
+            capture = Capture(jack, daemon.folder / "played.wav").start()
             with_stream = make_loops(workshop, count, args.seed + 2, "beside a stream")
             after = daemon.client.status()
+            played = capture.stop()
         daemon.cleanup()
     except BenchError as exc:
         print(f"generation: {exc}", file=sys.stderr)
         return 2
     stream = {
         "underruns": after["sink"]["underruns"] - before["sink"]["underruns"],
-        "missed_blocks": after["sink"]["missed_blocks"] - before["sink"]["missed_blocks"],
-        "callbacks": after["sink"]["callbacks"] - before["sink"]["callbacks"],
+        "capture_gaps": played["gaps"],
+        "capture_gap_frames": played["gap_frames"],
+        "ring_empty_seen": late_polls(after["sink"]),
+        "blocks": blocks(after["sink"]) - blocks(before["sink"]),
         "callback_ms_since_start": after["sink"].get("callback_ms"),
         "block_ms": after["sink"].get("block_ms"),
         "daemon_generator": after.get("generator"),
@@ -158,14 +169,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngenerator: {workshop.generator_name}"
           f"{' (' + workshop.model_problem + ')' if workshop.model_problem else ''}; "
           f"notes/loop p50 {notes.get('p50')}; tokens/loop p50 {tokens.get('p50', '-')}; "
-          f"stream during phase 2: {stream['underruns']} underruns, {stream['missed_blocks']} "
-          f"missed blocks, {stream['callbacks']} callbacks; load "
+          f"stream during phase 2: {stream['underruns']} underruns, {stream['capture_gaps']} "
+          f"gaps played, {stream['ring_empty_seen']} "
+          f"empty-ring polls, {stream['blocks']} blocks; load "
           f"{result['machine']['load_average']} → {result['load_average_end']}")  # fmt: skip
     if stream["underruns"] > 0:  # reported, with the load; callback.py holds the budget
         print(f"note: {stream['underruns']} underrun(s) in the stream while generating (load "
               f"average now {', '.join(map(str, load_average()))})", file=sys.stderr)  # fmt: skip
+    failures = generator_breaches(after, not args.no_model)
+    fallbacks = [r for r in alone + with_stream if r["generator"] != "model"]
+    if not args.no_model and (workshop.model is None or fallbacks):
+        failures.append(
+            breach(
+                f"{len(fallbacks)} of {len(alone + with_stream)} loops from the "
+                f"rule-based generator ({workshop.model_problem or 'fallback'})"
+            )
+        )
+    result["failures"] = failures
+    result["passed"] = not failures
     print(f"wrote {write_result('generation', result, args.out)}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

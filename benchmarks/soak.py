@@ -9,14 +9,18 @@ messages, wrong argument types, unknown addresses). Every 2 s the graph file is 
 alternately valid (a tempo change: every state's music is regenerated) and invalid (a YAML
 syntax error: the old graph must keep playing).
 
-Reports underruns, missed blocks, the memory of the daemon and each child process (RSS, PSS
-and the clips mapped from /dev/shm) at start and end,
-messages sent / received / rejected / dropped (dropped = sent − received − rejected, where
-received counts messages that passed validation), exceptions (log lines with "Traceback" or
-"error (recovered)", mixer and sink errors) and whether /segue/status still answers at the
-end. Exits 1 on any breach: an underrun, an exception, a dropped message, a rejected count
-that differs from the malformed count sent, no status at the end, or the RSS of the daemon
-and its children together above RSS_BUDGET_MB at the end.
+Reports underruns, counted twice (the daemon's status, and gaps in a capture of what the
+JACK device played: a jack_rec client on the daemon's ports), empty-ring polls, the RSS of the
+daemon and its worker at start and end, the memory of each process (RSS, RSS less JACK's
+shared memory, PSS, clips mapped from /dev/shm), messages sent / received / rejected / dropped
+(dropped = sent − received − rejected, where received counts messages that passed
+validation), reloads against the valid and invalid edits, exceptions (log lines with
+"Traceback" or "error (recovered)", mixer and sink errors) and whether /segue/status still
+answers at the end. Exits 1 on any breach: an underrun by either count, an exception, a
+dropped message, a rejected count that differs from the malformed count sent, reloads that
+differ from the valid edits (or reload errors from the invalid ones), RSS growth over 5 %
+from start to end, a loop from the rule-based fallback when the model was asked for, no status
+at the end, or the processes' RSS (JACK's segment excluded) above RSS_BUDGET_MB at the end.
 Writes benchmarks/results/soak.json.
 """
 
@@ -38,13 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
     REPO,
     BenchError,
+    Capture,
     Client,
     Daemon,
     Jack,
     breach,
+    generator_breaches,
     header,
+    late_polls,
     load_average,
     table,
+    underrun_breaches,
+    underrun_figures,
     write_result,
 )
 
@@ -58,6 +67,8 @@ EVENTS = ("explore", "enemy_spotted", "rest", "enemy_defeated", "enemy_lost", "p
           "respawn", "not_an_event")  # fmt: skip
 STATES = ("idle", "explore", "combat", "victory", "defeat")
 RSS_BUDGET_MB = 300.0  # the daemon and all its child processes together
+BUDGET_RSS_GROWTH = 0.05  # daemon + worker, start to end
+RELOAD_SETTLE_S = 5.0  # after the last edit: the daemon's file watch picks it up
 
 
 def malformed(rng: random.Random) -> bytes:
@@ -120,7 +131,9 @@ def editor(graph: Path, stop: threading.Event, counts: dict) -> None:
         else:
             graph.write_text(original.replace("tempo: 84", "tempo: [84", 1))
             counts["invalid_edits"] += 1
-    graph.write_text(original)
+    time.sleep(EDIT_EVERY_S)  # as far apart as the others: the watch must see each edit
+    graph.write_text(original)  # the restore is a valid edit too
+    counts["valid_edits"] += 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             ready = daemon.ready_status
             rss_start = daemon.rss()
             memory_start = daemon.memory()
+            capture = Capture(jack, daemon.folder / "played.wav").start()
             stop = threading.Event()
             workers = [threading.Thread(target=sender, args=(daemon.port, args.rate, stop,
                                                              counts, 11)),
@@ -171,10 +185,24 @@ def main(argv: list[str] | None = None) -> int:
                 stop.set()
                 for w in workers:
                     w.join()
-            time.sleep(1.0)  # let the last messages and the restored graph land
+            # Let the last messages and the restored graph land.
+            settle_end = time.monotonic() + RELOAD_SETTLE_S
             final = daemon.client.status(timeout=3.0)
+            final_polls = 1
+            while (
+                final is not None
+                and time.monotonic() < settle_end
+                and (
+                    final["counters"]["reloads"] - ready["counters"]["reloads"]
+                    < counts["valid_edits"]
+                )
+            ):
+                time.sleep(0.25)
+                final = daemon.client.status(timeout=3.0)
+                final_polls += 1
             rss_end = daemon.rss()
             memory_end = daemon.memory()
+            played = capture.stop()
         problems = daemon.log_problems()
         log_lines = len(daemon.log_text().splitlines())
         daemon.cleanup()
@@ -204,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         # Our status polls are messages too; the ones before readiness are in c0.
         rejected = delta("osc_malformed") + delta("osc_bad_args") + delta("osc_unknown_address")
         received = delta("osc_messages") - delta("osc_bad_args") - delta("osc_unknown_address")
-        sent = counts["sent"] + len(samples) + 1  # + our status requests
+        sent = counts["sent"] + len(samples) + final_polls  # + our status requests
         figures |= {
             "generator": final.get("generator"),
             "osc_received_valid": received, "osc_rejected": rejected,
@@ -212,15 +240,25 @@ def main(argv: list[str] | None = None) -> int:
             "osc_datagrams": delta("osc_datagrams"),
             "reloads": delta("reloads"), "reload_errors": delta("reload_errors"),
             "transitions": delta("transitions"), "loops_made": delta("pool_made"),
-            "underruns_at_ready": ready["sink"]["underruns"],
-            "underruns": final["sink"]["underruns"] - ready["sink"]["underruns"],
-            "missed_blocks": final["sink"]["missed_blocks"],
+            "underruns": underrun_figures(ready, final, played),
+            "ring_empty_seen": late_polls(final["sink"]),
+            "rss_growth": round(rss_end["total_kb"] / rss_start["total_kb"] - 1, 4),
             "callback_ms": final["sink"].get("callback_ms"),
             "mixer_errors": c.get("mixer_errors", 0), "sink_errors": final["sink"].get("errors", 0),
             "state_at_end": final.get("state"), "last_error": final.get("last_error"),
+            "fallbacks": c.get("pool_fallbacks", 0),
         }  # fmt: skip
-        if figures["underruns"] > 0:
-            failures.append(breach(f"{figures['underruns']} underrun(s) during the soak"))
+        failures += underrun_breaches("soak", figures["underruns"])
+        failures += generator_breaches(final, not args.no_model)
+        if figures["reloads"] != counts["valid_edits"]:
+            failures.append(breach(f"{figures['reloads']} reload(s) for {counts['valid_edits']} "
+                                   "valid edits"))  # fmt: skip
+        if figures["reload_errors"] != counts["invalid_edits"]:
+            failures.append(breach(f"{figures['reload_errors']} reload error(s) for "
+                                   f"{counts['invalid_edits']} invalid edits"))  # fmt: skip
+        if figures["rss_growth"] > BUDGET_RSS_GROWTH:
+            failures.append(breach(f"RSS grew {100 * figures['rss_growth']:.1f} % (budget "
+                                   f"{100 * BUDGET_RSS_GROWTH:.0f} %)"))  # fmt: skip
         if figures["osc_dropped"] != 0:
             failures.append(breach(f"{figures['osc_dropped']} OSC message(s) dropped"))
         if rejected != counts["malformed"]:
@@ -262,12 +300,25 @@ def main(argv: list[str] | None = None) -> int:
               for name, m in memory_end["processes"].items()],
             ["RSS less JACK's shm, all processes, MiB (budget)",
              f"{memory_end['total_rss_own_kb'] / 1024:.1f} ({RSS_BUDGET_MB:.0f})"],
+            ["underruns: status (start-up) / capture gaps", _underruns(figures)],
+            ["empty-ring polls (late producer)", figures.get("ring_empty_seen")],
+            ["RSS start / end MiB (growth)", f"{rss_start['total_kb'] / 1024:.1f} / "
+                                             f"{rss_end['total_kb'] / 1024:.1f} "
+                                             f"({100 * figures.get('rss_growth', 0):+.1f} %)"],
+            ["generator / fallbacks", f"{figures.get('generator')} / {figures.get('fallbacks')}"],
             ["exceptions", len(problems) + (figures.get("mixer_errors") or 0)],
             ["status answers at end", figures["status_answered_at_end"]]]  # fmt: skip
     print(table(rows, [f"soak {minutes:g} min at {args.rate:g} msg/s", "value"]))
     print(f"load {result['machine']['load_average']} → {result['load_average_end']}")
     print(f"wrote {write_result('soak', result, args.out)}")
     return 1 if failures else 0
+
+
+def _underruns(figures: dict) -> str:
+    u = figures.get("underruns")
+    if not u:
+        return "-"
+    return f"{u['status']} ({u['status_at_ready']}) / {u['capture_gaps']}"
 
 
 if __name__ == "__main__":

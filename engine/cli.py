@@ -117,6 +117,7 @@ def cmd_run(args) -> int:
         use_model=not args.no_model, host=args.host, port=args.port,
         block_frames=args.blocksize, seed=args.seed, allow=allow,
         max_subscribers=args.max_subscribers, subscribe_any_host=args.subscribe_any_host,
+        ui_host=args.ui_host, ui_port=None if args.no_ui else args.ui_port,
     )  # fmt: skip
     sink = open_sink(args.output, args.device, args.blocksize, args.buffer_blocks)
     try:
@@ -314,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let /segue/subscribe name another host than the sender's",
     )
+    run.add_argument("--ui-port", type=int, default=8765,
+                     help="port of the live view page (0: any free port)")  # fmt: skip
+    run.add_argument(
+        "--ui-host",
+        default="127.0.0.1",
+        help="interface for the live view (default 127.0.0.1: this machine only)",
+    )
+    run.add_argument("--no-ui", action="store_true", help="serve no live view page")
     run.add_argument("--stats-out", help="write the final status (counters, timings) as JSON")
     run.add_argument(
         "--demo",

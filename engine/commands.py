@@ -56,3 +56,14 @@ class Unsubscribe(Command):
 @dataclass(frozen=True, slots=True)
 class PlayStinger(Command):
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MutePart(Command):
+    part: str
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SoloPart(Command):
+    part: str  # "" ends the solo

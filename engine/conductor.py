@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from engine import commands as cmd
 from engine.graph import Duration, Graph, GraphError, State, Transition, load_graph, loop_spec
 from engine.mixer import CURVES, EQUAL_POWER, Layer, Mixer, MixPlan
-from engine.music import SAMPLE_RATE, Clip
+from engine.music import PARTS, SAMPLE_RATE, Clip
 from engine.pool import LoopPool
 from engine.timeline import Timeline
 
@@ -39,6 +39,7 @@ FORCE_FADE_SECONDS = 0.5  # /segue/state with no matching rule
 DUCK_SECONDS = 0.03  # how fast the first-stage duck comes in
 SCHEDULE_AHEAD_SECONDS = 0.3  # how early a loop swap is published
 BEAT_LOOKAHEAD_BLOCKS = 2  # beat callbacks are sent this far ahead of the audio
+MUTE_FADE_SECONDS = 0.05  # a part muted or soloed from the live view: quick, click-free
 
 
 def _seconds(value: float) -> Duration:
@@ -159,6 +160,9 @@ class Conductor:
         self._beat_done = -1  # last frame a beat callback was sent for
         self._bar_number = 0
         self._params_moved = 0.0  # smoothing seconds of the parameters changed since a tick
+        self.muted: set[str] = set()
+        self.solo = ""  # a part heard alone ("" none)
+        self._mixing_parts = False  # once a part was muted, loops play as stems (gains apply)
         self.params = {p.name: p.default for p in self.graph.parameters.values()}
         if self.timeline is None:
             self.timeline = Timeline(self.sample_rate)
@@ -251,6 +255,8 @@ class Conductor:
                 self.counters.unknown_stingers += 1
                 return {"error": f"unknown stinger {command.name!r}"}
             return self.play_stinger(command.name)
+        elif isinstance(command, cmd.MutePart | cmd.SoloPart):
+            return self._mute(command)
         elif isinstance(command, cmd.Reload):
             self.reload()
         elif isinstance(command, cmd.Status):
@@ -293,18 +299,35 @@ class Conductor:
 
     # -- parameters -------------------------------------------------------------------
 
+    def _mute(self, command: cmd.MutePart | cmd.SoloPart) -> dict | None:
+        """Mute or solo a part; the stems follow through the parameters' path."""
+        if (command.part or isinstance(command, cmd.MutePart)) and command.part not in PARTS:
+            return {"error": f"unknown part {command.part!r}; parts are {', '.join(PARTS)}"}
+        if isinstance(command, cmd.SoloPart):
+            self.solo = command.part
+        elif command.muted:
+            self.muted.add(command.part)
+        else:
+            self.muted.discard(command.part)
+        self._mixing_parts = True
+        self._params_moved = max(self._params_moved, MUTE_FADE_SECONDS)
+        return None
+
+    def _part_gain(self, part: str) -> float:
+        return 0.0 if part in self.muted or (self.solo and part != self.solo) else 1.0
+
     def _stem_targets(self, state: State, clip: Clip) -> tuple[float, ...] | None:
         """Stem gains for a state's layer curves at the current parameters (None: all 1)."""
-        if not state.layers:
+        if not state.layers and not self._mixing_parts:
             return None
         curves = {layer.part: layer for layer in state.layers}
-        return tuple(curves[p].gain(self.params.get(curves[p].param, 0.0)) if p in curves
-                     else 1.0 for p in clip.parts)  # fmt: skip
+        return tuple((curves[p].gain(self.params.get(curves[p].param, 0.0)) if p in curves
+                      else 1.0) * self._part_gain(p) for p in clip.parts)  # fmt: skip
 
     def _follow_params(self, smoothing_seconds: float) -> None:
         """Move the main loop's stems toward their new gains, smoothly, from the next block."""
         main = self.main
-        if main is None or not main.state.layers:
+        if main is None or not (main.state.layers or self._mixing_parts):
             return
         target = self._stem_targets(main.state, main.clip)
         serial = self._next_serial()
@@ -736,18 +759,21 @@ class Conductor:
         cooldown = round(stinger.cooldown_seconds * self.sample_rate)
         if not retry and last is not None and now - last < cooldown:
             self.counters.stingers_cooldown += 1
+            self.timeline.add("stinger_cooldown", {"stinger": name}, frame=now)
             self._notify("/segue/stinger", name, "cooldown")
             return {"ignored": f"stinger {name!r} is cooling down"}
         quantize = quantize or stinger.quantize
         state = state or self.state
         clock = self._clock
         pending = self.pending
+        moved = False
         earliest = now + 2 * self.block_frames
         if at_frame is None:
             at_frame = self._grid_point(quantize, earliest) if quantize != "none" else None
             if pending is not None and at_frame is not None and at_frame >= pending.switch:
                 # It would land after the change: play it in the next state, on its grid.
                 self.counters.stingers_moved_to_next_state += 1
+                moved = True
                 state = pending.rule.target
                 beat = _beat_frames(self.graph.states[state], self.sample_rate)
                 step = beat * (self.graph.states[state].meter.beats_per_bar
@@ -782,7 +808,7 @@ class Conductor:
         self.counters.stingers += 1
         rec = self.timeline.add("stinger", {"stinger": name, "state": state,
                                             "tonic": self.graph.states[state].tonic,
-                                            "frames": clip.frames},
+                                            "frames": clip.frames, "moved": moved},
                                 serial=base, offset=offset)  # fmt: skip
         if base == 0:
             rec.frame = offset
@@ -896,6 +922,8 @@ class Conductor:
             "counters": vars(self.counters) | {"mixer_" + k: v for k, v in
                                                vars(self.mixer.counters).items()},
             "last_error": self.last_error,
+            "muted": sorted(self.muted),
+            "solo": self.solo,
             "graph": self.graph.path,
         }  # fmt: skip
 

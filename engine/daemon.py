@@ -51,6 +51,8 @@ class DaemonConfig:
     allow: tuple = ()  # networks answered besides loopback
     max_subscribers: int = 32
     subscribe_any_host: bool = False
+    ui_host: str = "127.0.0.1"
+    ui_port: int | None = 8765  # the live view's page; None: no page
 
 
 class Daemon:
@@ -73,6 +75,7 @@ class Daemon:
         self._settling: tuple[int, int] | None = None
         self.sink_error: str = ""
         self.stats_path: Path | None = None
+        self.ui = None  # the live view (engine/ui), once started
 
     def start(self) -> None:
         """Start the music as soon as the initial state has one loop, then open the ears
@@ -101,6 +104,20 @@ class Daemon:
         self.osc.start()
         host, port = self.osc.address
         log.info("listening for OSC on %s:%d; output: %s", host, port, self.sink.name)
+        if self.config.ui_port is not None:
+            self._start_ui()
+
+    def _start_ui(self) -> None:
+        from engine.ui import LiveView
+
+        try:
+            self.ui = LiveView(self, self.inbox.put, self.config.ui_host, self.config.ui_port)
+        except OSError as exc:
+            log.warning("no live view: cannot listen on %s:%d: %s", self.config.ui_host,
+                        self.config.ui_port, exc.strerror)  # fmt: skip
+            return
+        self.ui.start()
+        log.info("live view at %s", self.ui.url)
 
     def _sink(self) -> None:
         try:
@@ -145,6 +162,8 @@ class Daemon:
                         self._watch()
                 self._sink_events()
                 self._send_outbox()
+                if self.ui is not None:
+                    self.ui.tick()
             except Exception:  # noqa: BLE001 - the control thread must survive a bug
                 log.exception("control thread error (recovered)")
 
@@ -221,6 +240,7 @@ class Daemon:
             if "audible_ms" in row:
                 row["audible_ms"] += device_ms
         status["latency"] = latency
+        status["ui"] = self.ui.url if self.ui is not None else None
         return status
 
     def wait(self) -> None:
@@ -237,6 +257,8 @@ class Daemon:
         for thread in self._threads:
             thread.join(timeout=2)
         self.osc.stop()
+        if self.ui is not None:
+            self.ui.stop()
         self.maker.close()
 
 

@@ -184,10 +184,12 @@ class Mixer:
         plan = self.plan
         now = self.frames_rendered
         if plan.serial != self._seen_serial:
-            # Plans published since the last block (and any skipped) start here.
+            # Plans published since the last block (and any skipped) start here, and are
+            # heard from now: a response carried by a skipped plan is timed by this block.
+            seen_ns = self.clock_ns()
             for serial in range(self._seen_serial + 1, plan.serial + 1):
                 self._starts[serial & _MASK] = now
-            self._seen_ns[plan.serial & _MASK] = self.clock_ns()
+                self._seen_ns[serial & _MASK] = seen_ns
             self._seen_serial = plan.serial
             self.counters.plans_seen += 1
         starts = self._starts

@@ -29,12 +29,15 @@ from engine.osc_guard import (
     enlarge_receive_buffer,
     kernel_drops,
 )
+from engine.osc_wire import message_length, parse_message
 
 log = logging.getLogger("segue.osc")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 MAX_DATAGRAM = 65536
+BUSY_WINDOW_S = 0.02  # the receive thread's CPU is measured over windows this long ...
+BUSY_SHARE = 0.5  # ... and it rests once it was busy this share of one
 
 _STR, _NUM, _INT, _ANY = "string", "number", "int", "any"
 
@@ -54,6 +57,8 @@ ADDRESSES: dict[str, Spec] = {
         Spec("/segue/state", (_STR,), (), "force a state"),
         Spec("/segue/param", (_STR, _NUM), (), "set a continuous parameter"),
         Spec("/segue/stinger", (_STR,), (), "play a stinger, quantized and in key"),
+        Spec("/segue/mute", (_STR, _INT), (), "mute (1) or unmute (0) a part of the music"),
+        Spec("/segue/solo", (_STR,), (), "hear only this part; an empty name ends the solo"),
         Spec("/segue/reload", (), (), "reload the graph file now"),
         Spec("/segue/status", (), (_ANY,), "reply with one JSON string; [id] echoed as its id"),
         Spec("/segue/subscribe", (_INT,), (_STR,), "send notifications to port [host]"),
@@ -103,6 +108,10 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
         return cmd.SetParam(args[0], float(args[1]), **meta)
     if address == "/segue/stinger":
         return cmd.PlayStinger(args[0], **meta)
+    if address == "/segue/mute":
+        return cmd.MutePart(args[0], bool(args[1]), **meta)
+    if address == "/segue/solo":
+        return cmd.SoloPart(args[0], **meta)
     if address == "/segue/reload":
         return cmd.Reload(**meta)
     if address == "/segue/status":
@@ -115,39 +124,6 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
         kind = cmd.Subscribe if address == "/segue/subscribe" else cmd.Unsubscribe
         return kind(host, port, **meta)
     return None  # /segue/ping is answered in the receive thread
-
-
-def _padded_string_end(data: bytes, start: int) -> int:
-    end = data.index(b"\0", start)  # ValueError when there is no terminator
-    return (end // 4 + 1) * 4
-
-
-_FIXED = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "d": 8, "h": 8, "t": 8}
-
-
-def message_length(data: bytes) -> int:
-    """How long an OSC message must be, by the spec, given its type tags (-1 if it cannot
-    say). Used to refuse messages that python-osc would quietly zero-pad."""
-    try:
-        index = _padded_string_end(data, 0)
-        if data[index : index + 1] != b",":
-            return index if index == len(data) else -1  # no type tags: no arguments
-        tags_end = data.index(b"\0", index)
-        tags = data[index + 1 : tags_end].decode("ascii")
-        index = _padded_string_end(data, index)
-        for tag in tags:
-            if tag in _FIXED:
-                index += _FIXED[tag]
-            elif tag in "sS":
-                index = _padded_string_end(data, index)
-            elif tag == "b":
-                size = int.from_bytes(data[index : index + 4], "big")
-                index += 4 + (size + 3) // 4 * 4
-            elif tag not in "TFNI[]":
-                return -1
-        return index
-    except (ValueError, UnicodeDecodeError):
-        return -1
 
 
 def encode(address: str, *args) -> bytes:
@@ -172,6 +148,7 @@ class OscCounters:
     rate_limited: int = 0  # status/reload requests over a sender's budget
     subscribe_refused: int = 0  # subscriptions naming another host than the sender's
     subscribers_evicted: int = 0  # the oldest, when a new one came at the cap
+    busy_rests: int = 0  # times the receive thread rested after half a window of work
 
 
 class RateLimitedLog:
@@ -224,6 +201,11 @@ class OscServer:
         self._sock.close()
 
     def _serve(self) -> None:
+        """Receive thread. Under a flood it takes at most BUSY_SHARE of a core (and of the
+        GIL): past that it rests until the window ends, and the kernel drops (and counts)
+        what does not fit in the socket's buffer. The audio and control threads go on."""
+        window_start = time.perf_counter()
+        busy = 0.0
         while not self._stop.is_set():
             try:
                 data, sender = self._sock.recvfrom(MAX_DATAGRAM)
@@ -233,7 +215,16 @@ class OscServer:
                 if self._stop.is_set():
                     return
                 continue
+            t0 = time.perf_counter()
             self.receive(data, sender)
+            t1 = time.perf_counter()
+            busy += t1 - t0
+            if t1 - window_start >= BUSY_WINDOW_S:
+                window_start, busy = t1, 0.0
+            elif busy > BUSY_SHARE * BUSY_WINDOW_S:
+                self.counters.busy_rests += 1
+                time.sleep(window_start + BUSY_WINDOW_S - t1)
+                window_start, busy = time.perf_counter(), 0.0
 
     def receive(self, data: bytes, sender: tuple[str, int]) -> None:
         """Parse and dispatch one datagram (receive thread). Never raises."""
@@ -248,38 +239,41 @@ class OscServer:
             # Cheap check first: an OSC packet starts with '/' (message) or '#' (bundle).
             if not data or data[:1] not in (b"/", b"#"):
                 raise ParseError("not an OSC message or bundle")
-            timed = OscPacket(data).messages
-            # python-osc zero-pads a truncated argument (for a synth that omits padding):
-            # a cut-off "/segue/param intensity 0.8" would read as 0.0. Be strict instead.
-            if data[:1] == b"/" and message_length(data) != len(data):
-                raise ParseError("truncated message or trailing bytes")
+            parsed = parse_message(data) if data[:1] == b"/" else None
+            if parsed is not None:
+                timed = [(parsed[0], parsed[1], 0.0)]
+            else:
+                timed = [(m.message.address, list(m.message.params), m.time)
+                         for m in OscPacket(data).messages]  # fmt: skip
+                # python-osc zero-pads a truncated argument (for a synth that omits padding):
+                # a cut-off "/segue/param intensity 0.8" would read as 0.0. Be strict.
+                if data[:1] == b"/" and message_length(data) != len(data):
+                    raise ParseError("truncated message or trailing bytes")
         except (ParseError, Exception) as exc:  # noqa: B014 - any parse failure is the sender's
             self.counters.malformed += 1
             self._log.warning("malformed", f"malformed OSC datagram from {sender[0]}:{sender[1]} "
                               f"({len(data)} bytes): {exc}")  # fmt: skip
             return
         wall_now = time.time()
-        for item in timed:
+        for address, params, at in timed:
             self.counters.messages += 1
-            message = item.message
             due_ns = 0
-            if item.time > wall_now + 0.001:
-                due_ns = received_ns + int((item.time - wall_now) * 1e9)
+            if at > wall_now + 0.001:
+                due_ns = received_ns + int((at - wall_now) * 1e9)
                 self.counters.scheduled += 1
             try:
-                command = to_command(message.address, list(message.params), sender,
-                                     received_ns, due_ns)  # fmt: skip
+                command = to_command(address, params, sender, received_ns, due_ns)
             except BadMessage as exc:
                 setattr(self.counters, exc.counter, getattr(self.counters, exc.counter) + 1)
                 self._log.warning(exc.counter, f"OSC from {sender[0]}:{sender[1]}: {exc}")
                 continue
-            if not self.gate.within_rate(sender, message.address):
+            if not self.gate.within_rate(sender, address):
                 self.counters.rate_limited += 1
-                self._log.warning("rate", f"{message.address} from {sender[0]} over its rate "
+                self._log.warning("rate", f"{address} from {sender[0]} over its rate "
                                   "limit; dropped")  # fmt: skip
                 continue
             if command is None:
-                ping_id = message.params[0] if message.params else 0
+                ping_id = params[0] if params else 0
                 self.send(sender, "/segue/pong", ping_id, time.monotonic_ns() / 1e9)
                 continue
             if isinstance(command, cmd.Subscribe):

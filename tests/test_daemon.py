@@ -9,15 +9,20 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from pythonosc.osc_packet import OscPacket
 
 from engine.osc import encode
 from tests.conftest import GAME, free_port
+
+POOL_DEPTH = 2  # engine.daemon.DaemonConfig.pool_depth: loops kept ready per state
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 
 
 class Client:
@@ -48,6 +53,17 @@ class Client:
                 if item.message.address == address:
                     return list(item.message.params)
         return None
+
+    def drain(self) -> None:
+        """Drop whatever has arrived so far (notifications sent before this point)."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recvfrom(65536)
+        except OSError:
+            pass
+        finally:
+            self.sock.setblocking(True)
 
     def status(self, timeout: float = 2.0) -> dict | None:
         self.send("/segue/status")
@@ -123,26 +139,23 @@ def test_status_has_the_documented_fields(daemon):
     assert status["synth"]["soundfont"].endswith((".sf2", ".sf3"))
 
 
-def test_event_changes_state_fast_and_the_crossfade_starts_next_block(daemon):
+def test_event_changes_state_and_the_crossfade_starts_next_block(daemon):
+    """Checked in frames, not seconds (the latency budget is the latency benchmark's)."""
     _, client, _, _ = daemon
-    sent = time.monotonic()
     client.send("/segue/event", "enemy_spotted")
-    state = None
-    while time.monotonic() - sent < 1.0:
-        state = client.status(timeout=0.2)
-        if state and state["state"] == "combat":
-            break
-    assert state["state"] == "combat"
-    assert time.monotonic() - sent < 0.2
+    combat, combat_frame = client.receive("/segue/state")  # the subscriber hears the change
+    assert combat == "combat"
     latency = []
-    while not latency and time.monotonic() - sent < 3.0:  # resolved once the mixer plays it
+    deadline = time.monotonic() + 10.0
+    while not latency and time.monotonic() < deadline:  # resolved once the mixer plays it
         latency = client.status()["latency"]
     response = latency[-1]
     assert response["event"] == "enemy_spotted"
     assert 0 <= response["frames_after_apply"] <= 256  # the very next block
-    assert response["audible_ms"] < 200
+    client.drain()  # beats and bars of combat; an earlier /segue/state must not count
     client.send("/segue/event", "player_died")
-    assert client.receive("/segue/state", timeout=1.0)
+    state, frame = client.receive("/segue/state")
+    assert state == "defeat" and frame > combat_frame
 
 
 def test_garbage_datagrams_are_counted_and_streaming_goes_on(daemon):
@@ -153,12 +166,19 @@ def test_garbage_datagrams_are_counted_and_streaming_goes_on(daemon):
     client.send_raw(encode("/segue/event", "enemy_spotted")[:-2])
     client.send("/segue/param", "intensity", "loud")
     client.send("/segue/nope")
-    time.sleep(0.3)
-    after = client.status()
-    counters = after["counters"]
-    rejected = sum(counters[f"osc_{k}"] - before["counters"][f"osc_{k}"]
+
+    def rejected(status: dict) -> int:
+        return sum(status["counters"][f"osc_{k}"] - before["counters"][f"osc_{k}"]
                    for k in ("malformed", "bad_args", "unknown_address"))  # fmt: skip
-    assert rejected == 53
+
+    deadline = time.monotonic() + 10.0  # a wait for the counters and a block, not a budget
+    after = client.status()
+    while (rejected(after) < 53 or after["frame"] == before["frame"]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+        after = client.status()
+    assert rejected(after) == 53
     assert after["frame"] > before["frame"]  # still streaming
 
 
@@ -176,36 +196,50 @@ def test_beat_and_bar_callbacks_match_the_audio_clock(daemon):
     """Beats arrive ahead of the audio, stamped with the frame and the moment they sound."""
     _, client, _, _ = daemon
     client.send("/segue/state", "combat")
-    time.sleep(1.0)
+    deadline = time.monotonic() + 10.0
     status = client.status()
+    while time.monotonic() < deadline and not (
+        status["state"] == "combat" and status["pending"] is None and status["tempo"] == 144
+    ):
+        time.sleep(0.1)
+        status = client.status()
     anchor, tempo = status["grid_anchor_frame"], status["tempo"]
     beat_frames = 60 / tempo * 48000
+    client.drain()  # beats of the state before: not on this grid
     beats = []
-    deadline = time.monotonic() + 2.0
-    client.sock.settimeout(0.5)
-    while time.monotonic() < deadline:
-        data, _ = client.sock.recvfrom(65536)
-        arrived = time.time()
+    # The kernel stamps each datagram as it arrives: a stall of this process cannot move it.
+    client.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    client.sock.settimeout(5.0)
+    while len(beats) < 4:  # 144 BPM: a beat every 0.42 s
+        data, ancillary, _, _ = client.sock.recvmsg(65536, 64)
+        seconds, nanoseconds = struct.unpack("qq", ancillary[0][2][:16])
+        arrived = seconds + nanoseconds / 1e9
         for item in OscPacket(data).messages:
             if item.message.address == "/segue/beat":
                 beats.append((item.message.params, item.time, arrived))
-    assert len(beats) >= 3  # 144 BPM: ~4.8 beats in 2 s
-    latency_s = status["sink"]["output_latency_ms"] / 1000
+    client.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 0)
+    latency_s = status["sink"]["output_latency_ms"] / 1000  # the ring's fill and the device's
     for (bar, beat, frame), timetag, arrived in beats:
         k = (frame - anchor) / beat_frames
         assert abs(k - round(k)) * beat_frames <= 1, (frame, anchor)  # exactly on the grid
         assert 1 <= beat <= 4 and bar >= 1
-        # sent ahead of the sound, by about the look-ahead (2 blocks) plus the device latency
-        assert -0.005 <= timetag - arrived <= 2 * 256 / 48000 + latency_s + 0.05
+        # Stamped at most the look-ahead (2 blocks) plus the output latency ahead of its
+        # arrival (a late daemon only makes the gap smaller), with room for a ring that a
+        # busy host left fuller than its target.
+        assert timetag - arrived <= 2 * 256 / 48000 + latency_s + 0.1
     frames = [params[2] for params, _, _ in beats]
     assert all(abs((b - a) - beat_frames) <= 1 for a, b in zip(frames, frames[1:], strict=False))
 
 
 def test_ping_pong(daemon):
+    """The pong carries the daemon's CLOCK_MONOTONIC: it falls between send and receipt."""
     _, client, _, _ = daemon
+    client.drain()
+    sent = time.monotonic()
     client.send("/segue/ping", 5)
     pong = client.receive("/segue/pong")
-    assert pong[0] == 5 and abs(pong[1] - time.monotonic()) < 1.0
+    received = time.monotonic()
+    assert pong[0] == 5 and sent <= pong[1] <= received
 
 
 def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
@@ -232,18 +266,45 @@ def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
     assert status["counters"]["reload_errors"] >= 1 and status["state"] == "idle"
     assert status["last_error"] == error[0]
 
+    before = status["loop"]
     edited = original.replace("tempo: 84", "tempo: 96", 1)
     graph.write_text(edited)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 3.0:
+    deadline = time.monotonic() + 20.0  # a wait, not a budget: the benchmarks time reloads
+    while time.monotonic() < deadline:
         status = client.status(timeout=0.3)
-        if status and status["tempo"] == 96.0:
+        if status and status["tempo"] == 96.0 and status["loop"] != before:
             break
-    assert status["tempo"] == 96.0, status
-    elapsed = time.monotonic() - t0
-    assert elapsed < 1.5, f"heard after {elapsed:.2f} s"  # detection + generation + crossfade
+    # Heard: a fresh idle loop at the new tempo plays (the old loop was generated at 84).
+    assert status["tempo"] == 96.0 and status["loop"] != before, status
+    assert status["state"] == "idle" and status["loop"].startswith("idle")
     assert status["last_error"] == ""
     graph.write_text(original)
+
+
+def test_the_shipped_model_writes_every_loop_in_the_worker_process(tmp_path, jack_server):
+    """The daemon as shipped: the int8 ONNX model runs in the worker process and writes every
+    loop of every state's pool; a loop from the rule-based fallback fails the test."""
+    proc, client, _, log = start_daemon(tmp_path, jack_server)
+    try:
+        deadline = time.monotonic() + 120.0  # a wait, not a budget: start-up fills the pools
+        status = client.status()
+        while time.monotonic() < deadline and not (
+            status and all(n >= POOL_DEPTH for n in status["pools"].values())
+        ):
+            time.sleep(0.2)
+            status = client.status()
+        workers = (Path(f"/proc/{proc.pid}/task") / str(proc.pid) / "children").read_text()
+    finally:
+        stop(proc)
+    text = log.read_text()
+    counters = status["counters"]
+    assert status["generator_default"] == "model", text
+    assert status["generator"] == "model"  # the loop playing now
+    assert all(n >= POOL_DEPTH for n in status["pools"].values()), status["pools"]
+    assert counters["pool_made"] >= POOL_DEPTH * len(status["pools"])
+    assert counters["pool_fallbacks"] == 0 and counters["pool_failed"] == 0, counters
+    assert "rule-based generator" not in text and "Traceback" not in text, text
+    assert workers.split(), "the loops must come from a worker process"
 
 
 def test_missing_model_falls_back_in_one_line(tmp_path, jack_server):
@@ -263,7 +324,9 @@ def test_no_audio_device_writes_a_wav_instead(tmp_path, jack_server):
     )  # the last --device wins
     try:
         status = client.status()
-        time.sleep(0.3)  # let the file grow past its header
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and client.status()["frame"] < 48000:
+            time.sleep(0.1)  # one second of audio, however busy the host
     finally:
         stop(proc)
     text = log.read_text()

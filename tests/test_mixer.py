@@ -173,3 +173,17 @@ def test_stem_gains_ramp_linearly_and_sum_to_the_mix():
     for frame in (0, 700, 1499, 1800):
         gains = layer.stem_gains_at(frame)
         assert out[frame] == pytest.approx(0.1 * gains[0] + 0.2 * gains[1], abs=1e-5)
+
+
+def test_a_plan_replaced_before_any_block_is_heard_with_its_successor():
+    """Two plans published between blocks: both start at the next block, and a response
+    carried by the first is timed by that block (not by a stale clock reading)."""
+    clock = [5_000_000]
+    mixer = Mixer(clock_ns=lambda: clock[0])
+    mixer.render(256)
+    mixer.publish(MixPlan(1))
+    mixer.publish(MixPlan(2))
+    clock[0] = 7_000_000
+    mixer.render(256)
+    assert mixer.start_frame(1) == mixer.start_frame(2) == 256
+    assert mixer.seen_ns(1) == mixer.seen_ns(2) == 7_000_000

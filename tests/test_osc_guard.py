@@ -146,3 +146,25 @@ def test_a_sender_outside_loopback_is_refused_before_parsing():
         sock.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("enemy_spotted",), ("intensity", 0.8), (1, 2.5, "x", True, False, None),
+     ("héros",), (2**40,), (1.0e30,), ("a" * 3,), ("abcd",)],
+)  # fmt: skip
+def test_the_fast_parser_reads_what_python_osc_reads(args):
+    from pythonosc.osc_message import OscMessage
+
+    from engine.osc_wire import parse_message
+
+    data = encode("/segue/event", *args)
+    expected = OscMessage(data)
+    assert parse_message(data) == (expected.address, list(expected.params))
+    for cut in range(1, len(data)):  # every truncation is refused, never zero-padded
+        if cut == 16:
+            continue  # "/segue/event" and its padding alone: a valid message, no arguments
+        with pytest.raises(ValueError):
+            parse_message(data[:cut])
+    with pytest.raises(ValueError):
+        parse_message(data + b"\0\0\0\0")

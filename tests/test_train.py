@@ -1,23 +1,22 @@
-"""Training pipeline smoke run: real MIDI (Freedoom lumps) → dataset → GRU → ONNX int8 → loop."""
+"""Training pipeline: the torch-free parts (WAD lumps, part assignment, splits, key finding)
+always run; the smoke run real MIDI (Freedoom lumps) → dataset → GRU → ONNX int8 → loop needs
+the `train` extra (torch)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from engine.generator import ModelGenerator  # noqa: E402
-from engine.music import Instrument, LoopSpec, Meter  # noqa: E402
-from engine.tokens import PREFIX_LEN, VOCAB, decode  # noqa: E402
-from engine.train import controls as ctl  # noqa: E402
-from engine.train.data import Dataset, assign_parts, build, split_of  # noqa: E402
-from engine.train.export import export  # noqa: E402
-from engine.train.train import TrainConfig, train  # noqa: E402
-from engine.train.wad import WadError, midi_lumps  # noqa: E402
+from engine.generator import ModelGenerator
+from engine.music import Instrument, LoopSpec, Meter
+from engine.tokens import PREFIX_LEN, VOCAB, decode
+from engine.train import controls as ctl
+from engine.train.data import Dataset, assign_parts, build, split_of
+from engine.train.wad import WadError, midi_lumps
 
 WAD = Path("/usr/share/games/doom/freedoom2.wad")
 needs_wad = pytest.mark.skipif(not WAD.exists(), reason="Debian package freedoom not installed")
@@ -77,8 +76,17 @@ def test_key_finding(pitches: list[int], key: tuple[int, str]) -> None:
     assert ctl.mode_given_tonic(notes, key[0]) == key[1]
 
 
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="the train extra (torch) is not installed"
+)
+
+
 @needs_wad
+@needs_torch
 def test_smoke_train_export_generate(tmp_path: Path) -> None:
+    from engine.train.export import export
+    from engine.train.train import TrainConfig, train
+
     midi_dir = tmp_path / "studio"
     midi_dir.mkdir()
     for name, body in sorted(midi_lumps(WAD).items())[:8]:
@@ -90,13 +98,15 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
     seq = dataset.sequences("train")[0]
     decode(seq, tonic=0)  # cached sequences obey the grammar (unless cut at MAX_TOKENS)
 
+    # Ten steps, however busy the host (the time budget is only a ceiling here).
     config = TrainConfig(
-        hidden=32, embed=16, batch=4, max_len=96, minutes=0.1, eval_every=5, val_limit=8
-    )
+        hidden=32, embed=16, batch=4, max_len=96, minutes=10, max_steps=10, eval_every=5,
+        val_limit=8,
+    )  # fmt: skip
     run_dir = tmp_path / "run"
     best = train(config, run_dir, command="test", data_dir=data_dir)
     history = json.loads((run_dir / "train.json").read_text())
-    assert best.exists() and history["steps"] >= 5 and np.isfinite(history["best_val_nll"])
+    assert best.exists() and history["steps"] == 10 and np.isfinite(history["best_val_nll"])
 
     models_dir = tmp_path / "models"
     model_path = export(run_dir, models_dir=models_dir, data_dir=data_dir)
@@ -111,11 +121,9 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
         instruments=(("drums", Instrument("power", 16, True)), ("bass", Instrument("b", 34))),
         density="medium", seed=3,
     )  # fmt: skip
-    try:
-        loop = generator.generate(spec)
-    except Exception as error:  # an untrained model may write an empty loop: that is a ModelError
-        from engine.generator import ModelError
-
-        assert isinstance(error, ModelError)
-    else:
-        assert all(0 <= n.start_beats < spec.beats and n.part in spec.parts for n in loop.notes)
+    # The grammar holds even an untrained model to a loop with no empty bar: it must write one.
+    loop = generator.generate(spec)
+    assert loop.notes and loop.generator == "model"
+    assert all(0 <= n.start_beats < spec.beats and n.part in spec.parts for n in loop.notes)
+    bar_beats = spec.beats / spec.bars
+    assert {int(n.start_beats // bar_beats) for n in loop.notes} == set(range(spec.bars))

@@ -33,6 +33,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     minutes: float = 35.0
+    max_steps: int = 0  # stop after this many steps (0: the time budget alone decides)
     eval_every: int = 200  # steps
     patience: int = 5  # evaluations without improvement before stopping
     threads: int = 1
@@ -123,6 +124,9 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
     lengths = np.array([len(q) for q in train_seqs])
     queue: list[np.ndarray] = []
     while time.monotonic() < deadline:
+        if config.max_steps and step >= config.max_steps:
+            stop_reason = "step limit"
+            break
         step += 1
         if not queue:
             queue = bucketed_batches(rng, lengths, weights, config.batch)
