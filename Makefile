@@ -6,11 +6,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# libportaudio2: audio out; portaudio19-dev: builds PyAudio, which tinysoundfont requires;
+# libportaudio2: audio out; libfluidsynth3: the SoundFont synthesizer (pyfluidsynth drives it);
 # jackd2: a JACK dummy server gives tests a real, paced audio stream with no sound card;
 # musescore-general-soundfont-small: the default SoundFont; freedoom: game MIDI for training;
 # chromium: the browser the live view's tests drive (Playwright never downloads one).
-DEBS   := libportaudio2 portaudio19-dev jackd2 musescore-general-soundfont-small freedoom chromium
+DEBS   := libportaudio2 libfluidsynth3 jackd2 musescore-general-soundfont-small freedoom chromium
 
 .PHONY: run test bench bench-quick system-packages setup clean
 

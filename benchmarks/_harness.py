@@ -241,6 +241,75 @@ def tree_rss_kb(pid: int) -> dict:
     return {"pids": out, "total_kb": sum(out.values())}
 
 
+def process_memory(pid: int) -> dict | None:
+    """One process's memory in KiB: RSS, PSS (shared pages split among their users), and
+    the clips it holds mapped from /dev/shm (mapped size, touched or not: a clip's pages
+    count in RSS only once played)."""
+    rss = rss_kb(pid)
+    if rss is None:
+        return None
+    out = {"rss_kb": rss, "pss_kb": None, "clips_mapped_kb": 0, "clips_mapped": 0,
+           "audio_server_shm_kb": 0}  # fmt: skip
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                out["pss_kb"] = int(line.split()[1])
+    # JACK's own shared memory, mapped by every JACK client (the dummy server stands in for a
+    # sound card here): in the client's RSS, but the server's memory.
+    with contextlib.suppress(OSError, ValueError):
+        name = ""
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            fields = line.split()
+            if fields and "-" in fields[0] and len(fields) >= 5:
+                name = fields[5] if len(fields) > 5 else ""
+            elif line.startswith("Rss:") and name.startswith("/dev/shm/jack"):
+                out["audio_server_shm_kb"] += int(fields[1])
+    out["rss_own_kb"] = rss - out["audio_server_shm_kb"]
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+            if "segue-clip-" in line:
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                out["clips_mapped_kb"] += (end - start) // 1024
+                out["clips_mapped"] += 1
+    with contextlib.suppress(OSError):
+        out["command"] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+        out["command"] = out["command"].decode(errors="replace").strip()
+    return out
+
+
+def tree_memory(pid: int) -> dict:
+    """Memory of a process and each descendant, by role (daemon, worker, ...), with totals."""
+    procs = {}
+    stack = [(pid, "daemon")]
+    while stack:
+        p, role = stack.pop()
+        memory = process_memory(p)
+        if memory is not None:
+            name = role if role not in procs else f"{role}-{p}"
+            procs[name] = {"pid": p} | memory
+        # The daemon's children: its loop worker (multiprocessing's spawn also starts a
+        # resource tracker); their own children are counted too.
+        stack += [(c, _role(_cmdline(c)) if role == "daemon" else "child")
+                  for c in children(p)]  # fmt: skip
+    return {"processes": procs,
+            "total_rss_kb": sum(m["rss_kb"] for m in procs.values()),
+            "total_rss_own_kb": sum(m["rss_own_kb"] for m in procs.values()),
+            "total_pss_kb": sum(m["pss_kb"] or 0 for m in procs.values())}  # fmt: skip
+
+
+def _role(command: str) -> str:
+    if "resource_tracker" in command:
+        return "resource_tracker"  # multiprocessing's, started with the spawned worker
+    return "worker" if "spawn_main" in command else "child"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def _all_cores() -> None:
     """In a child before exec: undo a benchmark's own CPU pinning (children inherit it)."""
     with contextlib.suppress(AttributeError, OSError):
@@ -563,6 +632,12 @@ class Daemon:
 
     def rss(self) -> dict:
         return tree_rss_kb(self.proc.pid) if self.proc else {"pids": {}, "total_kb": 0}
+
+    def memory(self) -> dict:
+        """Per process (daemon, worker, ...): RSS, PSS, clips mapped; totals."""
+        if self.proc is None:
+            return {"processes": {}, "total_rss_kb": 0, "total_pss_kb": 0}
+        return tree_memory(self.proc.pid)
 
     def stop(self) -> dict | None:
         """SIGTERM (a clean stop); returns the final status written by --stats-out."""

@@ -11,15 +11,16 @@ syntax error: the old graph must keep playing).
 
 Reports underruns, counted twice (the daemon's status, and gaps in a capture of what the
 JACK device played: a jack_rec client on the daemon's ports), empty-ring polls, the RSS of the
-daemon and its worker at start and end, messages sent / received / rejected / dropped
+daemon and its worker at start and end, the memory of each process (RSS, RSS less JACK's
+shared memory, PSS, clips mapped from /dev/shm), messages sent / received / rejected / dropped
 (dropped = sent − received − rejected, where received counts messages that passed
 validation), reloads against the valid and invalid edits, exceptions (log lines with
 "Traceback" or "error (recovered)", mixer and sink errors) and whether /segue/status still
 answers at the end. Exits 1 on any breach: an underrun by either count, an exception, a
 dropped message, a rejected count that differs from the malformed count sent, reloads that
 differ from the valid edits (or reload errors from the invalid ones), RSS growth over 5 %
-from start to end, a loop from the rule-based fallback when the model was asked for, or no
-status at the end.
+from start to end, a loop from the rule-based fallback when the model was asked for, no status
+at the end, or the processes' RSS (JACK's segment excluded) above RSS_BUDGET_MB at the end.
 Writes benchmarks/results/soak.json.
 """
 
@@ -65,6 +66,7 @@ TICK_S = 0.01  # messages go out in bursts of rate/100 every 10 ms
 EVENTS = ("explore", "enemy_spotted", "rest", "enemy_defeated", "enemy_lost", "player_died",
           "respawn", "not_an_event")  # fmt: skip
 STATES = ("idle", "explore", "combat", "victory", "defeat")
+RSS_BUDGET_MB = 300.0  # the daemon and all its child processes together
 BUDGET_RSS_GROWTH = 0.05  # daemon + worker, start to end
 RELOAD_SETTLE_S = 5.0  # after the last edit: the daemon's file watch picks it up
 
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         with Jack(256) as jack, Daemon(jack, graph, use_model=not args.no_model) as daemon:
             ready = daemon.ready_status
             rss_start = daemon.rss()
+            memory_start = daemon.memory()
             capture = Capture(jack, daemon.folder / "played.wav").start()
             stop = threading.Event()
             workers = [threading.Thread(target=sender, args=(daemon.port, args.rate, stop,
@@ -174,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         "t_s": round(time.monotonic() - t0, 1), "answered": s is not None,
                         "underruns": s and s["sink"]["underruns"],
                         "rss_kb": daemon.rss()["total_kb"], "load": load_average()[0],
+                        "rss_kb_by_process": {name: [m["rss_kb"], m["rss_own_kb"]] for name, m
+                                              in daemon.memory()["processes"].items()},
                     })  # fmt: skip
                     print(f"  {samples[-1]}", file=sys.stderr)
             finally:
@@ -196,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 final = daemon.client.status(timeout=3.0)
                 final_polls += 1
             rss_end = daemon.rss()
+            memory_end = daemon.memory()
             played = capture.stop()
         problems = daemon.log_problems()
         log_lines = len(daemon.log_text().splitlines())
@@ -208,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failures = []
     figures = {"samples": samples, "rss_start_kb": rss_start, "rss_end_kb": rss_end,
+               "memory_start": memory_start, "memory_end": memory_end,
+               "rss_budget_mb": RSS_BUDGET_MB,
                "osc_sent": counts["sent"], "osc_malformed_sent": counts["malformed"],
                "sender_late_s": round(counts["sender_late_s"], 2),
                "valid_edits": counts["valid_edits"], "invalid_edits": counts["invalid_edits"],
@@ -259,6 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         if figures["mixer_errors"] or figures["sink_errors"]:
             failures.append(breach(f"mixer errors {figures['mixer_errors']}, sink errors "
                                    f"{figures['sink_errors']}"))  # fmt: skip
+    # The budget is Segue's memory: RSS less the JACK server's shared memory that the daemon
+    # maps as a JACK client (about 100 MB with the dummy server; no sound card needs it).
+    rss_end_mb = memory_end["total_rss_own_kb"] / 1024
+    if rss_end_mb > RSS_BUDGET_MB:
+        failures.append(
+            breach(
+                f"RSS of the daemon and its children {rss_end_mb:.0f} MB > "
+                f"{RSS_BUDGET_MB:.0f} MB at the end (JACK's segment excluded)"
+            )
+        )
     if problems:
         failures.append(breach(f"{len(problems)} exception line(s) in the daemon log: "
                                f"{problems[:2]}"))  # fmt: skip
@@ -271,6 +289,17 @@ def main(argv: list[str] | None = None) -> int:
             ["graph edits valid / invalid", f"{counts['valid_edits']} / {counts['invalid_edits']}"],
             ["reloads / reload errors",
              f"{figures.get('reloads')} / {figures.get('reload_errors')}"],
+            ["underruns (start-up)", f"{figures.get('underruns')} "
+                                     f"({figures.get('underruns_at_ready')})"],
+            ["missed blocks", figures.get("missed_blocks")],
+            ["RSS start / end MiB", f"{rss_start['total_kb'] / 1024:.1f} / "
+                                    f"{rss_end['total_kb'] / 1024:.1f}"],
+            *[[f"  {name}: RSS (less JACK's shm) / PSS / clips mapped MiB (end)",
+               f"{m['rss_kb'] / 1024:.1f} ({m['rss_own_kb'] / 1024:.1f}) / "
+               f"{(m['pss_kb'] or 0) / 1024:.1f} / {m['clips_mapped_kb'] / 1024:.1f}"]
+              for name, m in memory_end["processes"].items()],
+            ["RSS less JACK's shm, all processes, MiB (budget)",
+             f"{memory_end['total_rss_own_kb'] / 1024:.1f} ({RSS_BUDGET_MB:.0f})"],
             ["underruns: status (start-up) / capture gaps", _underruns(figures)],
             ["empty-ring polls (late producer)", figures.get("ring_empty_seen")],
             ["RSS start / end MiB (growth)", f"{rss_start['total_kb'] / 1024:.1f} / "

@@ -94,6 +94,11 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_run(args) -> int:
+    from engine.supervisor import prestart_worker
+
+    soundfont = _soundfont(args.soundfont)
+    # The loop worker loads the model and SoundFont while this process starts the rest.
+    prestart_worker(soundfont, args.model, not args.no_model)
     from engine.daemon import Daemon, DaemonConfig
 
     _stop_on_sigterm()
@@ -108,7 +113,7 @@ def cmd_run(args) -> int:
     if args.max_subscribers < 1:
         raise SystemExit("segue: --max-subscribers must be at least 1")
     config = DaemonConfig(
-        graph_path=graph_path, soundfont=_soundfont(args.soundfont), model=args.model,
+        graph_path=graph_path, soundfont=soundfont, model=args.model,
         use_model=not args.no_model, host=args.host, port=args.port,
         block_frames=args.blocksize, seed=args.seed, allow=allow,
         max_subscribers=args.max_subscribers, subscribe_any_host=args.subscribe_any_host,

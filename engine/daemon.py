@@ -78,20 +78,21 @@ class Daemon:
         self.ui = None  # the live view (engine/ui), once started
 
     def start(self) -> None:
-        """Fill every state's pool, start the music, then open the ears (OSC)."""
+        """Start the music as soon as the initial state has one loop, then open the ears
+        (OSC); the other pools fill behind it in order of need."""
         # The audio callback is Python: let it take the GIL from busy threads sooner.
         sys.setswitchinterval(0.0002)
         self.sink.prepare()  # e.g. the shm ring: hosts see "stopped" while the pools fill
-        generator, problem = self.maker.describe()
+        t0 = time.monotonic()
+        generator, problem = self.maker.describe()  # the worker was started first (cli)
         self.generator = generator
         if problem and self.config.use_model:
             log.warning("no model loops: %s; using the rule-based generator", problem)
-        t0 = time.monotonic()
-        self.pool.set_graph(self.conductor.graph)
-        self.pool.wait_ready(list(self.conductor.graph.states))
-        log.info("loops ready for %d states in %.1f s (generator: %s)",
-                 len(self.conductor.graph.states), time.monotonic() - t0, generator)  # fmt: skip
-        self.conductor.start()
+        # The initial state's first loop is written first, the others in order of need.
+        self.pool.set_graph(self.conductor.graph, first=self.conductor.graph.initial)
+        self.conductor.start()  # waits for the initial state's first loop
+        log.info("first loop ready in %.2f s (generator: %s; %s)", time.monotonic() - t0,
+                 generator, self.maker.synth_info.get("synth", "?"))  # fmt: skip
         control = threading.Thread(target=self._control, name="segue-control", daemon=True)
         audio = threading.Thread(target=self._sink, name="segue-sink", daemon=True)
         self._threads = [control, audio]
@@ -232,6 +233,7 @@ class Daemon:
         status["worker"] = self.maker.status()
         status["underruns"] = sink.get("underruns", 0)
         status["generator_default"] = self.generator
+        status["synth"] = self.maker.synth_info  # the synthesizer and SoundFont
         latency = [r.as_dict(SAMPLE_RATE) for r in list(self.conductor.responses)[-20:]]
         device_ms = sink.get("output_latency_ms", 0.0)
         for row in latency:

@@ -179,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
         if synth is not None:
             import soundfile
 
-            clip = synth.render(loop)
+            from engine.pool import compact
+
+            clip = compact(synth.render(loop))  # the samples the daemon and export play
             soundfile.write(str(stem.with_suffix(".wav")), clip.mix, synth.sample_rate)
             written.append(".wav")
         print(f"{stem}{{{','.join(written)}}}: {len(loop.notes)} notes ({loop.generator})")

@@ -7,7 +7,7 @@ expected; the rest of the engine trusts a `Graph`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine import gm, yamlmarks
@@ -21,6 +21,7 @@ from engine.music import (
     LoopSpec,
     Meter,
     Note,
+    Sends,
 )
 from engine.yamlmarks import Mark, Marked, MarkedList
 
@@ -97,6 +98,7 @@ class State:
     cues: tuple[tuple[str, float], ...] = ()  # named exit points, beats from the loop start
     layers: tuple[Layering, ...] = ()
     mark: Mark | None = field(default=None, compare=False)
+    sends: Sends = Sends()  # `mix:` how wet the state sounds
 
     @property
     def beats_per_loop(self) -> float:
@@ -225,6 +227,7 @@ def loop_spec(graph: Graph, state: str, seed: int) -> LoopSpec:
         density=s.density,
         seed=seed,
         motif=s.motif,
+        sends=s.sends,
     )
 
 
@@ -261,11 +264,13 @@ def parse_graph(text: str, filename: str, base_dir: Path | None = None) -> Graph
 
 
 class _Validator:
-    TOP = ("version", "initial", "defaults", "states", "transitions", "parameters", "stingers")
+    TOP = ("version", "initial", "defaults", "states", "transitions", "parameters", "stingers",
+           "mix")  # fmt: skip
     STATE = (
         "mood", "mode", "key", "tempo", "meter", "bars", "loop_seconds", "instruments",
-        "density", "repeats", "once", "next", "motif", "cues", "layers",
+        "density", "repeats", "once", "next", "motif", "cues", "layers", "mix",
     )  # fmt: skip
+    MIX = ("reverb", "chorus")
     TRANSITION = (
         "from", "on", "when", "hysteresis", "to", "exit", "entry", "fade", "fade_out", "fade_in",
         "curve", "priority", "while_pending", "respond", "stinger", "bridge",
@@ -310,6 +315,9 @@ class _Validator:
         states_doc = self.mapping(doc["states"], doc.value_mark("states"), "states")
         if not states_doc:
             self.fail(doc.value_mark("states"), "'states' is empty; expected at least one state")
+        sends = self.sends(doc.get("mix"), doc.value_mark("mix"), Sends())
+        if "mix" in defaults:
+            sends = self.sends(defaults["mix"], defaults.value_mark("mix"), sends)
         states = {}
         for name in states_doc:
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w-]*", name):
@@ -317,7 +325,7 @@ class _Validator:
             if name == ANY:
                 self.fail(states_doc.key_mark(name), "'any' is reserved for transitions")
             body = states_doc[name] if states_doc[name] is not None else Marked()
-            states[name] = self.state(name, body, states_doc.value_mark(name), defaults)
+            states[name] = self.state(name, body, states_doc.value_mark(name), defaults, sends)
         for state in states.values():
             if state.next is not None and state.next not in states:
                 self.fail(state.mark, f"state {state.name!r}: next {state.next!r} is not a state;"
@@ -341,9 +349,10 @@ class _Validator:
                                        parameters, stingers)  # fmt: skip
         return Graph(self.file, initial, states, transitions, parameters, stingers)
 
-    def state(self, name: str, body, mark: Mark, defaults: Marked, partial: bool = False) -> State:
-        """A state's settings over the defaults; `partial`: the defaults themselves (no
-        instruments needed)."""
+    def state(self, name: str, body, mark: Mark, defaults: Marked, sends: Sends | None = None,
+              partial: bool = False) -> State:  # fmt: skip
+        """A state's settings over the defaults (and its `mix:` over `sends`); `partial`: the
+        defaults themselves (no instruments needed)."""
         body = self.mapping(body, mark, f"state {name!r}")
         self.known_keys(body, self.STATE, f"state {name!r}")
 
@@ -418,8 +427,25 @@ class _Validator:
         cues = self.cues(body.get("cues", Marked()), body.value_mark("cues"), loop_beats)
         layers = self.layers(body.get("layers", Marked()), body.value_mark("layers"),
                              [p for p, _ in instruments])  # fmt: skip
+        sends = sends or Sends()
+        if isinstance(body, Marked) and "mix" in body:
+            sends = self.sends(body["mix"], body.value_mark("mix"), sends)
         return State(name, mood, mode, tonic, float(tempo), meter, bars, tuple(instruments),
-                     density, repeats, once, nxt, motif, cues, layers, mark)  # fmt: skip
+                     density, repeats, once, nxt, motif, cues, layers, mark, sends)  # fmt: skip
+
+    def sends(self, doc, mark: Mark, base: Sends) -> Sends:
+        """`mix: {reverb: 0.3, chorus: 0.1}`: each key, 0..1, overrides `base`."""
+        if doc is None:
+            return base
+        doc = self.mapping(doc, mark, "mix")
+        self.known_keys(doc, self.MIX, "mix")
+        values = {}
+        for key in doc:
+            value = doc[key]
+            if not _number(value) or not 0 <= value <= 1:
+                self.fail(doc.value_mark(key), f"mix {key} must be a number 0..1, got {value!r}")
+            values[key] = float(value)
+        return replace(base, **values)
 
     def cues(self, doc, mark: Mark, loop_beats: float) -> tuple[tuple[str, float], ...]:
         doc = self.mapping(doc, mark, "cues")

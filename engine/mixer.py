@@ -109,6 +109,7 @@ class MixerCounters:
     errors: int = 0
     limited_blocks: int = 0
     plans_seen: int = 0
+    first_sound_ns: int = 0  # clock_ns() when the first block that is not silence was mixed
 
 
 class Mixer:
@@ -308,6 +309,8 @@ class Mixer:
         absolute = self._abs[:frames]
         np.abs(out, out=absolute)
         peak = float(absolute.max()) if frames else 0.0
+        if peak > 0.0 and not self.counters.first_sound_ns:
+            self.counters.first_sound_ns = self.clock_ns()  # start-up figure
         g = self._limiter_gain
         if peak * g > self.LIMIT_CEILING:
             g = self.LIMIT_CEILING / peak

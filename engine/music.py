@@ -84,6 +84,15 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class Sends:
+    """How wet a state sounds: every part's send to the synth's reverb and chorus, 0..1
+    (MIDI controllers 91 and 93; a reverb of 0.3 is near General MIDI's default)."""
+
+    reverb: float = 0.3
+    chorus: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
 class LoopSpec:
     """What a state asks a generator for."""
 
@@ -98,6 +107,7 @@ class LoopSpec:
     density: str = "medium"  # one of DENSITIES
     seed: int = 0
     motif: tuple[Note, ...] = ()  # designer's seed motif, already transposed to the key
+    sends: Sends = Sends()  # the graph's `mix:` for this state
 
     @property
     def parts(self) -> tuple[str, ...]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
+import ctypes.util
 import logging
 import math
 import mmap
@@ -78,13 +80,13 @@ class Workshop:
         notes = tuple(replace(n, part="lead", pitch=n.pitch + shift) for n in stinger.notes)
         end_beats = max(n.start_beats + n.duration_beats for n in notes)
         beats_per_bar = state_spec.meter.beats_per_bar * 4 / state_spec.meter.beat_unit
-        tail_beats = 1.5 * state_spec.tempo_bpm / 60.0  # room for the release
+        tail_beats = 2.5 * state_spec.tempo_bpm / 60.0  # room for the release and reverb
         bars = max(1, math.ceil((end_beats + tail_beats) / beats_per_bar))
         spec = replace(state_spec, bars=bars, instruments=(("lead", stinger.instrument),),
                        motif=())  # fmt: skip
         loop = Loop(spec, notes, generator="stinger", loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = self.synth.render(loop)
+        clip = compact(self.synth.render(loop))
         return Made(clip, t1 - t0, time.perf_counter() - t1)
 
     def make_bridge(self, spec: LoopSpec, previous: tuple[Note, ...], loop_id: str) -> Made:
@@ -105,8 +107,24 @@ class Workshop:
             loop = self.rules.generate(spec)
         loop = replace(loop, loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = self.synth.render(loop)
+        clip = compact(self.synth.render(loop))
         return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
+
+
+# Stems are kept as float16: half the memory of float32, about 74 dB of signal to rounding
+# noise at any level, and the mixer's slice copy into its float32 buffers converts them. The
+# mix stays float32, the exact sum of those stems (the daemon never plays it: it plays stems).
+STORAGE_DTYPE = np.float16
+MIX_DTYPE = np.float32
+
+
+def compact(clip: Clip) -> Clip:
+    """The clip in Segue's storage format; every path (daemon, offline render, export) plays
+    and writes these same samples."""
+    stems = np.asarray(clip.stems).astype(STORAGE_DTYPE)
+    mix = stems.astype(MIX_DTYPE).sum(axis=0) if stems.shape[0] else np.asarray(clip.mix)
+    peak = float(np.abs(mix).max()) if mix.size else 0.0
+    return replace(clip, stems=stems, mix=mix.astype(MIX_DTYPE, copy=False), peak=peak)
 
 
 def loop_seed(seed: int, state: str, number: int) -> int:
@@ -156,11 +174,30 @@ def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
 def _worker_call(method: str, *args) -> Made:
     assert _workshop is not None
     made = getattr(_workshop, method)(*args)
-    return replace(made, clip=_ship(made.clip))
+    shipped = replace(made, clip=_ship(made.clip))
+    del made
+    _release_free_memory()
+    return shipped
+
+
+def _release_free_memory() -> None:
+    """Hand the heap's free pages back: a render's temporaries would otherwise keep the
+    worker's RSS up to 40 MB higher (measured), growing as heaps fragment."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
 
 
 # Clips cross from the worker as files in shared memory, mapped (not copied) by the daemon:
-# unpickling 16 MB of stems would hold the daemon's GIL for milliseconds, and the audio
+# unpickling 8 MB of stems would hold the daemon's GIL for milliseconds, and the audio
 # callback is Python.
 _SHM_DIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 _CLIP_PREFIX = "segue-clip-"
@@ -168,7 +205,7 @@ _CLIP_PREFIX = "segue-clip-"
 
 @dataclass(frozen=True)
 class ShippedClip:
-    """A clip whose audio waits in a file: stems then mix, float32, native order."""
+    """A clip whose audio waits in a file: stems (`dtype`) then mix (float32), native order."""
 
     path: str
     loop: Loop
@@ -176,20 +213,21 @@ class ShippedClip:
     stems_shape: tuple[int, ...]
     loudness_lufs: float
     peak: float
+    dtype: str = np.dtype(STORAGE_DTYPE).str
 
 
 def _ship(clip: Clip) -> ShippedClip:
     path = _SHM_DIR / f"{_CLIP_PREFIX}{os.getppid()}-{uuid.uuid4().hex}"
     with open(path, "wb") as f:
-        np.ascontiguousarray(clip.stems, dtype=np.float32).tofile(f)
-        np.ascontiguousarray(clip.mix, dtype=np.float32).tofile(f)
+        np.ascontiguousarray(clip.stems, dtype=STORAGE_DTYPE).tofile(f)
+        np.ascontiguousarray(clip.mix, dtype=MIX_DTYPE).tofile(f)
     return ShippedClip(str(path), clip.loop, clip.parts, tuple(clip.stems.shape),
                        clip.loudness_lufs, clip.peak)  # fmt: skip
 
 
 def _land(shipped: ShippedClip) -> Clip:
     """Map a shipped clip and unlink its file: the mapping keeps the memory until the clip's
-    arrays are dropped. No MAP_POPULATE: populating 16 MB holds the process's memory-map
+    arrays are dropped. No MAP_POPULATE: populating 8 MB holds the process's memory-map
     lock for a millisecond or more, stalling the audio thread; the few minor faults per
     block that playback takes instead cost microseconds."""
     fd = os.open(shipped.path, os.O_RDONLY)
@@ -199,10 +237,11 @@ def _land(shipped: ShippedClip) -> Clip:
     finally:
         os.close(fd)
         os.unlink(shipped.path)
-    audio = np.frombuffer(mapping, dtype=np.float32)
+    stems_dtype = np.dtype(shipped.dtype)
     count = math.prod(shipped.stems_shape)
-    stems = audio[:count].reshape(shipped.stems_shape)
-    mix = audio[count:].reshape(shipped.stems_shape[1:])
+    stems = np.frombuffer(mapping, stems_dtype, count).reshape(shipped.stems_shape)
+    mix = np.frombuffer(mapping, MIX_DTYPE, offset=count * stems_dtype.itemsize)
+    mix = mix.reshape(shipped.stems_shape[1:])
     return Clip(shipped.loop, shipped.parts, stems, mix, shipped.loudness_lufs, shipped.peak)
 
 
@@ -222,11 +261,18 @@ def _worker_describe() -> tuple[str, str]:
     return _workshop.generator_name, _workshop.model_problem
 
 
+def _worker_synth() -> dict:
+    """The synthesizer and SoundFont the worker renders with (for /segue/status)."""
+    assert _workshop is not None
+    return _workshop.synth.describe()
+
+
 class InlineMaker:
     """Runs the workshop on the calling thread (offline renders, tests)."""
 
     def __init__(self, workshop: Workshop) -> None:
         self.workshop = workshop
+        self.synth_info: dict = workshop.synth.describe()
 
     def describe(self) -> tuple[str, str]:
         return self.workshop.generator_name, self.workshop.model_problem
@@ -247,6 +293,32 @@ class InlineMaker:
 
     def close(self) -> None:
         pass
+
+
+def _next_states(graph: Graph) -> dict[str, list[str]]:
+    """Each state's possible next states: its transitions' targets, `any` rules, `next`."""
+    out: dict[str, list[str]] = {name: [] for name in graph.states}
+    for rule in graph.transitions:
+        if rule.target is None or rule.target not in out:
+            continue
+        sources = list(out) if rule.source == "any" else [rule.source]
+        for source in sources:
+            if source in out and source != rule.target and rule.target not in out[source]:
+                out[source].append(rule.target)
+    for name, state in graph.states.items():
+        if state.next in out and state.next not in out[name]:
+            out[name].append(state.next)
+    return out
+
+
+def _need_order(next_states: dict[str, list[str]], start: str | None, names: list[str]) -> list:
+    """`start`, then the states reachable from it, nearest first, then the rest in order."""
+    order: list[str] = []
+    frontier = [start] if start in next_states else []
+    while frontier:
+        order += [n for n in frontier if n not in order]
+        frontier = [t for n in frontier for t in next_states[n] if t not in order]
+    return order + [n for n in names if n not in order]
 
 
 @dataclass
@@ -284,6 +356,8 @@ class LoopPool:
         self.spare: dict[str, Clip] = {}  # the last clip taken per state: replayed if need be
         self.stale: set[str] = set()  # states whose spare is music from before an edit
         self.counters = PoolCounters()
+        self._next_states: dict[str, list[str]] = {}
+        self._playing: str | None = None
 
     def set_graph(self, graph: Graph, first: str | None = None) -> set[str]:
         """Adopt a graph's states; returns the states whose music changed (pools flushed).
@@ -309,15 +383,21 @@ class LoopPool:
             self.spare.pop(name, None)
             self.stale.discard(name)
         self.specs = specs
+        self._next_states = _next_states(graph)
+        self._playing = first if first in specs else graph.initial
         self.fill(first)
         return changed
 
     def fill(self, first: str | None = None) -> None:
-        names = sorted(self.specs, key=lambda name: name != first)  # stable: `first` leads
-        for name in names:
-            missing = self.depth - len(self.ready[name]) - len(self.pending[name])
-            for _ in range(max(0, missing)):
-                self._request(name)
+        """Ask for missing loops in order of need: one for `first` (the state playing), then
+        one for each state it can reach, nearest first; then the next round, up to depth."""
+        if first is not None and first in self.specs:
+            self._playing = first
+        order = _need_order(self._next_states, self._playing, list(self.specs))
+        for level in range(1, self.depth + 1):
+            for name in order:
+                if len(self.ready[name]) + len(self.pending[name]) < level:
+                    self._request(name)
 
     def _request(self, name: str) -> None:
         number = self.requests[name]
@@ -371,7 +451,7 @@ class LoopPool:
         from before an edit (`stale`): a transition then never waits for the worker."""
         self.poll()
         clip = self.ready[name].popleft() if self.ready.get(name) else None
-        self.fill()
+        self.fill(name)
         if clip is not None:
             self.spare[name] = clip
             self.stale.discard(name)

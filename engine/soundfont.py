@@ -1,4 +1,4 @@
-"""Finding the SoundFont Segue renders with.
+"""Finding the SoundFont Segue renders with, and checking that FluidSynth is there.
 
 Order: the path the user gave, `$SEGUE_SOUNDFONT`, MuseScore_General.sf3 from the
 Debian package `musescore-general-soundfont-small` (MIT, sounds best of the small
@@ -21,11 +21,26 @@ PRETTY_MIDI_SOUNDFONT = "TimGM6mb.sf2"
 
 
 class SoundFontNotFound(Exception):
-    """No usable SoundFont; the message is one line that says what to do."""
+    """No usable SoundFont (or no synthesizer to play it); the message is one line that says
+    what to do."""
+
+
+def check_synth() -> None:
+    """Raise SoundFontNotFound naming the package to install when FluidSynth is missing;
+    loads nothing (the daemon's process never loads the synthesizer: its worker does)."""
+    import ctypes.util
+
+    if importlib.util.find_spec("fluidsynth") is None:
+        raise SoundFontNotFound("pyfluidsynth is not installed: pip install pyfluidsynth")
+    if ctypes.util.find_library("fluidsynth") is None:
+        raise SoundFontNotFound("the FluidSynth library is missing: apt-get install "
+                                "libfluidsynth3")  # fmt: skip
 
 
 def find_soundfont(explicit: str | Path | None = None) -> Path:
-    """The SoundFont to load; raises SoundFontNotFound with a one-line fix."""
+    """The SoundFont to load (FluidSynth must be there to play it); raises SoundFontNotFound
+    with a one-line fix."""
+    check_synth()
     if explicit is not None:
         return _readable(Path(explicit), "the given SoundFont")
     env = os.environ.get(ENV_VAR)

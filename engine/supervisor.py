@@ -42,6 +42,7 @@ from engine.pool import (
     _worker_call,
     _worker_describe,
     _worker_init,
+    _worker_synth,
     remove_stale_clips,
 )
 
@@ -66,9 +67,32 @@ def _heartbeat_init(heartbeat, soundfont: str, model: str | None, use_model: boo
     _worker_init(soundfont, model, use_model)
 
 
-def _describe() -> tuple[str, str, int]:
+def _describe() -> tuple[str, str, int, dict]:
     generator, problem = _worker_describe()
-    return generator, problem, os.getpid()
+    return generator, problem, os.getpid(), _worker_synth()
+
+
+def _launch(args: tuple) -> tuple:
+    """(heartbeat, executor, the worker's description to come): a worker started now (its
+    first request makes the pool spawn it)."""
+    context = multiprocessing.get_context("spawn")
+    heartbeat = context.Value("d", 0.0, lock=False)
+    executor = cf.ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                      initializer=_heartbeat_init,
+                                      initargs=(heartbeat, *args))  # fmt: skip
+    return heartbeat, executor, executor.submit(_describe)
+
+
+_prestarted: dict[tuple, tuple] = {}
+
+
+def prestart_worker(soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
+    """Start the loop worker before the daemon is built: it loads the model and SoundFont
+    while the daemon imports its modules and opens its sink. The WorkerMaker made with the
+    same arguments adopts it as its first worker."""
+    args = (str(soundfont), str(model) if model else None, use_model)
+    if args not in _prestarted:
+        _prestarted[args] = _launch(args)
 
 
 @dataclass
@@ -91,6 +115,7 @@ class WorkerMaker:
         self.generator = "?"
         self.problem = ""
         self.worker_pid = 0
+        self.synth_info: dict = {}  # the synthesizer and SoundFont (for /segue/status)
         self._executor: cf.ProcessPoolExecutor | None = None
         self._heartbeat = None
         self._ready_future: cf.Future | None = None
@@ -105,21 +130,17 @@ class WorkerMaker:
     # -- the worker's life ------------------------------------------------------------
 
     def _start(self) -> None:
-        self._heartbeat = self._context.Value("d", 0.0, lock=False)
-        self._executor = cf.ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=self._context,
-            initializer=_heartbeat_init,
-            initargs=(self._heartbeat, *self._args),
-        )
-        self._ready_future = self._executor.submit(_describe)
+        launched = _prestarted.pop(self._args, None) or _launch(self._args)
+        self._heartbeat, self._executor, self._ready_future = launched
         self._restart_at = None
 
     def describe(self) -> tuple[str, str]:
         """(generator, problem) of the first worker; waits for it to load (start-up only)."""
         future = self._ready_future
         assert future is not None
-        self.generator, self.problem, self.worker_pid = future.result(DESCRIBE_TIMEOUT_SECONDS)
+        self.generator, self.problem, self.worker_pid, self.synth_info = future.result(
+            DESCRIBE_TIMEOUT_SECONDS
+        )
         self.state = "ready"
         return self.generator, self.problem
 
@@ -140,7 +161,7 @@ class WorkerMaker:
         future = self._ready_future
         if self.state != "ready" and future is not None and future.done():
             try:
-                self.generator, self.problem, self.worker_pid = future.result()
+                self.generator, self.problem, self.worker_pid, self.synth_info = future.result()
             except Exception:  # noqa: BLE001 - the new worker died while loading: seen above
                 return
             self.state = "ready"

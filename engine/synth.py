@@ -1,157 +1,382 @@
 """Notes to audio: a `Loop` rendered with a General MIDI SoundFont into a `Clip`.
 
-TinySoundFont (the `tinysoundfont` package) does the synthesis: it reads sf2 and
-sf3, renders 8 s of four parts in well under 100 ms and needs no system library
-(see the measurements in the README). Each part is rendered alone, on its own MIDI
-channel with its GM program (drums on channel 10, bank 128), into its own stereo
-stem, so the mixer can layer stems.
+FluidSynth (Debian `libfluidsynth3`, driven through `pyfluidsynth`) does the synthesis with
+the SoundFont's whole model (modulators, filters) and its reverb and chorus. The sf3 loads
+with `synth.dynamic-sample-loading`: a preset's samples are decoded when a loop first uses
+it, then pinned, so the process holds only the sounds the graph plays. One `Synth` is reused
+for every loop of a worker, reset between loops (sounds off, controllers reset, reverb and
+chorus started afresh). A render repeats to within about -40 dBFS, not bit for bit: FluidSynth
+reuses its voices and some of their state.
 
-A clip is periodic: each part is rendered for the loop plus its release tail, and
-the tail is added back onto the loop start, so `mix[i % frames]` never clicks at
-the loop point. Notes that run past the loop end wrap the same way.
+Stems: each part plays on its own MIDI channel, which FluidSynth renders to its own dry
+stereo output in one pass. Reverb and chorus are one shared bus (four buses would cost four
+times as much); the wet return is shared out among the stems by each part's recent energy
+(a half-second memory), so the stems still sum exactly to FluidSynth's mix and a part faded
+out by layering takes most of its own reverb with it.
 
-Loudness: the mix is normalised to `TARGET_LUFS` integrated (ITU-R BS.1770 via
-pyloudnorm, measured on the periodic loop), the stems by the same factor; then a
-smooth, loop-periodic gain envelope keeps every sample of the mix at or below
-`PEAK_CEILING` (-1 dBFS), applied to the stems alike so they still sum to the mix.
-All of this runs in the generator's worker, never on the audio thread.
+A clip is periodic: every part is rendered for the loop plus its tails (release and
+reverb) until they are 70 dB below the loop's peak, and everything past the loop end is
+added back onto the start, so `mix[i % frames]` never clicks at the loop point, dry or wet.
 
-Threads: a `Synth` holds one synthesizer state and must not be shared between
-threads; give each worker its own. TinySoundFont holds the GIL while it renders, so
-`render` feeds it at most `MAX_CHUNK_FRAMES` per call to let other Python threads
-(the audio callback) in between chunks.
+The mix (all in the worker, never on the audio thread):
+1. humanisation: seeded, small per-note timing and velocity offsets, per part;
+2. balance: every part is set to its own loudness (`PART_LUFS`, from its measured
+   BS.1770 loudness), so the lead sits above the pad whatever programs the graph picks;
+3. the mix is normalised to `TARGET_LUFS` integrated, through a gentle bus compressor
+   (2:1 above `COMPRESSOR_THRESHOLD_DB`), then normalised again;
+4. a smooth, loop-periodic limiter keeps every sample at or below `PEAK_CEILING`.
+Gains apply to the stems alike, so the stems still sum to the mix.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
-import tinysoundfont
 
-from engine.music import SAMPLE_RATE, Clip, Loop, Note
+from engine._sosfilt import sosfilt_2d
+from engine.loudness import integrated_lufs, k_weighting, weighted
+from engine.music import SAMPLE_RATE, Clip, Loop, Note, Sends
 
 log = logging.getLogger(__name__)
 
+DEBIAN_PACKAGE = "libfluidsynth3"
 TARGET_LUFS = -18.0  # integrated loudness of every clip's mix
 PEAK_CEILING = 0.891  # -1 dBFS: sample peak of every clip's mix after normalisation
-MAX_CHUNK_FRAMES = 2048  # frames per TinySoundFont call: bounds how long the GIL is held
-MAX_TAIL_SECONDS = 6.0  # release tails are rendered until silent, at most this long
-SILENCE = 1e-5  # -100 dBFS: a tail chunk quieter than this ends the render
-DRUM_CHANNEL = 9  # MIDI channel 10
-CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": DRUM_CHANNEL}
+# Each part's loudness before the mix is normalised: the lead on top, the pad beneath,
+# bass and drums steady between them.
+PART_LUFS = {"lead": -21.0, "drums": -23.0, "bass": -24.0, "pad": -27.0}
+PART_GAIN_LIMIT_DB = 15.0  # balance never moves a part further than this
+MAX_PARTS = 4  # inside the synth: MIDI channel = audio channel = stem index
+# The parts' channels in the MIDI files Segue writes (General MIDI: drums on channel 10).
+CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": 9}
+CHUNK_FRAMES = 4096  # frames per FluidSynth call between events
+SEGMENT_FRAMES = 12_288  # 0.26 s (whole energy blocks): rendered, then shared into the stems
+MAX_TAIL_SECONDS = 6.0  # tails are rendered until silent, at most this long
+TAIL_FLOOR = 10.0 ** (-70 / 20)  # a tail segment this far below the loop's peak ends it
+ENERGY_BLOCK_FRAMES = 256  # the wet bus is shared out on this grid
+WET_MEMORY_SECONDS = 0.5  # how long a part's energy keeps its share of the wet bus
+HUMANISE_MS = {"drums": 3.0, "bass": 5.0, "pad": 8.0, "lead": 6.0}  # timing spread (s.d.)
+HUMANISE_VELOCITY = 5.0  # velocity spread (s.d.)
+COMPRESSOR_BLOCK_FRAMES = 480  # 10 ms RMS detector
+COMPRESSOR_THRESHOLD_DB = -21.0  # RMS, on the mix at the target loudness
+COMPRESSOR_RATIO = 2.0
+COMPRESSOR_KNEE_DB = 6.0
+COMPRESSOR_ATTACK_SECONDS = 0.010
+COMPRESSOR_RELEASE_SECONDS = 0.200
 LIMITER_BLOCK_FRAMES = 96  # 2 ms gain blocks
 LIMITER_HALF_WIDTH_BLOCKS = 5  # ~10 ms attack and release around a peak
-MIN_MEASURE_SECONDS = 0.5  # BS.1770 gates on 400 ms blocks: short loops are tiled
+# The bus: a mid-sized room, and FluidSynth's default chorus.
+REVERB = {"roomsize": 0.45, "damping": 0.4, "width": 0.9, "level": 0.8}
+SYNTH_GAIN = 0.4
+FLUID_BLOCK_FRAMES = 64  # FluidSynth's internal block
+WARM_KEY = 60
+_FLUID_WARN, _FLUID_INFO, _FLUID_DBG = 2, 3, 4
+_MELODIC, _DRUMS = 0, 1  # fluid_midi_channel_type
+_CC_VOLUME, _CC_REVERB, _CC_CHORUS, _CC_RESET_CONTROLLERS = 7, 91, 93, 121
+
+
+class SynthUnavailable(RuntimeError):
+    """FluidSynth cannot be used; the message is one line that says what to install."""
+
+
+def _fluidsynth():
+    """The pyfluidsynth module, or SynthUnavailable naming what to install."""
+    try:
+        import fluidsynth
+    except ModuleNotFoundError:
+        raise SynthUnavailable("pyfluidsynth is not installed: pip install pyfluidsynth") from None
+    except (ImportError, OSError):
+        raise SynthUnavailable(f"the FluidSynth library is missing: apt-get install "
+                               f"{DEBIAN_PACKAGE}") from None  # fmt: skip
+    return fluidsynth
 
 
 class Synth:
     """Renders loops with one SoundFont; loads it once. Not thread-safe: one per thread."""
 
     def __init__(self, soundfont: str | Path, sample_rate: int = SAMPLE_RATE) -> None:
+        fluidsynth = _fluidsynth()
         self.soundfont = Path(soundfont)
         self.sample_rate = sample_rate
-        self._synth = tinysoundfont.Synth(samplerate=sample_rate)
-        self._sfid = self._synth.sfload(str(self.soundfont))
-        self._meter = pyloudnorm.Meter(sample_rate)
+        lib = fluidsynth._fl  # the functions pyfluidsynth does not wrap, by ctypes
+        for level in (_FLUID_WARN, _FLUID_INFO, _FLUID_DBG):  # we log what matters ourselves
+            lib.fluid_set_log_function(level, None, None)
+        self._fs = fluidsynth.Synth(
+            gain=SYNTH_GAIN, samplerate=float(sample_rate), channels=16,
+            **{"synth.dynamic-sample-loading": 1, "synth.audio-channels": MAX_PARTS,
+               "synth.audio-groups": MAX_PARTS, "synth.effects-groups": 1,
+               "synth.cpu-cores": 1, "synth.reverb.active": 1, "synth.chorus.active": 1},
+        )  # fmt: skip
+        self._sfid = self._fs.sfload(str(self.soundfont))
+        if self._sfid < 0:
+            raise SynthUnavailable(f"FluidSynth cannot load {self.soundfont}; give a .sf2/.sf3 "
+                                   "file (--soundfont)")  # fmt: skip
+        self._fs.set_reverb(**REVERB)
+        self._process = lib.fluid_synth_process
+        self._process.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                                  ctypes.c_int, ctypes.c_void_p]  # fmt: skip
+        self._channel_type = lib.fluid_synth_set_channel_type
+        self._channel_type.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self._set_rate = lib.fluid_synth_set_sample_rate
+        self._set_rate.argtypes = [ctypes.c_void_p, ctypes.c_float]
+        self._pin = lib.fluid_synth_pin_preset
+        self._pin.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        version = lib.fluid_version_str
+        version.restype = ctypes.c_char_p
+        self.name = f"FluidSynth {version().decode()}"
+        # Planar work buffer: a dry pair per part, then reverb L/R and chorus L/R.
+        self._work = np.zeros((2 * MAX_PARTS + 4, SEGMENT_FRAMES), np.float32)
+        self._pointers = [int(row.ctypes.data) for row in self._work]
+        self._frames_done = 0
+        self._pinned: set[tuple[int, int]] = set()
         self._warned: set[tuple[int, int]] = set()
+        self._sos = k_weighting(sample_rate)
+
+    def describe(self) -> dict:
+        """What `/segue/status` shows: the synthesizer and the SoundFont."""
+        return {"synth": self.name, "soundfont": self.soundfont.name}
 
     def render(self, loop: Loop) -> Clip:
-        """The loop as a periodic, loudness-normalised clip; one stereo stem per part."""
+        """The loop as a periodic, balanced, loudness-normalised clip; one stereo stem per part."""
         spec = loop.spec
         frames = round(spec.seconds * self.sample_rate)
         parts = spec.parts
-        stems = np.zeros((len(parts), frames, 2), dtype=np.float32)
+        if len(parts) > MAX_PARTS:
+            raise ValueError(f"at most {MAX_PARTS} parts per loop, got {len(parts)}")
+        if frames == 0:
+            stems = np.zeros((len(parts), 0, 2), np.float32)
+            return Clip(loop, parts, stems, stems.sum(axis=0), float("-inf"), 0.0)
+        self._prepare(spec.instruments, spec.sends)
+        rng = np.random.default_rng(spec.seed)
         frames_per_beat = self.sample_rate * 60.0 / spec.tempo_bpm
-        for index, (part, instrument) in enumerate(spec.instruments):
+        events: list[tuple[int, bool, int, int, int]] = []
+        for channel, (part, _) in enumerate(spec.instruments):
             notes = [n for n in loop.notes if n.part == part]
-            channel = CHANNELS.get(part, index)
-            self._select(channel, instrument.program, instrument.is_drums)
-            self._render_part(notes, channel, frames_per_beat, stems[index])
+            spread = HUMANISE_MS.get(part, 5.0) * self.sample_rate / 1000.0
+            for frame, is_on, key, velocity in _events(notes, frames_per_beat, rng, spread,
+                                                       frames):  # fmt: skip
+                events.append((frame, is_on, channel, key, velocity))
+        events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same frame
+        planar = self._render_parts(events, len(parts), frames)
+        for channel in range(len(parts)):
+            if not any(e[2] == channel for e in events):
+                planar[channel] = 0.0  # no notes: not even the reverb's denormal guard
+        loudness = self._master(parts, planar)
+        if not math.isfinite(loudness):
+            planar[:] = 0.0
+        stems = np.ascontiguousarray(planar.transpose(0, 2, 1))
         mix = stems.sum(axis=0)
-        loudness = self._loudness(mix)
-        if np.isfinite(loudness):
-            gain = np.float32(10.0 ** ((TARGET_LUFS - loudness) / 20.0))
-            stems *= gain
-            mix *= gain
-            if _limit(stems, mix, PEAK_CEILING):
-                loudness = self._loudness(mix)
-            else:
-                loudness = TARGET_LUFS
-        peak = float(np.abs(mix).max()) if frames else 0.0
-        return Clip(loop, parts, stems, mix, float(loudness), peak)
+        return Clip(loop, parts, stems, mix, loudness, float(np.abs(mix).max()))
 
-    def _select(self, channel: int, program: int, is_drums: bool) -> None:
-        bank = 128 if is_drums else 0
-        try:
-            self._synth.program_select(channel, self._sfid, bank, program, is_drums)
-        except RuntimeError:
+    # -- synthesis --------------------------------------------------------------------------
+
+    def _prepare(self, instruments, sends: Sends) -> None:
+        """Reset the synth (sounds off, controllers reset) and set this loop's channels."""
+        fs = self._fs
+        for channel in range(MAX_PARTS):
+            # Not fluid_synth_system_reset: it selects the piano on all 16 channels, and
+            # dynamic loading would then decode and keep the piano's samples.
+            fs.all_sounds_off(channel)
+            fs.cc(channel, _CC_RESET_CONTROLLERS, 0)
+        for channel, (_, instrument) in enumerate(instruments):
+            self._channel_type(fs.synth, channel, _DRUMS if instrument.is_drums else _MELODIC)
+            self._select(channel, 128 if instrument.is_drums else 0, instrument.program)
+            fs.cc(channel, _CC_VOLUME, 100)
+            fs.cc(channel, _CC_REVERB, round(127 * min(1.0, max(0.0, sends.reverb))))
+            fs.cc(channel, _CC_CHORUS, round(127 * min(1.0, max(0.0, sends.chorus))))
+        # Setting the (same) rate starts reverb and chorus afresh, delay lines and LFO phases:
+        # the same loop renders the same samples whatever was rendered before it.
+        self._set_rate(fs.synth, float(self.sample_rate))
+        fs.set_reverb(**REVERB)
+        self._align()
+
+    def _select(self, channel: int, bank: int, program: int) -> None:
+        fs = self._fs
+        if fs.program_select(channel, self._sfid, bank, program) != 0:
             # A small SoundFont may lack a kit or program: use the first of its bank.
             if (bank, program) not in self._warned:
                 self._warned.add((bank, program))
-                log.warning(
-                    "%s has no bank %d program %d; using program 0",
-                    self.soundfont.name,
-                    bank,
-                    program,
-                )
-            self._synth.program_select(channel, self._sfid, bank, 0, is_drums)
+                log.warning("%s has no bank %d program %d; using program 0",
+                            self.soundfont.name, bank, program)  # fmt: skip
+            program = 0
+            fs.program_select(channel, self._sfid, bank, 0)
+        if (bank, program) not in self._pinned:
+            # Keep its samples decoded: the next loop that plays it starts at once.
+            self._pin(fs.synth, self._sfid, bank, program)
+            self._pinned.add((bank, program))
+            # A preset's first note sets up state that later notes reuse (measured: its
+            # first loop differs by -60 dB from the same loop later): play one now.
+            fs.noteon(channel, WARM_KEY, 64)
+            self._synthesize(0, FLUID_BLOCK_FRAMES * 4)
+            fs.all_sounds_off(channel)
 
-    def _render_part(
-        self, notes: list[Note], channel: int, frames_per_beat: float, stem: np.ndarray
-    ) -> None:
-        """Render one part into `stem` (frames, 2), folding everything past the end onto it."""
-        events = _events(notes, frames_per_beat)
-        loop_frames = stem.shape[0]
+    def _render_parts(self, events: list, parts: int, loop_frames: int) -> np.ndarray:
+        """Every part as planar stems (parts, 2, frames), everything past the loop end folded
+        back onto its start; the wet bus is shared out by energy."""
         end_frames = max(loop_frames, events[-1][0] if events else 0)
-        max_tail = int(MAX_TAIL_SECONDS * self.sample_rate)
-        buffer = np.zeros((end_frames + max_tail, 2), dtype=np.float32)
-        position = 0
-        for frame, is_on, key, velocity in events:
-            position = self._generate(buffer, position, frame)
-            if is_on:
-                self._synth.noteon(channel, key, velocity)
-            else:
-                self._synth.noteoff(channel, key)
-        position = self._generate(buffer, position, end_frames)
-        # Release tails: render until a chunk is silent.
-        while position < buffer.shape[0]:
-            start = position
-            position = self._generate(buffer, position, min(buffer.shape[0], position + 4096))
-            if np.abs(buffer[start:position]).max() < SILENCE:
+        limit = end_frames + round(MAX_TAIL_SECONDS * self.sample_rate)
+        energy = _EnergyShares(parts, self.sample_rate)
+        planar = np.zeros((parts, 2, loop_frames), np.float32)
+        position, index, peak = 0, 0, 0.0
+        while position < limit:
+            seg_frames = min(SEGMENT_FRAMES, limit - position)
+            self._work[:, :seg_frames] = 0.0
+            done = 0
+            while done < seg_frames:
+                while index < len(events) and events[index][0] <= position + done:
+                    _, is_on, channel, key, velocity = events[index]
+                    if is_on:
+                        self._fs.noteon(channel, key, velocity)
+                    else:
+                        self._fs.noteoff(channel, key)
+                    index += 1
+                stop = seg_frames
+                if index < len(events):
+                    stop = min(stop, events[index][0] - position)
+                stop = min(stop, done + CHUNK_FRAMES)
+                self._synthesize(done, stop - done)
+                done = stop
+            work = self._work[:, :seg_frames]
+            dry = work[: 2 * parts].reshape(parts, 2, seg_frames)
+            wet = energy.share(dry, work[2 * MAX_PARTS :])
+            wet += dry
+            _fold_add(planar, position, wet)
+            position += seg_frames
+            level = max(float(work.max()), -float(work.min()))
+            if position >= end_frames and level < peak * TAIL_FLOOR:
                 break
-        self._synth.sounds_off(channel)
-        for start in range(0, position, loop_frames):
-            chunk = buffer[start : min(position, start + loop_frames)]
-            stem[: chunk.shape[0]] += chunk
+            peak = max(peak, level)
+        return planar
 
-    def _generate(self, buffer: np.ndarray, start: int, stop: int) -> int:
-        while start < stop:
-            end = min(stop, start + MAX_CHUNK_FRAMES)
-            self._synth.generate_simple(end - start, buffer=memoryview(buffer[start:end]).cast("B"))
-            start = end
-        return start
+    def _align(self) -> None:
+        """Run the synth on to a whole internal block (64 frames), so each loop starts on one:
+        FluidSynth applies events at its block edges, and the same loop must render the same
+        samples whatever was rendered before it."""
+        frames = -self._frames_done % FLUID_BLOCK_FRAMES
+        if frames:
+            self._synthesize(0, frames)
 
-    def _loudness(self, mix: np.ndarray) -> float:
-        """Integrated LUFS of the periodic mix (tiled when shorter than the gating block)."""
-        if mix.shape[0] == 0 or not np.any(mix):
-            return float("-inf")
-        repeats = int(np.ceil(MIN_MEASURE_SECONDS * self.sample_rate / mix.shape[0]))
-        signal = np.tile(mix, (repeats, 1)) if repeats > 1 else mix
-        return float(self._meter.integrated_loudness(signal.astype(np.float64)))
+    def _synthesize(self, offset: int, frames: int) -> None:
+        self._frames_done += frames
+        pointers = [p + 4 * offset for p in self._pointers]
+        out = (ctypes.c_void_p * (2 * MAX_PARTS))(*pointers[: 2 * MAX_PARTS])
+        fx = (ctypes.c_void_p * 4)(*pointers[2 * MAX_PARTS :])
+        self._process(self._fs.synth, frames, 4, fx, 2 * MAX_PARTS, out)
+
+    # -- the mix ----------------------------------------------------------------------------
+
+    def _master(self, parts: tuple[str, ...], planar: np.ndarray) -> float:
+        """Balance the parts, normalise, compress, normalise, limit: in place on planar
+        stems (parts, 2, frames). Returns the mix's integrated loudness."""
+        rate = self.sample_rate
+        k_stems = weighted(planar, self._sos)
+        gains = np.ones(len(parts), np.float32)
+        for i, part in enumerate(parts):
+            lufs = integrated_lufs(k_stems[i], rate)
+            if math.isfinite(lufs):
+                gain_db = min(
+                    PART_GAIN_LIMIT_DB, max(-PART_GAIN_LIMIT_DB, PART_LUFS.get(part, -24.0) - lufs)
+                )
+                gains[i] = 10.0 ** (gain_db / 20.0)
+        planar *= gains[:, None, None]
+        k_mix = np.einsum("p,pcf->cf", gains, k_stems)
+        loudness = integrated_lufs(k_mix, rate)
+        if not math.isfinite(loudness):
+            return loudness
+        gain = np.float32(10.0 ** ((TARGET_LUFS - loudness) / 20.0))
+        mix = planar.sum(axis=0)
+        mix *= gain
+        envelope = _compressor_gain(mix, rate)
+        envelope *= gain
+        k_mix *= envelope
+        loudness = integrated_lufs(k_mix, rate)
+        gain = np.float32(10.0 ** ((TARGET_LUFS - loudness) / 20.0))
+        envelope *= gain
+        k_mix *= gain
+        planar *= envelope
+        mix = planar.sum(axis=0)
+        limited = _limit(planar, mix, PEAK_CEILING)
+        if limited is None:
+            return TARGET_LUFS
+        k_mix *= limited
+        return integrated_lufs(k_mix, rate)
 
 
-def _events(notes: list[Note], frames_per_beat: float) -> list[tuple[int, bool, int, int]]:
-    """(frame, is_on, key, velocity) sorted; a repeated key ends the previous note first."""
+class _EnergyShares:
+    """Shares the wet bus among the parts by their recent dry energy (a one-pole memory)."""
+
+    def __init__(self, parts: int, sample_rate: int) -> None:
+        self.decay = math.exp(-ENERGY_BLOCK_FRAMES / sample_rate / WET_MEMORY_SECONDS)
+        self.state = np.zeros((parts, 1, 2))  # the one-pole memory's filter state
+        self.last = np.full((parts, 1), 1.0 / parts, np.float32)
+        self.ramp = (np.arange(ENERGY_BLOCK_FRAMES, dtype=np.float32) + 0.5) / ENERGY_BLOCK_FRAMES
+
+    def share(self, dry: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        """(parts, 2, frames) wet share of each part; `fx` is reverb L/R, chorus L/R.
+        `frames` is a whole number of energy blocks except at the very end of a render."""
+        parts, _, frames = dry.shape
+        block = ENERGY_BLOCK_FRAMES
+        blocks = -(-frames // block)
+        padded = np.zeros((parts, blocks * block), np.float32)
+        padded[:, :frames] = np.einsum("pcf,pcf->pf", dry, dry)
+        energy = padded.reshape(parts, blocks, block).sum(axis=2)
+        a = self.decay
+        one_pole = np.array([[1.0 - a, 0.0, 0.0, 1.0, -a, 0.0]])
+        memory, self.state = sosfilt_2d(one_pole, energy.astype(np.float64), self.state)
+        total = memory.sum(axis=0, keepdims=True)
+        shares = np.where(total > 1e-20, memory / np.maximum(total, 1e-30),
+                          self.last).astype(np.float32)  # fmt: skip
+        # Linear from the previous block's share to this one's, across each block.
+        previous = np.concatenate((self.last, shares[:, :-1]), axis=1)
+        self.last = shares[:, -1:]
+        weights = previous[:, :, None] + (shares - previous)[:, :, None] * self.ramp
+        weights = weights.reshape(parts, blocks * block)[:, :frames]
+        wet = fx[0:2] + fx[2:4]
+        return weights[:, None, :] * wet[None]
+
+
+def _fold_add(stems: np.ndarray, position: int, segment: np.ndarray) -> None:
+    """stems[..., (position + i) % frames] += segment[..., i] (planar: frames last)."""
+    loop_frames = stems.shape[-1]
+    done = 0
+    total = segment.shape[-1]
+    while done < total:
+        at = (position + done) % loop_frames
+        take = min(total - done, loop_frames - at)
+        stems[..., at : at + take] += segment[..., done : done + take]
+        done += take
+
+
+def _events(
+    notes: list[Note],
+    frames_per_beat: float,
+    rng: np.random.Generator,
+    spread_frames: float,
+    loop_frames: int,
+) -> list[tuple[int, bool, int, int]]:
+    """(frame, is_on, key, velocity), humanised: each note moves by a seeded offset (a note
+    moved before the loop start plays at its end) and its velocity varies a little; a
+    repeated key ends the previous note first."""
     spans: list[list[int]] = []
-    for note in sorted(notes, key=lambda n: n.start_beats):
+    ordered = sorted(notes, key=lambda n: (n.start_beats, n.pitch))
+    shifts = rng.normal(0.0, spread_frames, len(ordered)).clip(
+        -3 * spread_frames, 3 * spread_frames
+    )
+    accents = rng.normal(0.0, HUMANISE_VELOCITY, len(ordered)).clip(-12, 12)
+    for note, shift, accent in zip(ordered, shifts, accents, strict=True):
         if not 0 <= note.pitch <= 127:
             continue
-        on = round(note.start_beats * frames_per_beat)
-        off = max(on + 1, round((note.start_beats + note.duration_beats) * frames_per_beat))
-        spans.append([on, off, note.pitch, min(127, max(1, int(note.velocity)))])
+        on = round(note.start_beats * frames_per_beat + shift)
+        off = max(on + 1, round((note.start_beats + note.duration_beats) * frames_per_beat + shift))
+        if on < 0:
+            on, off = on + loop_frames, off + loop_frames
+        velocity = min(127, max(1, round(note.velocity + accent)))
+        spans.append([on, off, note.pitch, velocity])
+    spans.sort(key=lambda s: s[0])
     last_by_key: dict[int, list[int]] = {}
     for span in spans:
         previous = last_by_key.get(span[2])
@@ -161,22 +386,64 @@ def _events(notes: list[Note], frames_per_beat: float) -> list[tuple[int, bool, 
         last_by_key[span[2]] = span
     events = [(on, True, key, vel) for on, _, key, vel in spans]
     events += [(off, False, key, 0) for _, off, key, _ in spans]
-    events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same frame
+    events.sort(key=lambda e: (e[0], e[1]))
     return events
 
 
-def _limit(stems: np.ndarray, mix: np.ndarray, ceiling: float) -> bool:
-    """Scale mix and stems in place by a smooth periodic gain so |mix| <= ceiling.
+def _periodic_interp(block_values: np.ndarray, block: int, frames: int) -> np.ndarray:
+    """Per-frame values, linear between block centres, wrapping round the loop."""
+    blocks = block_values.shape[0]
+    starts = np.arange(blocks) * block
+    centres = starts + (np.minimum(block, frames - starts) - 1) / 2.0
+    xp = np.concatenate(([centres[-1] - frames], centres, [centres[0] + frames]))
+    fp = np.concatenate(([block_values[-1]], block_values, [block_values[0]]))
+    return np.interp(np.arange(frames), xp, fp).astype(np.float32)
+
+
+def _compressor_gain(mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A gentle bus compressor's gain per frame: RMS detector, soft knee, attack and release,
+    run twice round the loop so the gain at its start follows on from its end."""
+    frames = mix.shape[-1]
+    block = COMPRESSOR_BLOCK_FRAMES
+    blocks = -(-frames // block)
+    padded = np.zeros(blocks * block)
+    padded[:frames] = np.einsum("cf,cf->f", mix, mix) / mix.shape[0]
+    counts = np.full(blocks, block)
+    counts[-1] = frames - (blocks - 1) * block
+    level_db = 10.0 * np.log10(np.maximum(padded.reshape(blocks, block).sum(axis=1) / counts,
+                                          1e-12))  # fmt: skip
+    over = level_db - COMPRESSOR_THRESHOLD_DB
+    knee = COMPRESSOR_KNEE_DB
+    slope = 1.0 - 1.0 / COMPRESSOR_RATIO
+    target = np.where(over <= -knee / 2, 0.0,
+                      np.where(over >= knee / 2, -slope * over,
+                               -slope * (over + knee / 2) ** 2 / (2 * knee)))  # fmt: skip
+    block_seconds = block / sample_rate
+    attack = 1.0 - math.exp(-block_seconds / COMPRESSOR_ATTACK_SECONDS)
+    release = 1.0 - math.exp(-block_seconds / COMPRESSOR_RELEASE_SECONDS)
+    gain_db = np.empty(blocks)
+    current = 0.0
+    for _ in range(2):
+        for b, want in enumerate(target.tolist()):
+            current += (want - current) * (attack if want < current else release)
+            gain_db[b] = current
+    return _periodic_interp(10.0 ** (gain_db / 20.0), block, frames)
+
+
+def _limit(stems: np.ndarray, mix: np.ndarray, ceiling: float) -> np.ndarray | None:
+    """Scale planar mix (2, frames) and stems (parts, 2, frames) in place by a smooth
+    periodic gain so |mix| <= ceiling; returns the gain per frame, or None when none was
+    needed.
 
     The per-block gain is a circular minimum over neighbouring blocks, then a
     circular moving average no wider than that minimum, so the gain never exceeds
     what any sample needs; linear interpolation between block centres keeps it
-    smooth. Returns whether any gain was applied.
+    smooth.
     """
-    frames = mix.shape[0]
-    peak_per_frame = np.abs(mix).max(axis=1)
+    frames = mix.shape[-1]
+    peak_per_frame = np.abs(mix).max(axis=0)
     if frames == 0 or peak_per_frame.max() <= ceiling:
-        return False
+        return None
     need = np.minimum(1.0, (ceiling * 0.999) / np.maximum(peak_per_frame, 1e-12))
     block = LIMITER_BLOCK_FRAMES
     blocks = -(-frames // block)
@@ -189,11 +456,7 @@ def _limit(stems: np.ndarray, mix: np.ndarray, ceiling: float) -> bool:
         np.minimum(held, np.roll(block_need, shift), out=held)
         np.minimum(held, np.roll(block_need, -shift), out=held)
     smooth = sum(np.roll(held, shift) for shift in range(-width, width + 1)) / (2 * width + 1)
-    starts = np.arange(blocks) * block
-    centres = starts + (np.minimum(block, frames - starts) - 1) / 2.0
-    xp = np.concatenate(([centres[-1] - frames], centres, [centres[0] + frames]))
-    fp = np.concatenate(([smooth[-1]], smooth, [smooth[0]]))
-    gain = np.interp(np.arange(frames), xp, fp).astype(np.float32)
-    mix *= gain[:, None]
-    stems *= gain[None, :, None]
-    return True
+    gain = _periodic_interp(smooth, block, frames)
+    mix *= gain
+    stems *= gain
+    return gain

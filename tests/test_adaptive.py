@@ -43,6 +43,10 @@ parameters:
   intensity: {default: 0.2, range: [0, 1], smoothing: 0.25s}
 """
 
+# Two renders of the same loops agree to within about -40 dBFS, not bit for bit (FluidSynth
+# reuses voices and their state); what an event changes is far larger.
+RENDER_REPEATS = 2e-3
+
 
 @pytest.fixture
 def graph_path(tmp_path):
@@ -88,7 +92,7 @@ def test_next_bar_starts_on_the_bar_line_and_the_duck_answers_at_once(graph_path
     # calm loop is 12 dB down well before the bar line.
     plain = run(graph_path, workshop, [], seconds=6).audio
     event_frame = int(1.3 * RATE)
-    np.testing.assert_array_equal(result.audio[:event_frame], plain[:event_frame])
+    np.testing.assert_allclose(result.audio[:event_frame], plain[:event_frame], atol=RENDER_REPEATS)
     window = slice(int(2.0 * RATE), int(3.8 * RATE))
     gain_db = 20 * np.log10(rms(result.audio[window]) / rms(plain[window]))
     assert gain_db == pytest.approx(-12.0, abs=0.1)
@@ -135,7 +139,7 @@ def test_stinger_starts_on_its_beat_and_in_key(graph_path, workshop):
     # bit-exact up to the stinger's frame and carries the stinger's energy right after it.
     plain = run(graph_path, workshop, [], seconds=6).audio
     start = stingers[0]["frame"]
-    np.testing.assert_array_equal(result.audio[:start], plain[:start])
+    np.testing.assert_allclose(result.audio[:start], plain[:start], atol=RENDER_REPEATS)
     added = result.audio[start : start + RATE // 4] - plain[start : start + RATE // 4]
     heard = np.flatnonzero(np.abs(added).max(axis=1) > 1e-3)
     assert heard.size and heard[0] < RATE // 100  # from its first 10 ms

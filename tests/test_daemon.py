@@ -92,8 +92,10 @@ def start_daemon(tmp_path, env, *extra, graph=None):
         status = client.status(timeout=0.5)
         if status is None:
             continue
-        # Ready when audio flows: JACK may hold a new client for a moment after it joins.
-        if first is not None and status["frame"] > first:
+        # Ready when audio flows (JACK may hold a new client for a moment after it joins) and
+        # every state has a loop (the music starts with the first state's first loop).
+        pools_ready = all(n >= 1 for n in status["pools"].values())
+        if first is not None and status["frame"] > first and pools_ready:
             return proc, client, graph, tmp_path / f"daemon-{port}.log"
         first = status["frame"]
         time.sleep(0.1)
@@ -113,6 +115,13 @@ def stop(proc):
 def daemon(tmp_path_factory, jack_server):
     tmp = tmp_path_factory.mktemp("daemon")
     proc, client, graph, log = start_daemon(tmp, jack_server, "--no-model")
+    # These tests time transitions, not the start-up fill: wait for full pools.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = client.status(timeout=0.5)
+        if status and all(n >= 2 for n in status["pools"].values()):
+            break
+        time.sleep(0.1)
     client.send("/segue/subscribe", client.port)
     yield proc, client, graph, log
     stop(proc)
@@ -126,6 +135,8 @@ def test_status_has_the_documented_fields(daemon):
     assert status["state"] == "idle"
     assert status["sink"]["hostapi"] == "JACK Audio Connection Kit"
     assert set(status["pools"]) == {"idle", "explore", "combat", "victory", "defeat"}
+    assert status["synth"]["synth"].startswith("FluidSynth 2.")
+    assert status["synth"]["soundfont"].endswith((".sf2", ".sf3"))
 
 
 def test_event_changes_state_and_the_crossfade_starts_next_block(daemon):

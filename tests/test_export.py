@@ -32,6 +32,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "export" / "graph.yaml"
 HIT_PITCHES = (60, 64, 67)
 HIT_TICKS = 240  # of 480 per beat
 LSB_24 = 2.0**-23  # one step of 24-bit PCM, as soundfile reads it back
+# A render repeats to within about -40 dBFS, not bit for bit: FluidSynth reuses voices and
+# their state (measured up to 0.009); another loop differs by far more (0.1 and up).
+RENDER_REPEATS = 0.02
 
 
 def write_hit(path: Path) -> None:
@@ -189,10 +192,10 @@ def test_manifest_loudness_and_peak_match_the_audio(pool):
         assert clip["peak_dbfs"] <= -1.0 + 1e-6  # the synth's ceiling
         assert clip["clipped_samples"] == 0
         if clip["kind"] == "loop":
-            tiled = np.tile(audio, (2, 1))  # a 2 s loop: BS.1770 gates on 400 ms blocks
-            assert meter.integrated_loudness(tiled) == pytest.approx(
-                clip["loudness_lufs"], abs=0.05
-            )
+            tiled = np.tile(audio, (3, 1))  # played as a loop: blocks straddle the loop point
+            # pyloudnorm's K-weighting is its own design, Segue's meter is BS.1770's:
+            # they differ by up to 0.06 LU on these clips.
+            assert meter.integrated_loudness(tiled) == pytest.approx(clip["loudness_lufs"], abs=0.1)
 
 
 def test_stems_sum_to_the_mix(pool):
@@ -262,7 +265,7 @@ def test_export_holds_the_clips_the_daemon_plays_for_a_seed(graph_path, workshop
             assert played.loop.loop_id == clip["id"]
             audio, _ = soundfile.read(str(tmp_path / clip["wav"]), dtype="float32")
             assert audio.shape == played.mix.shape
-            assert np.abs(audio - played.mix).max() <= LSB_24  # only the 24-bit rounding
+            assert np.abs(audio - played.mix).max() <= RENDER_REPEATS
     # Stingers: what the conductor has rendered for each state, as it plays them.
     conductor = Conductor(graph, LoopPool(InlineMaker(workshop), depth=1, seed=11),
                           Mixer(max_block_frames=256))  # fmt: skip
@@ -272,7 +275,7 @@ def test_export_holds_the_clips_the_daemon_plays_for_a_seed(graph_path, workshop
         clip = next(c for c in manifest["clips"] if c.get("id") == f"stinger-hit-{state}")
         audio, _ = soundfile.read(str(tmp_path / clip["wav"]), dtype="float32")
         assert audio.shape == held.mix.shape
-        assert np.abs(audio - held.mix).max() <= LSB_24
+        assert np.abs(audio - held.mix).max() <= RENDER_REPEATS
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,20 @@ def test_good_graph_is_typed_and_frozen():
     assert spec.bars * 4 * 60 / 140 == pytest.approx(8, abs=1.0)
 
 
+def test_mix_at_the_top_in_defaults_and_per_state():
+    text = _bad("version: 1", "version: 1\nmix: {reverb: 0.5, chorus: 0.2}")
+    text = text.replace("tempo: 90,", "tempo: 90, mix: {reverb: 0.1},")
+    graph = parse_graph(text, "g.yaml")
+    idle, combat = graph.states["idle"].sends, graph.states["combat"].sends
+    assert (idle.reverb, idle.chorus) == (0.1, 0.2)  # the state's key wins, the rest inherits
+    assert (combat.reverb, combat.chorus) == (0.5, 0.2)
+    assert loop_spec(graph, "idle", 0).sends == idle
+    plain = parse_graph(GOOD, "g.yaml").states["idle"].sends
+    assert (plain.reverb, plain.chorus) == (0.3, 0.1)
+    text = GOOD.replace("loop_seconds: 8}", "loop_seconds: 8, mix: {chorus: 0}}")
+    assert parse_graph(text, "g.yaml").states["combat"].sends.chorus == 0.0
+
+
 def test_on_stays_a_string_key():
     """YAML 1.1 reads a bare `on` as True; designers write `on:` and mean the word."""
     graph = parse_graph(GOOD, "g.yaml")
@@ -85,6 +99,14 @@ BAD = [
     ("states: 3\n", 1, 9, ["states must be a mapping, got a number"]),
     (_bad("idle:   {", "idle:   {{"), 6, 3, ["YAML syntax"]),
     ("", 1, 1, ["empty"]),
+    (
+        _bad("version: 1", "version: 1\nmix: {reverb: 2}"),
+        2,
+        15,
+        ["mix reverb must be a number 0..1"],
+    ),
+    (_bad("tempo: 90,", "tempo: 90, mix: {echo: 0.2},"), 5, 41, ["unknown key 'echo' in mix"]),
+    (_bad("loop_seconds: 8}", "loop_seconds: 8, mix: wet}"), 3, 58, ["mix must be a mapping"]),
 ]
 
 

@@ -86,3 +86,15 @@ def test_nothing_found_says_how_to_fix(clean_env, tmp_path):
 def test_default_on_this_machine_is_a_real_soundfont(clean_env):
     path = find_soundfont()
     assert path.suffix in (".sf2", ".sf3") and path.stat().st_size > 1_000_000
+
+
+def test_missing_fluidsynth_library_names_the_debian_package(monkeypatch):
+    import ctypes.util
+
+    real = ctypes.util.find_library
+    monkeypatch.setattr(ctypes.util, "find_library",
+                        lambda name: None if name == "fluidsynth" else real(name))  # fmt: skip
+    with pytest.raises(SoundFontNotFound) as error:
+        find_soundfont()
+    message = str(error.value)
+    assert message == "the FluidSynth library is missing: apt-get install libfluidsynth3"
