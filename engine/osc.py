@@ -126,10 +126,18 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
     return None  # /segue/ping is answered in the receive thread
 
 
+class Double(float):
+    """A float sent as OSC's 64-bit `d` (python-osc sends a plain float as 32-bit `f`, whose
+    resolution at a clock reading of hours is milliseconds)."""
+
+
 def encode(address: str, *args) -> bytes:
     builder = OscMessageBuilder(address)
     for arg in args:
-        builder.add_arg(arg)
+        if isinstance(arg, Double):
+            builder.add_arg(float(arg), builder.ARG_TYPE_DOUBLE)
+        else:
+            builder.add_arg(arg)
     return builder.build().dgram
 
 
@@ -274,7 +282,7 @@ class OscServer:
                 continue
             if command is None:
                 ping_id = params[0] if params else 0
-                self.send(sender, "/segue/pong", ping_id, time.monotonic_ns() / 1e9)
+                self.send(sender, "/segue/pong", ping_id, Double(time.monotonic_ns() / 1e9))
                 continue
             if isinstance(command, cmd.Subscribe):
                 self._subscribe(command, sender)
