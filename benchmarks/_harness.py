@@ -193,8 +193,30 @@ def underrun_figures(ready: dict, final: dict, played: dict | None) -> dict:
     }
 
 
+# CI on a shared 2-core VM: the JACK dummy server logs about one xrun a minute in which the
+# device process's callback did not finish in its period (an open defect, README: Benchmarks).
+# SEGUE_TOLERATED_STALLS=N lets a run pass with at most N such stalls (each at most 16 blocks,
+# 85 ms), printed as TOLERATED; 0 (the default, and `segue bench`) tolerates none.
+TOLERATED_STALLS = int(os.environ.get("SEGUE_TOLERATED_STALLS", "0") or 0)
+STALL_BLOCKS = 16
+
+
+def tolerated(label: str, stalls: int, blocks: int) -> bool:
+    """Whether `stalls` gaps of `blocks` underrun blocks in all fit the tolerance (printed)."""
+    if stalls == 0 and blocks == 0:
+        return True
+    stalls = max(stalls, 1)
+    if stalls <= TOLERATED_STALLS and blocks <= STALL_BLOCKS * stalls:
+        print(f"TOLERATED: {label}: {stalls} stall(s), {blocks} underrun block(s) "
+              f"(SEGUE_TOLERATED_STALLS={TOLERATED_STALLS})", file=sys.stderr)  # fmt: skip
+        return True
+    return False
+
+
 def underrun_breaches(label: str, figures: dict) -> list[str]:
     out = []
+    if tolerated(label, figures["capture_gaps"], figures["status"]):
+        return out
     if figures["status"]:
         out.append(breach(f"{label}: {figures['status']} underrun(s) counted by the daemon"))
     if figures["capture_gaps"]:

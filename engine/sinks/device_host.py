@@ -18,6 +18,7 @@ the daemon would have to wait for it.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -78,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - PortAudio's errors become one line
         _say(error=f"cannot open the audio device: {exc}")
         return 2
+    # No cyclic garbage collection from here on: the callback makes a few small objects a
+    # block, which pass a full collection every ~20 s, and a full collection of this process
+    # (numpy, sounddevice) held the GIL past a JACK period (JACK logged an xrun: "client =
+    # PortAudio was not finished"). What the callback makes is freed by reference counts.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     _say(ok=True, device=info["name"], hostapi=hostapi, latency_s=latency_s)
     sys.stdin.buffer.read()  # until the daemon closes our stdin or goes away
     os._exit(0)  # no PortAudio terminate (see the module docstring)
