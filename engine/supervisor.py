@@ -109,7 +109,6 @@ class WorkerMaker:
     def __init__(self, soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
         remove_stale_clips()
         self._args = (str(soundfont), str(model) if model else None, use_model)
-        self._context = multiprocessing.get_context("spawn")
         self.counters = WorkerCounters()
         self.state = "starting"  # starting, ready, restarting
         self.generator = "?"

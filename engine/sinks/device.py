@@ -223,8 +223,6 @@ class DeviceSink(ShmSink):
                     self.events.append(("info", message))
                 elif now - self._tried_at > HOST_START_SECONDS:
                     self.state, next_try = "lost", now
-            elif self.state == "starting" and self._seen_reader:
-                self.state = "playing"
 
     def _lose(self, why: str) -> None:
         self.paced_from = (self._counters["frames_written"], time.monotonic_ns())
