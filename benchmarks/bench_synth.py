@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import breach, header, load_average, rss_kb, summary, write_result  # noqa: E402
 
-from engine.gm import instrument  # noqa: E402
-from engine.music import MOODS, LoopSpec, Meter  # noqa: E402
 from engine.rules import RuleGenerator  # noqa: E402
+from engine.score.gm import instrument  # noqa: E402
+from engine.score.music import MOODS, LoopSpec, Meter  # noqa: E402
 from engine.soundfont import find_soundfont  # noqa: E402
 
 RENDER_P99_BUDGET_MS = 80.0

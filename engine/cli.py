@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from engine import osc
-from engine.graph import GraphError, load_graph
+from engine.score.graph import GraphError, load_graph
 from engine.sinks.base import SinkError
 
 log = logging.getLogger("segue")

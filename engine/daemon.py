@@ -23,11 +23,11 @@ from pathlib import Path
 
 from engine import commands as cmd
 from engine.conductor import Conductor
-from engine.graph import Graph
 from engine.mixer import Mixer
-from engine.music import SAMPLE_RATE
 from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from engine.pool import LoopPool
+from engine.score.graph import Graph
+from engine.score.music import SAMPLE_RATE
 from engine.supervisor import WorkerMaker
 
 log = logging.getLogger("segue.daemon")

@@ -35,9 +35,9 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from engine.graph import Graph, GraphError, State, load_graph, loop_spec
-from engine.music import PITCH_NAMES, SAMPLE_RATE, Clip, Loop
 from engine.pool import loop_seed
+from engine.score.graph import Graph, GraphError, State, load_graph, loop_spec
+from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, Loop
 from engine.synth import CHANNELS
 
 log = logging.getLogger("segue.export")

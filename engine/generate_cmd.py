@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mido
 
-from engine.music import PARTS, Loop
+from engine.score.music import PARTS, Loop
 
 log = logging.getLogger("segue")
 
@@ -137,7 +137,7 @@ def _generators(model_path: Path | None):
 
 def run(args: argparse.Namespace) -> int:
     from engine.generator import ModelError
-    from engine.graph import GraphError, load_graph, loop_spec
+    from engine.score.graph import GraphError, load_graph, loop_spec
 
     try:
         graph = load_graph(args.graph)

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from engine.motif import material
-from engine.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
+from engine.score.motif import material
+from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 from engine.tokens import (
     BAR,
     DV0,
@@ -196,7 +196,7 @@ def sustain_pad(notes: list[Note], loop_beats: float) -> list[Note]:
 class _Development:
     """The motif prior: after its statement, the motif's part leans toward the motif's
     intervals (and their inversions) from its previous note, and toward its pitch classes
-    (`engine.motif.material`)."""
+    (`engine.score.motif.material`)."""
 
     __slots__ = ("part", "after_step", "intervals", "pitches", "interval_bias", "_rows")
 
@@ -454,7 +454,7 @@ class ModelGenerator:
 
     def generate(self, spec: LoopSpec):
         """A new loop for `spec`; raises ModelError if the model cannot write one."""
-        from engine.music import Loop
+        from engine.score.music import Loop
 
         try:
             _, grammar = self._write(spec)

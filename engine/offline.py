@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from engine import commands as cmd
-from engine import yamlmarks
 from engine.conductor import Conductor
-from engine.graph import load_graph
 from engine.mixer import Mixer
-from engine.music import SAMPLE_RATE
 from engine.pool import InlineMaker, LoopPool, Workshop
+from engine.score import yamlmarks
+from engine.score.graph import load_graph
+from engine.score.music import SAMPLE_RATE
 from engine.timeline import Timeline
 
 

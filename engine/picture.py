@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.music import SAMPLE_RATE
+from engine.score.music import SAMPLE_RATE
 
 _COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3",
             "#8C8C8C", "#CCB974", "#64B5CD")  # fmt: skip

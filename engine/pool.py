@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.graph import Graph, loop_spec
-from engine.music import Clip, Loop, LoopSpec, Note
+from engine.score.graph import Graph, loop_spec
+from engine.score.music import Clip, Loop, LoopSpec, Note
 
 log = logging.getLogger("segue.pool")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.music import MOODS, Loop, LoopSpec, Meter, Note, scale_of
+from engine.score.music import MOODS, Loop, LoopSpec, Meter, Note, scale_of
 
 GRID_BEATS = 0.25  # sixteenth notes
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from engine._sosfilt import sosfilt_2d
 from engine.loudness import integrated_lufs, k_weighting, weighted
-from engine.music import SAMPLE_RATE, Clip, Loop, Note, Sends
+from engine.score.music import SAMPLE_RATE, Clip, Loop, Note, Sends
 
 log = logging.getLogger(__name__)
 

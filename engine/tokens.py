@@ -6,7 +6,7 @@ A loop is written as
     BAR  [POS_p  INST_part  (PITCH  DV)+ ...]*   BAR ...   EOS
 
 - Time is a 16th-note grid: `POS_p` is the onset inside the bar (quarter beat = 4 steps).
-- `INST_part` names one of `engine.music.PARTS`; notes of one part at one position follow it
+- `INST_part` names one of `engine.score.music.PARTS`; notes of one part at one position follow it
   in ascending pitch order, so every set of notes has exactly one spelling.
 - Melodic pitches are key-relative: `NOTE_r` means MIDI pitch `r + tonic` (tonic a pitch
   class 0..11), so the model never has to learn twelve copies of each key. Drums are
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.music import DENSITIES, MODES, PARTS, QUADRANTS, Meter, Note
+from engine.score.music import DENSITIES, MODES, PARTS, QUADRANTS, Meter, Note
 
 STEPS_PER_BEAT = 4  # 16th-note grid
 MAX_BAR_STEPS = 32  # longest bar: 8 quarter beats

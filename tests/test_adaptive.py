@@ -9,8 +9,8 @@ import pytest
 
 from engine import commands as cmd
 from engine.conductor import _beat_frames
-from engine.graph import load_graph
 from engine.offline import ScriptItem, render
+from engine.score.graph import load_graph
 from tests.conftest import GAME, RecordingMixer
 
 RATE = 48000
@@ -291,7 +291,7 @@ def test_shipped_graph_uses_every_feature():
 
 
 def test_graph_errors_for_adaptive_rules(tmp_path):
-    from engine.graph import GraphError, parse_graph
+    from engine.score.graph import GraphError, parse_graph
 
     cases = [
         ("  - {from: calm, when: loudness > 3, to: fight}", "unknown parameter 'loudness'"),

@@ -22,9 +22,9 @@ import soundfile
 
 from engine import export
 from engine.conductor import Conductor
-from engine.graph import load_graph
 from engine.mixer import Mixer
 from engine.pool import InlineMaker, LoopPool
+from engine.score.graph import load_graph
 from engine.soundfont import find_soundfont
 
 FIXTURE = Path(__file__).parent / "fixtures" / "export" / "graph.yaml"

@@ -20,9 +20,9 @@ from engine.generator import (
     default_model_path,
     sustain_pad,
 )
-from engine.graph import load_graph, loop_spec
-from engine.motif import development
-from engine.music import PARTS, Instrument, LoopSpec, Meter, Note
+from engine.score.graph import load_graph, loop_spec
+from engine.score.motif import development
+from engine.score.music import PARTS, Instrument, LoopSpec, Meter, Note
 
 PROGRAMS = {"bass": 33, "pad": 48, "lead": 73}
 

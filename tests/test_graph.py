@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from engine.graph import GraphError, load_graph, loop_spec, parse_graph
+from engine.score.graph import GraphError, load_graph, loop_spec, parse_graph
 
 GOOD = """\
 version: 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.graph import GraphError, load_graph
+from engine.score.graph import GraphError, load_graph
 
 GOOD = (
     b"version: 1\n"

@@ -1,11 +1,11 @@
-"""engine.motif's measures of a melody: its top line, and how much of a motif it keeps."""
+"""engine.score.motif's measures of a melody: its top line, and how much of a motif it keeps."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.motif import development, top_line
-from engine.music import Note
+from engine.score.motif import development, top_line
+from engine.score.music import Note
 
 
 def lead(*pitches_at: tuple[int, float]) -> list[Note]:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from engine.conductor import _beat_frames
-from engine.graph import load_graph
 from engine.mixer import Mixer
 from engine.offline import ScriptError, load_script, render
+from engine.score.graph import load_graph
 from tests.conftest import GAME, REPO, RecordingMixer
 
 SESSION = REPO / "examples" / "session.yaml"
@@ -129,7 +129,7 @@ def test_no_clicks_every_plan_change_is_continuous(
 
 
 def test_states_sound_measurably_different(workshop):
-    from engine.graph import loop_spec
+    from engine.score.graph import loop_spec
 
     graph = load_graph(GAME)
     features = {}

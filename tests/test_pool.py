@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.graph import load_graph, loop_spec
-from engine.music import Clip
 from engine.pool import (
     _CLIP_PREFIX,
     _SHM_DIR,
@@ -17,6 +15,8 @@ from engine.pool import (
     loop_seed,
     remove_stale_clips,
 )
+from engine.score.graph import load_graph, loop_spec
+from engine.score.music import Clip
 from tests.conftest import GAME
 
 

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from engine.gm import instrument
-from engine.music import DENSITIES, MODES, MOODS, PARTS, LoopSpec, Meter, Note, scale_of
 from engine.rules import RuleGenerator
+from engine.score.gm import instrument
+from engine.score.music import DENSITIES, MODES, MOODS, PARTS, LoopSpec, Meter, Note, scale_of
 
 GENERATOR = RuleGenerator()
 ALL_PARTS = (

@@ -8,9 +8,9 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from engine.gm import instrument
-from engine.music import SAMPLE_RATE, Instrument, Loop, LoopSpec, Meter, Note, Sends
 from engine.rules import RuleGenerator
+from engine.score.gm import instrument
+from engine.score.music import SAMPLE_RATE, Instrument, Loop, LoopSpec, Meter, Note, Sends
 from engine.soundfont import find_soundfont
 from engine.synth import PEAK_CEILING, TARGET_LUFS, Synth
 
@@ -199,7 +199,7 @@ def test_reverb_tail_is_folded_onto_the_loop_start(synth):
 
 
 def test_states_loops_and_stingers_sit_within_3_lu(synth):
-    from engine.graph import load_graph, loop_spec
+    from engine.score.graph import load_graph, loop_spec
     from tests.conftest import GAME
 
     graph = load_graph(GAME)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.music import PARTS, Note
+from engine.score.music import PARTS, Note
 from engine.tokens import (
     BAR,
     DV0,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.generator import ModelGenerator
-from engine.music import Instrument, LoopSpec, Meter
+from engine.score.music import Instrument, LoopSpec, Meter
 from engine.tokens import PREFIX_LEN, VOCAB, decode
 from engine.train import controls as ctl
 from engine.train.data import Dataset, assign_parts, build, split_of
@@ -66,7 +66,7 @@ def test_split_is_by_piece_and_stable() -> None:
     ],
 )
 def test_key_finding(pitches: list[int], key: tuple[int, str]) -> None:
-    from engine.music import Note
+    from engine.score.music import Note
 
     notes = [
         Note("lead", p, i * 0.5, 0.5 if p % 12 != key[0] else 2.0, 80)

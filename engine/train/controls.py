@@ -13,7 +13,7 @@ The same functions label the training windows and measure generated loops in eva
 - valence: +1 when (+1 for major, -1 for minor) + (mean melodic pitch − 64) / 12 >= 0, else -1
   (major is pleasant; a very low register darkens a major piece, a very high one lightens a
   minor one).
-- mood quadrant: engine.music.QUADRANTS[(valence, arousal)].
+- mood quadrant: engine.score.music.QUADRANTS[(valence, arousal)].
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.music import MAJOR_SCALE, MINOR_SCALE, QUADRANTS, Note
+from engine.score.music import MAJOR_SCALE, MINOR_SCALE, QUADRANTS, Note
 
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

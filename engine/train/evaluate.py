@@ -29,7 +29,16 @@ from engine.generator import (
     default_model_path,
     manifest_path,
 )
-from engine.music import DENSITIES, MODES, MOODS, PARTS, QUADRANTS, Instrument, LoopSpec, Meter
+from engine.score.music import (
+    DENSITIES,
+    MODES,
+    MOODS,
+    PARTS,
+    QUADRANTS,
+    Instrument,
+    LoopSpec,
+    Meter,
+)
 from engine.tokens import PREFIX_LEN, TokenError, bar_steps, decode
 from engine.train import controls as ctl
 from engine.train.data import WINDOW_BARS, Dataset
@@ -248,8 +257,8 @@ def real_metrics(seqs: list[np.ndarray]) -> dict:
 
 def motif_metrics(generator: ModelGenerator, specs: list[LoopSpec], path: Path) -> dict:
     """How much of the example motif's material the lead keeps after stating it
-    (`engine.motif.development`), beside the same specs written without the motif."""
-    from engine.motif import development, read_motif
+    (`engine.score.motif.development`), beside the same specs written without the motif."""
+    from engine.score.motif import development, read_motif
 
     keys = ("pc_primed", "pc_free", "iv_primed", "iv_free")
     shares: dict[str, list[float]] = {k: [] for k in keys}

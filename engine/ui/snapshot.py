@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from engine.graph import Graph
-from engine.music import PARTS, PITCH_NAMES, SAMPLE_RATE
+from engine.score.graph import Graph
+from engine.score.music import PARTS, PITCH_NAMES, SAMPLE_RATE
 
 SCAN_ENTRIES = 400  # timeline entries a first push looks back at
 MAX_WAITING = 200

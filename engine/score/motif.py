@@ -10,7 +10,7 @@ from pathlib import Path
 
 import mido
 
-from engine.music import PITCH_NAMES, Note
+from engine.score.music import PITCH_NAMES, Note
 
 MAX_MOTIF_BEATS = 16.0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.music import Instrument
+from engine.score.music import Instrument
 
 # GM Level 1 programs 0..127, in order.
 PROGRAMS: tuple[str, ...] = (

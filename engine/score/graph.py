@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from engine import gm, yamlmarks
-from engine.music import (
+from engine.score import gm, yamlmarks
+from engine.score.music import (
     DENSITIES,
     MODES,
     MOODS,
@@ -23,7 +23,7 @@ from engine.music import (
     Note,
     Sends,
 )
-from engine.yamlmarks import Mark, Marked, MarkedList
+from engine.score.yamlmarks import Mark, Marked, MarkedList
 
 EXITS = ("immediate", "next_beat", "next_bar", "loop_end")
 ENTRIES = ("start", "same_position", "same_beat")
@@ -506,7 +506,7 @@ class _Validator:
         return Meter(int(match.group(1)), int(match.group(2)))
 
     def motif(self, value, mark: Mark, tonic: int) -> tuple[Note, ...]:
-        from engine.motif import MotifError, read_motif
+        from engine.score.motif import MotifError, read_motif
 
         if not isinstance(value, str):
             self.fail(mark, f"motif must be a path to a .mid file, got {value!r}")
@@ -630,7 +630,7 @@ class _Validator:
         return duck_db, stinger
 
     def stingers(self, doc, top: Marked) -> dict[str, Stinger]:
-        from engine.motif import MotifError, read_motif
+        from engine.score.motif import MotifError, read_motif
 
         doc = self.mapping(doc, top.value_mark("stingers"), "stingers")
         out = {}
