@@ -56,8 +56,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python benchmarks/shm_host.py` from anywhere finds the engine
     sys.path.insert(0, str(REPO))
 
-from engine import ring  # noqa: E402
-from engine.ring import RingError, RingReader  # noqa: E402
+from engine.audio import ring  # noqa: E402
+from engine.audio.ring import RingError, RingReader  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shm_host.json"
 SAMPLE_RATE = 48000

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from engine import osc
+from engine.audio.sinks.base import SinkError
 from engine.score.graph import GraphError, load_graph
-from engine.sinks.base import SinkError
 
 log = logging.getLogger("segue")
 
@@ -45,7 +45,7 @@ def _graph(path):
 
 def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     """The sink for --output; no device falls back to a WAV file, in one line."""
-    from engine.sinks.paced import NullSink, WavSink
+    from engine.audio.sinks.paced import NullSink, WavSink
 
     if output == "null":
         return NullSink(block_frames)
@@ -54,7 +54,7 @@ def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     if output.startswith("shm:"):
         from urllib.parse import parse_qs
 
-        from engine.sinks.shm import ShmSink
+        from engine.audio.sinks.shm import ShmSink
 
         name, _, query = output[4:].partition("?")
         options = {k: v[-1] for k, v in parse_qs(query).items()}
@@ -71,8 +71,8 @@ def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     if output != "device":
         raise SystemExit(f"segue: unknown output {output!r}; expected device, wav:PATH, null "
                          "or shm:NAME")  # fmt: skip
-    from engine.sinks.device import DeviceSink
-    from engine.sinks.direct import DirectDeviceSink
+    from engine.audio.sinks.device import DeviceSink
+    from engine.audio.sinks.direct import DirectDeviceSink
 
     try:
         if buffer_blocks <= 0:
@@ -247,7 +247,7 @@ def cmd_send(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from engine.sinks.device import list_devices
+    from engine.audio.sinks.device import list_devices
 
     try:
         devices = list_devices()

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import commands as cmd
+from engine.audio.mixer import Mixer
 from engine.conductor import Conductor
-from engine.mixer import Mixer
 from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from engine.pool import LoopPool
 from engine.score.graph import Graph

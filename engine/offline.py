@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from engine import commands as cmd
+from engine.audio.mixer import Mixer
 from engine.conductor import Conductor
-from engine.mixer import Mixer
 from engine.pool import InlineMaker, LoopPool, Workshop
 from engine.score import yamlmarks
 from engine.score.graph import load_graph

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.mixer import Mixer, MixPlan
+from engine.audio.mixer import Mixer, MixPlan
 
 REPO = Path(__file__).resolve().parent.parent
 GAME = REPO / "statemachines" / "game.yaml"

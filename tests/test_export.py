@@ -21,8 +21,8 @@ import pytest
 import soundfile
 
 from engine import export
+from engine.audio.mixer import Mixer
 from engine.conductor import Conductor
-from engine.mixer import Mixer
 from engine.pool import InlineMaker, LoopPool
 from engine.score.graph import load_graph
 from engine.soundfont import find_soundfont

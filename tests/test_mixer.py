@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from engine.mixer import EQUAL_POWER, LINEAR, S_CURVE, Layer, Mixer, MixPlan
+from engine.audio.mixer import EQUAL_POWER, LINEAR, S_CURVE, Layer, Mixer, MixPlan
 
 RATE = 48_000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.audio.mixer import Mixer
 from engine.conductor import _beat_frames
-from engine.mixer import Mixer
 from engine.offline import ScriptError, load_script, render
 from engine.score.graph import load_graph
 from tests.conftest import GAME, REPO, RecordingMixer

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import ring
-from engine.ring import RingError, RingReader, RingWriter
+from engine.audio import ring
+from engine.audio.ring import RingError, RingReader, RingWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER_DIR = ROOT / "engine" / "data"

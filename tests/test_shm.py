@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import ring
-from engine.ring import RingReader
-from engine.sinks.base import SinkError
-from engine.sinks.shm import ShmSink
+from engine.audio import ring
+from engine.audio.ring import RingReader
+from engine.audio.sinks.base import SinkError
+from engine.audio.sinks.shm import ShmSink
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_RATE = 48000

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.sinks.base import Pull, Sink, SinkError
+from engine.audio.sinks.base import Pull, Sink, SinkError
 
 REALTIME_PRIORITY = 10
 

@@ -11,9 +11,9 @@ import os
 import threading
 import time
 
-from engine.sinks.base import Pull, Sink, SinkError
-from engine.sinks.device import find_device, sounddevice
-from engine.sinks.timing import BlockTimer
+from engine.audio.sinks.base import Pull, Sink, SinkError
+from engine.audio.sinks.device import find_device, sounddevice
+from engine.audio.sinks.timing import BlockTimer
 
 
 class DirectDeviceSink(Sink):

@@ -1,7 +1,7 @@
 """The sound card (or JACK), supervised: PortAudio runs in a process of its own.
 
 `DeviceSink` renders into a private shared-memory ring (the `ShmSink` protocol, clocked by
-its reader) and starts `engine.sinks.device_host`, which plays that ring from PortAudio's
+its reader) and starts `engine.audio.sinks.device_host`, which plays that ring from PortAudio's
 callback. So:
 - **underruns are counted where they happen**: the host's callback found the ring short (the
   ring header's `underruns`), independent of PortAudio's flags;
@@ -23,8 +23,8 @@ import sys
 import threading
 import time
 
-from engine.sinks.base import Pull, SinkError
-from engine.sinks.shm import ShmSink
+from engine.audio.sinks.base import Pull, SinkError
+from engine.audio.sinks.shm import ShmSink
 
 log = logging.getLogger("segue.device")
 
@@ -126,7 +126,7 @@ class DeviceSink(ShmSink):
     # -- the host process ----------------------------------------------------------------
 
     def _start_host(self, wait: bool) -> dict:
-        command = [sys.executable, "-m", "engine.sinks.device_host", "--ring", self.segment,
+        command = [sys.executable, "-m", "engine.audio.sinks.device_host", "--ring", self.segment,
                    "--blocksize", str(self.block_frames), "--rate", str(self.sample_rate),
                    "--priority", str(self.realtime_priority)]  # fmt: skip
         if self.device_spec is not None:

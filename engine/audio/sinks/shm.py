@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from engine.ring import RingError, RingWriter, check_name
-from engine.sinks.base import Pull, Sink, SinkError
-from engine.sinks.timing import BlockTimer
+from engine.audio.ring import RingError, RingWriter, check_name
+from engine.audio.sinks.base import Pull, Sink, SinkError
+from engine.audio.sinks.timing import BlockTimer
 
 CHANNELS = 2
 

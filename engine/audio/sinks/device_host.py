@@ -1,6 +1,6 @@
 """The sound card's side of the device sink: a small process that plays Segue's ring.
 
-`python -m engine.sinks.device_host --ring NAME [--device SPEC] --blocksize N --rate R`
+`python -m engine.audio.sinks.device_host --ring NAME [--device SPEC] --blocksize N --rate R`
 
 PortAudio lives here, not in the daemon: its callback copies one block from the shared-memory
 ring (engine/ring.py) and nothing else, in a process with no other Python thread to take its
@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priority", type=int, default=10)
     args = parser.parse_args(argv)
 
-    from engine.ring import RingError, RingReader
-    from engine.sinks.base import SinkError
-    from engine.sinks.device import find_device, sounddevice
+    from engine.audio.ring import RingError, RingReader
+    from engine.audio.sinks.base import SinkError
+    from engine.audio.sinks.device import find_device, sounddevice
 
     try:
         sd = sounddevice()
