@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import breach, header, load_average, write_result  # noqa: E402
 
-from engine.generator import ModelGenerator  # noqa: E402
+from engine.making.model import ModelGenerator  # noqa: E402
 from engine.score.music import PARTS, QUADRANTS, Instrument, LoopSpec, Meter  # noqa: E402
 
 PROGRAMS = {"bass": 33, "pad": 48, "lead": 73}

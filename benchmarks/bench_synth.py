@@ -3,7 +3,7 @@
     python benchmarks/bench_synth.py [--loops 40] [--soundfont PATH]
 
 Renders rule-generated 8-second loops (drums, bass, pad, lead; 120 BPM, medium density;
-reverb 0.3 and chorus 0.1, the graph defaults) with `engine.synth.Synth` on one pinned core,
+reverb 0.3 and chorus 0.1, the graph defaults) with `engine.making.synth.Synth` on one pinned core,
 the whole path: synthesis, the wet bus shared into stems, part balance, compressor, limiter.
 Reports the SoundFont's load time, the process's RSS before and after, render time per loop
 (CPU time of the rendering thread, and wall time: this machine is shared, and wall time counts
@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import breach, header, load_average, rss_kb, summary, write_result  # noqa: E402
 
-from engine.rules import RuleGenerator  # noqa: E402
+from engine.making.rules import RuleGenerator  # noqa: E402
+from engine.making.soundfont import find_soundfont  # noqa: E402
 from engine.score.gm import instrument  # noqa: E402
 from engine.score.music import MOODS, LoopSpec, Meter  # noqa: E402
-from engine.soundfont import find_soundfont  # noqa: E402
 
 RENDER_P99_BUDGET_MS = 80.0
 INSTRUMENTS = (("drums", "standard"), ("bass", "electric_bass"), ("pad", "strings"),
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     result = header("synth", settings)
     rss_before = rss_kb(os.getpid())
     start = time.perf_counter()
-    from engine.synth import Synth
+    from engine.making.synth import Synth
 
     synth = Synth(path)
     load_s = time.perf_counter() - start

@@ -49,9 +49,9 @@ from _harness import (  # noqa: E402
     write_result,
 )
 
-from engine.pool import Workshop  # noqa: E402
+from engine.making.pool import Workshop  # noqa: E402
+from engine.making.soundfont import find_soundfont  # noqa: E402
 from engine.score.graph import load_graph, loop_spec  # noqa: E402
-from engine.soundfont import find_soundfont  # noqa: E402
 
 GRAPH = REPO / "statemachines" / "game.yaml"
 

@@ -437,9 +437,9 @@ def _run(args, workdir, graph, binary, prefix, segment, report, info, daemons, c
                  f"{c_left_s:.1f} s of daemon 3 before C ended")  # fmt: skip
 
     # 4. the offline render the live audio must equal.
+    from engine.making.pool import Workshop
+    from engine.making.soundfont import find_soundfont
     from engine.offline import render
-    from engine.pool import Workshop
-    from engine.soundfont import find_soundfont
 
     end_c = res_c["end_read_index"]
     need = max(w1, w2 - w1, end_c - w2) + BLOCK_FRAMES

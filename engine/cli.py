@@ -28,7 +28,7 @@ def default_path(relative: str) -> Path:
 
 
 def _soundfont(explicit):
-    from engine.soundfont import SoundFontNotFound, find_soundfont
+    from engine.making.soundfont import SoundFontNotFound, find_soundfont
 
     try:
         return find_soundfont(explicit)
@@ -94,7 +94,7 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_run(args) -> int:
-    from engine.supervisor import prestart_worker
+    from engine.making.supervisor import prestart_worker
 
     soundfont = _soundfont(args.soundfont)
     # The loop worker loads the model and SoundFont while this process starts the rest.
@@ -165,8 +165,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from engine.making.pool import Workshop
     from engine.offline import ScriptError, load_script, render
-    from engine.pool import Workshop
 
     _graph(args.graph)
     try:

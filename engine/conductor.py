@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from engine import commands as cmd
 from engine.audio.mixer import CURVES, EQUAL_POWER, Layer, Mixer, MixPlan
-from engine.pool import LoopPool
+from engine.making.pool import LoopPool
 from engine.score.graph import Duration, Graph, GraphError, State, Transition, load_graph, loop_spec
 from engine.score.music import PARTS, SAMPLE_RATE, Clip
 from engine.timeline import Timeline

@@ -24,11 +24,11 @@ from pathlib import Path
 from engine import commands as cmd
 from engine.audio.mixer import Mixer
 from engine.conductor import Conductor
+from engine.making.pool import LoopPool
+from engine.making.supervisor import WorkerMaker
 from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
-from engine.pool import LoopPool
 from engine.score.graph import Graph
 from engine.score.music import SAMPLE_RATE
-from engine.supervisor import WorkerMaker
 
 log = logging.getLogger("segue.daemon")
 

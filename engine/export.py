@@ -35,10 +35,10 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from engine.pool import loop_seed
+from engine.making.pool import loop_seed
+from engine.making.synth import CHANNELS
 from engine.score.graph import Graph, GraphError, State, load_graph, loop_spec
 from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, Loop
-from engine.synth import CHANNELS
 
 log = logging.getLogger("segue.export")
 
@@ -345,8 +345,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.pool import Workshop
-    from engine.soundfont import SoundFontNotFound, find_soundfont
+    from engine.making.pool import Workshop
+    from engine.making.soundfont import SoundFontNotFound, find_soundfont
 
     try:
         graph = load_graph(args.graph)

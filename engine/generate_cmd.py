@@ -124,8 +124,8 @@ def piano_roll(loop: Loop, path: Path) -> None:
 
 def _generators(model_path: Path | None):
     """The model generator, or the rules when the model cannot be loaded (said in one line)."""
-    from engine.generator import ModelError, ModelGenerator
-    from engine.rules import RuleGenerator
+    from engine.making.model import ModelError, ModelGenerator
+    from engine.making.rules import RuleGenerator
 
     rules = RuleGenerator()
     try:
@@ -136,7 +136,7 @@ def _generators(model_path: Path | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.generator import ModelError
+    from engine.making.model import ModelError
     from engine.score.graph import GraphError, load_graph, loop_spec
 
     try:
@@ -152,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     synth = None
     if args.render:
-        from engine.soundfont import SoundFontNotFound, find_soundfont
-        from engine.synth import Synth
+        from engine.making.soundfont import SoundFontNotFound, find_soundfont
+        from engine.making.synth import Synth
 
         try:
             synth = Synth(find_soundfont(args.soundfont))
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         if synth is not None:
             import soundfile
 
-            from engine.pool import compact
+            from engine.making.pool import compact
 
             clip = compact(synth.render(loop))  # the samples the daemon and export play
             soundfile.write(str(stem.with_suffix(".wav")), clip.mix, synth.sample_rate)

@@ -15,7 +15,7 @@ import numpy as np
 from engine import commands as cmd
 from engine.audio.mixer import Mixer
 from engine.conductor import Conductor
-from engine.pool import InlineMaker, LoopPool, Workshop
+from engine.making.pool import InlineMaker, LoopPool, Workshop
 from engine.score import yamlmarks
 from engine.score.graph import load_graph
 from engine.score.music import SAMPLE_RATE

@@ -23,9 +23,9 @@ import soundfile
 from engine import export
 from engine.audio.mixer import Mixer
 from engine.conductor import Conductor
-from engine.pool import InlineMaker, LoopPool
+from engine.making.pool import InlineMaker, LoopPool
+from engine.making.soundfont import find_soundfont
 from engine.score.graph import load_graph
-from engine.soundfont import find_soundfont
 
 FIXTURE = Path(__file__).parent / "fixtures" / "export" / "graph.yaml"
 # The stinger, written in C: a C major triad, an eighth note long.
@@ -76,7 +76,7 @@ def pool(graph_path, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def export_soundfont() -> Path:
-    from engine.soundfont import _pretty_midi_soundfont
+    from engine.making.soundfont import _pretty_midi_soundfont
 
     path = _pretty_midi_soundfont()
     return path if path is not None else find_soundfont(None)

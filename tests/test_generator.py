@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.generator import (
+from engine.making.model import (
     ModelError,
     ModelGenerator,
     Sampling,
@@ -250,7 +250,7 @@ def test_requested_parts_keep_playing(model: ModelGenerator) -> None:
 
 def test_daemon_path_imports_neither_torch_nor_music21() -> None:
     code = (
-        "import sys, engine.generator, engine.tokens, engine.generate_cmd; "
+        "import sys, engine.making.model, engine.making.tokens, engine.generate_cmd; "
         "print(sorted(m for m in ('torch', 'music21') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -264,7 +264,7 @@ def test_generator_is_the_only_importer_of_onnxruntime() -> None:
         for p in engine.rglob("*.py")
         if "import onnxruntime" in p.read_text() or "from onnxruntime" in p.read_text()
     }
-    assert {p for p in importers if not p.startswith("train/")} == {"generator.py"}
+    assert {p for p in importers if not p.startswith("train/")} == {"making/model.py"}
 
 
 def test_density_requests_order_the_loops(model: ModelGenerator) -> None:

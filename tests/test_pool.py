@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.pool import (
+from engine.making.pool import (
     _CLIP_PREFIX,
     _SHM_DIR,
     InlineMaker,

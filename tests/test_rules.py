@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from engine.rules import RuleGenerator
+from engine.making.rules import RuleGenerator
 from engine.score.gm import instrument
 from engine.score.music import DENSITIES, MODES, MOODS, PARTS, LoopSpec, Meter, Note, scale_of
 

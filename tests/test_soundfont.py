@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import soundfont
-from engine.soundfont import ENV_VAR, SoundFontNotFound, find_soundfont
+from engine.making import soundfont
+from engine.making.soundfont import ENV_VAR, SoundFontNotFound, find_soundfont
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from engine.rules import RuleGenerator
+from engine.making.rules import RuleGenerator
+from engine.making.soundfont import find_soundfont
+from engine.making.synth import PEAK_CEILING, TARGET_LUFS, Synth
 from engine.score.gm import instrument
 from engine.score.music import SAMPLE_RATE, Instrument, Loop, LoopSpec, Meter, Note, Sends
-from engine.soundfont import find_soundfont
-from engine.synth import PEAK_CEILING, TARGET_LUFS, Synth
 
 ALL_PARTS = (
     ("drums", "standard"),

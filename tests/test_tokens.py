@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.score.music import PARTS, Note
-from engine.tokens import (
+from engine.making.tokens import (
     BAR,
     DV0,
     EOS,
@@ -25,6 +24,7 @@ from engine.tokens import (
     prefix_tokens,
     tempo_bucket,
 )
+from engine.score.music import PARTS, Note
 
 CONTROLS = Controls("tense", "minor", "fast", "high", "4/4", ("drums", "bass", "lead"))
 
@@ -54,7 +54,7 @@ def test_bar_steps(meter: str, steps: int) -> None:
     ("steps", "token_steps"), [(1, 1), (2, 2), (5, 6), (7, 8), (16, 16), (40, 32)]
 )
 def test_duration_rounds_to_nearest_token(steps: float, token_steps: int) -> None:
-    from engine.tokens import DURATION_STEPS
+    from engine.making.tokens import DURATION_STEPS
 
     assert DURATION_STEPS[duration_index(steps)] == token_steps
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.generator import ModelGenerator
+from engine.making.model import ModelGenerator
+from engine.making.tokens import PREFIX_LEN, VOCAB, decode
 from engine.score.music import Instrument, LoopSpec, Meter
-from engine.tokens import PREFIX_LEN, VOCAB, decode
 from engine.train import controls as ctl
 from engine.train.data import Dataset, assign_parts, build, split_of
 from engine.train.wad import WadError, midi_lumps

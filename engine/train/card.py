@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.generator import BAR_TOKENS_PER_STEP, MAX_CHORD_NOTES, THIN_BIAS
+from engine.making.model import BAR_TOKENS_PER_STEP, MAX_CHORD_NOTES, THIN_BIAS
 
 
 def _pct(x) -> str:

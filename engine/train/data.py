@@ -29,8 +29,8 @@ import mido
 import numpy as np
 from tqdm import tqdm
 
+from engine.making.tokens import METERS, PREFIX_LEN, Controls, encode, tempo_bucket
 from engine.score.music import PARTS, Note
-from engine.tokens import METERS, PREFIX_LEN, Controls, encode, tempo_bucket
 from engine.train import controls as ctl
 from engine.train.wad import midi_lumps
 

@@ -22,13 +22,14 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from engine.generator import (
+from engine.making.model import (
     ModelError,
     ModelGenerator,
     Sampling,
     default_model_path,
     manifest_path,
 )
+from engine.making.tokens import PREFIX_LEN, TokenError, bar_steps, decode
 from engine.score.music import (
     DENSITIES,
     MODES,
@@ -39,7 +40,6 @@ from engine.score.music import (
     LoopSpec,
     Meter,
 )
-from engine.tokens import PREFIX_LEN, TokenError, bar_steps, decode
 from engine.train import controls as ctl
 from engine.train.data import WINDOW_BARS, Dataset
 

@@ -28,8 +28,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from engine.making.tokens import METERS, PREFIX_LEN, TEMPO_EDGES_BPM, TEMPOS, VOCAB
 from engine.score.music import DENSITIES, MODES, PARTS, QUADRANTS
-from engine.tokens import METERS, PREFIX_LEN, TEMPO_EDGES_BPM, TEMPOS, VOCAB
 from engine.train.data import DATA_DIR
 from engine.train.model import SegueGRU
 

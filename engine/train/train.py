@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from engine.tokens import PAD, PREFIX_LEN, VOCAB
+from engine.making.tokens import PAD, PREFIX_LEN, VOCAB
 from engine.train.data import DATA_DIR, Dataset
 from engine.train.model import ModelConfig, SegueGRU
 

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine._sosfilt import sosfilt_2d
-from engine.loudness import integrated_lufs, k_weighting, weighted
+from engine.making._sosfilt import sosfilt_2d
+from engine.making.loudness import integrated_lufs, k_weighting, weighted
 from engine.score.music import SAMPLE_RATE, Clip, Loop, Note, Sends
 
 log = logging.getLogger(__name__)

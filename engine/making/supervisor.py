@@ -34,7 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.pool import (
+from engine.making.pool import (
     _CLIP_PREFIX,
     _SHM_DIR,
     Made,

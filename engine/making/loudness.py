@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from engine._sosfilt import sosfilt
+from engine.making._sosfilt import sosfilt
 
 BLOCK_SECONDS = 0.4  # BS.1770 gating block
 STEP_SECONDS = 0.1  # 75 % overlap

@@ -3,7 +3,7 @@
 This is the only module that imports onnxruntime. The session runs on one thread with
 spinning disabled, so generation in a background thread leaves the other core to the mixer.
 Sampling is temperature + top-p with a numpy Generator seeded from `spec.seed`, and every
-token is drawn from the tokens `engine.tokens.Grammar` allows: the loop has exactly
+token is drawn from the tokens `engine.making.tokens.Grammar` allows: the loop has exactly
 `spec.bars` bars at the state's meter, every note starts inside it, only the state's parts
 play, no bar is empty, and the onset rate reaches the requested density bucket. A
 designer's motif is fixed in the grammar: its part plays it note for note from the loop
@@ -30,9 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from engine.score.motif import material
-from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
-from engine.tokens import (
+from engine.making.tokens import (
     BAR,
     DV0,
     EOS,
@@ -55,6 +53,8 @@ from engine.tokens import (
     prefix_tokens,
     tempo_bucket,
 )
+from engine.score.motif import material
+from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 
 MODEL_FILE = "segue-gru-int8.onnx"
 FORMAT_VERSION = 1
@@ -108,8 +108,8 @@ class Sampling:
 def default_model_path() -> Path:
     """The shipped model: packaged beside the engine, or in the repository's models/."""
     candidates = (
-        Path(__file__).resolve().parent / "models" / MODEL_FILE,
         Path(__file__).resolve().parents[1] / "models" / MODEL_FILE,
+        Path(__file__).resolve().parents[2] / "models" / MODEL_FILE,
     )
     for path in candidates:
         if path.exists():

@@ -49,15 +49,15 @@ class Workshop:
 
     def __init__(self, soundfont: str | Path, model: str | Path | None = None,
                  use_model: bool = True) -> None:  # fmt: skip
-        from engine.rules import RuleGenerator
-        from engine.synth import Synth
+        from engine.making.rules import RuleGenerator
+        from engine.making.synth import Synth
 
         self.rules = RuleGenerator()
         self.model = None
         self.model_problem = ""
         if use_model:
             try:
-                from engine.generator import ModelError, ModelGenerator
+                from engine.making.model import ModelError, ModelGenerator
 
                 try:
                     self.model = ModelGenerator.load(model)
