@@ -30,12 +30,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python benchmarks/x.py` from anywhere finds the engine
     sys.path.insert(0, str(REPO))
 
-from engine.osc import encode  # noqa: E402
+from engine.control.osc import encode  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_RATE = 48000
 START_TIMEOUT_S = 120.0
-POOL_DEPTH = 2  # engine.daemon.DaemonConfig.pool_depth: loops kept ready per state
+POOL_DEPTH = 2  # engine.control.daemon.DaemonConfig.pool_depth: loops kept ready per state
 
 
 class BenchError(RuntimeError):

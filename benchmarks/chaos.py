@@ -56,7 +56,7 @@ from _harness import (  # noqa: E402
     write_result,
 )
 
-from engine.osc import encode  # noqa: E402
+from engine.control.osc import encode  # noqa: E402
 
 GAME = REPO / "statemachines" / "game.yaml"
 STATES = ("idle", "explore", "combat", "victory", "defeat")

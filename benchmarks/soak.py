@@ -57,7 +57,7 @@ from _harness import (  # noqa: E402
     write_result,
 )
 
-from engine.osc import encode  # noqa: E402
+from engine.control.osc import encode  # noqa: E402
 
 GAME = REPO / "statemachines" / "game.yaml"
 MALFORMED_FRACTION = 0.10

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine import osc
 from engine.audio.sinks.base import SinkError
+from engine.control import osc
 from engine.score.graph import GraphError, load_graph
 
 log = logging.getLogger("segue")
@@ -99,10 +99,10 @@ def cmd_run(args) -> int:
     soundfont = _soundfont(args.soundfont)
     # The loop worker loads the model and SoundFont while this process starts the rest.
     prestart_worker(soundfont, args.model, not args.no_model)
-    from engine.daemon import Daemon, DaemonConfig
+    from engine.control.daemon import Daemon, DaemonConfig
 
     _stop_on_sigterm()
-    from engine.osc_guard import parse_networks
+    from engine.control.osc_guard import parse_networks
 
     graph_path = Path(args.graph)
     graph = _graph(graph_path)

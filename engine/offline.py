@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import commands as cmd
 from engine.audio.mixer import Mixer
-from engine.conductor import Conductor
+from engine.control import commands as cmd
+from engine.control.conductor import Conductor
+from engine.control.timeline import Timeline
 from engine.making.pool import InlineMaker, LoopPool, Workshop
 from engine.score import yamlmarks
 from engine.score.graph import load_graph
 from engine.score.music import SAMPLE_RATE
-from engine.timeline import Timeline
 
 
 class ScriptError(ValueError):

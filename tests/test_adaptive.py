@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from engine import commands as cmd
-from engine.conductor import _beat_frames
+from engine.control import commands as cmd
+from engine.control.conductor import _beat_frames
 from engine.offline import ScriptItem, render
 from engine.score.graph import load_graph
 from tests.conftest import GAME, RecordingMixer

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from pythonosc.osc_packet import OscPacket
 
-from engine.osc import encode
+from engine.control.osc import encode
 from tests.conftest import GAME, free_port
 
-POOL_DEPTH = 2  # engine.daemon.DaemonConfig.pool_depth: loops kept ready per state
+POOL_DEPTH = 2  # engine.control.daemon.DaemonConfig.pool_depth: loops kept ready per state
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 
 

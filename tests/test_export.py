@@ -22,7 +22,7 @@ import soundfile
 
 from engine import export
 from engine.audio.mixer import Mixer
-from engine.conductor import Conductor
+from engine.control.conductor import Conductor
 from engine.making.pool import InlineMaker, LoopPool
 from engine.making.soundfont import find_soundfont
 from engine.score.graph import load_graph

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engine import commands as cmd
+from engine.control import commands as cmd
 from engine.offline import ScriptItem, render
 from tests.conftest import GAME
 

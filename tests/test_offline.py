@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.audio.mixer import Mixer
-from engine.conductor import _beat_frames
+from engine.control.conductor import _beat_frames
 from engine.offline import ScriptError, load_script, render
 from engine.score.graph import load_graph
 from tests.conftest import GAME, REPO, RecordingMixer

@@ -13,8 +13,8 @@ from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from engine import commands as cmd
-from engine.osc import BadMessage, OscServer, encode, to_command
+from engine.control import commands as cmd
+from engine.control.osc import BadMessage, OscServer, encode, to_command
 
 SENDER = ("127.0.0.1", 5555)
 
@@ -205,7 +205,7 @@ def test_hex_fixture_decodes():
     ("/segue/status", []),
 ])  # fmt: skip
 def test_message_length_matches_well_formed_messages(address, args):
-    from engine.osc import message_length
+    from engine.control.osc import message_length
 
     data = encode(address, *args)
     assert message_length(data) == len(data)

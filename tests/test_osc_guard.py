@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from engine.osc import OscServer, encode
-from engine.osc_guard import SenderGate, Subscribers, parse_networks
+from engine.control.osc import OscServer, encode
+from engine.control.osc_guard import SenderGate, Subscribers, parse_networks
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_a_sender_outside_loopback_is_refused_before_parsing():
 def test_the_fast_parser_reads_what_python_osc_reads(args):
     from pythonosc.osc_message import OscMessage
 
-    from engine.osc_wire import parse_message
+    from engine.control.osc_wire import parse_message
 
     data = encode("/segue/event", *args)
     expected = OscMessage(data)

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 from pythonosc.osc_packet import OscPacket
 
-from engine.osc import encode
+from engine.control.osc import encode
 from engine.ui.snapshot import describe_error, describe_graph
 from tests.conftest import GAME, free_port
 
@@ -233,7 +233,7 @@ def test_describe_graph_names_every_control():
 
 
 def test_timeline_rows_are_sent_once_in_order_even_across_trims_and_late_frames():
-    from engine.timeline import Timeline
+    from engine.control.timeline import Timeline
     from engine.ui.snapshot import Snapshots
 
     timeline = Timeline(48000, keep=5)

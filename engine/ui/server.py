@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from engine import osc
+from engine.control import osc
 from engine.ui.snapshot import Snapshots
 
 log = logging.getLogger("segue.ui")

@@ -21,15 +21,15 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
-from engine import commands as cmd
-from engine.osc_guard import (
+from engine.control import commands as cmd
+from engine.control.osc_guard import (
     DEFAULT_MAX_SUBSCRIBERS,
     SenderGate,
     Subscribers,
     enlarge_receive_buffer,
     kernel_drops,
 )
-from engine.osc_wire import message_length, parse_message
+from engine.control.osc_wire import message_length, parse_message
 
 log = logging.getLogger("segue.osc")
 

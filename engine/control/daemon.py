@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import commands as cmd
 from engine.audio.mixer import Mixer
-from engine.conductor import Conductor
+from engine.control import commands as cmd
+from engine.control.conductor import Conductor
+from engine.control.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from engine.making.pool import LoopPool
 from engine.making.supervisor import WorkerMaker
-from engine.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from engine.score.graph import Graph
 from engine.score.music import SAMPLE_RATE
 

@@ -24,12 +24,12 @@ import time
 import zlib
 from dataclasses import dataclass, field, replace
 
-from engine import commands as cmd
 from engine.audio.mixer import CURVES, EQUAL_POWER, Layer, Mixer, MixPlan
+from engine.control import commands as cmd
+from engine.control.timeline import Timeline
 from engine.making.pool import LoopPool
 from engine.score.graph import Duration, Graph, GraphError, State, Transition, load_graph, loop_spec
 from engine.score.music import PARTS, SAMPLE_RATE, Clip
-from engine.timeline import Timeline
 
 log = logging.getLogger("segue.conductor")
 
