@@ -579,7 +579,7 @@ class Daemon:
     block_frames: int = 256
     use_model: bool = True
     extra: tuple[str, ...] = ()
-    launcher: tuple[str, ...] = ("-m", "engine.cli")  # what `python` runs (diagnostics may wrap it)
+    launcher: tuple[str, ...] = ("-m", "engine")  # what `python` runs (diagnostics may wrap it)
     env: dict = field(default_factory=dict)  # added to the daemon's environment
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="segue-daemon-")))
     proc: subprocess.Popen | None = None

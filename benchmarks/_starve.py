@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import cli  # noqa: E402
 from engine.audio.sinks import device  # noqa: E402
+from engine.tools import cli  # noqa: E402
 
 EVERY_S = float(os.environ.get("SEGUE_STARVE_EVERY_S", "1.5"))
 STALL_S = float(os.environ.get("SEGUE_STARVE_MS", "100")) / 1000

@@ -6,7 +6,7 @@ steady 48 kHz block clock (SCHED_FIFO when the machine allows it, as a host's au
 runs) and copies one 256-frame block per wake-up. Then:
 
 1. steady: the consumer reads --seconds; 0 underruns, 0 gaps, and its samples equal an
-   offline render with the same graph and seed and no events (engine.offline.render), from
+   offline render with the same graph and seed and no events (engine.tools.render.render), from
    the frame the ring's read index says it started at;
 2. consumer restart: a consumer is killed (SIGKILL) mid-read and another one started; it
    continues at the read index the first left (at most one block it read but never wrote),
@@ -160,7 +160,7 @@ class Daemon:
         command = [
             sys.executable,
             "-m",
-            "engine.cli",
+            "engine",
             "run",
             "--graph",
             str(graph),
@@ -439,7 +439,7 @@ def _run(args, workdir, graph, binary, prefix, segment, report, info, daemons, c
     # 4. the offline render the live audio must equal.
     from engine.making.pool import Workshop
     from engine.making.soundfont import find_soundfont
-    from engine.offline import render
+    from engine.tools.render import render
 
     end_c = res_c["end_read_index"]
     need = max(w1, w2 - w1, end_c - w2) + BLOCK_FRAMES

@@ -49,7 +49,7 @@ def main() -> int:
     shutil.copytree(REPO / "statemachines", folder / "statemachines")
     graph = folder / "statemachines" / "game.yaml"
     port = 9391
-    command = [sys.executable, "-m", "engine.cli", "run", "--graph", str(graph), "--port",
+    command = [sys.executable, "-m", "engine", "run", "--graph", str(graph), "--port",
                str(port), "--output", "null", "--ui-port", "0",
                *(["--no-model"] if args.no_model else [])]  # fmt: skip
     daemon = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL)

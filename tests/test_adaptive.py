@@ -9,8 +9,8 @@ import pytest
 
 from engine.control import commands as cmd
 from engine.control.conductor import _beat_frames
-from engine.offline import ScriptItem, render
 from engine.score.graph import load_graph
+from engine.tools.render import ScriptItem, render
 from tests.conftest import GAME, RecordingMixer
 
 RATE = 48000
@@ -58,9 +58,9 @@ def graph_path(tmp_path):
 
 def run(graph_path, workshop, items, seconds, monkeypatch=None):
     if monkeypatch is not None:
-        import engine.offline
+        import engine.tools.render
 
-        monkeypatch.setattr(engine.offline, "Mixer", RecordingMixer)
+        monkeypatch.setattr(engine.tools.render, "Mixer", RecordingMixer)
     script = [ScriptItem(at, command) for at, command in items]
     return render(graph_path, script, seconds=seconds, seed=1, workshop=workshop)
 

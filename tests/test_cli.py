@@ -12,7 +12,7 @@ from tests.conftest import GAME, REPO
 
 
 def segue(*args, cwd=None, timeout=180):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=timeout)  # fmt: skip
 
 

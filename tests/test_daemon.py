@@ -79,7 +79,7 @@ def start_daemon(tmp_path, env, *extra, graph=None):
     port = free_port()
     log = open(tmp_path / f"daemon-{port}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "run", "--graph", str(graph), "--port", str(port),
+        [sys.executable, "-m", "engine", "run", "--graph", str(graph), "--port", str(port),
          "--device", "jack", *extra],
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )  # fmt: skip
@@ -339,7 +339,7 @@ def test_no_audio_device_writes_a_wav_instead(tmp_path, jack_server):
 
 
 def test_missing_soundfont_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--soundfont",
+    result = subprocess.run([sys.executable, "-m", "engine", "run", "--soundfont",
                              "nope.sf2"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "nope.sf2" in result.stderr

@@ -20,12 +20,12 @@ import pyloudnorm
 import pytest
 import soundfile
 
-from engine import export
 from engine.audio.mixer import Mixer
 from engine.control.conductor import Conductor
 from engine.making.pool import InlineMaker, LoopPool
 from engine.making.soundfont import find_soundfont
 from engine.score.graph import load_graph
+from engine.tools import export
 
 FIXTURE = Path(__file__).parent / "fixtures" / "export" / "graph.yaml"
 # The stinger, written in C: a C major triad, an eighth note long.

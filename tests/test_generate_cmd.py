@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine import generate_cmd
+from engine.tools import generate as generate_cmd
 
 GRAPH = """\
 version: 1

@@ -250,7 +250,7 @@ def test_requested_parts_keep_playing(model: ModelGenerator) -> None:
 
 def test_daemon_path_imports_neither_torch_nor_music21() -> None:
     code = (
-        "import sys, engine.making.model, engine.making.tokens, engine.generate_cmd; "
+        "import sys, engine.making.model, engine.making.tokens, engine.tools.generate; "
         "print(sorted(m for m in ('torch', 'music21') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

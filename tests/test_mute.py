@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.control import commands as cmd
-from engine.offline import ScriptItem, render
+from engine.tools.render import ScriptItem, render
 from tests.conftest import GAME
 
 RATE = 48000

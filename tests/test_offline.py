@@ -7,8 +7,8 @@ import pytest
 
 from engine.audio.mixer import Mixer
 from engine.control.conductor import _beat_frames
-from engine.offline import ScriptError, load_script, render
 from engine.score.graph import load_graph
+from engine.tools.render import ScriptError, load_script, render
 from tests.conftest import GAME, REPO, RecordingMixer
 
 SESSION = REPO / "examples" / "session.yaml"
@@ -93,9 +93,9 @@ def test_no_clicks_every_plan_change_is_continuous(
     """At each plan switch (transitions, and fresh loops when nothing happens), every layer
     keeps its gain and read position; layers appear and disappear only at zero gain.
     (The clips themselves are seamless at the loop point: see test_synth.)"""
-    import engine.offline
+    import engine.tools.render
 
-    monkeypatch.setattr(engine.offline, "Mixer", RecordingMixer)
+    monkeypatch.setattr(engine.tools.render, "Mixer", RecordingMixer)
     script = load_script(SESSION) if scripted else []
     result = render(GAME, script, seconds=seconds, seed=3, workshop=workshop)
     mixer = result.conductor.mixer

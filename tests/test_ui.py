@@ -61,7 +61,7 @@ def daemon(tmp_path_factory):
     log_path = tmp / "daemon.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "run", "--graph", str(graph), "--port", str(port),
+            [sys.executable, "-m", "engine", "run", "--graph", str(graph), "--port", str(port),
              "--output", "null", "--no-model", "--ui-port", "0"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from engine.score.graph import GraphError, load_graph
 
 log = logging.getLogger("segue")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def default_path(relative: str) -> Path:
@@ -166,7 +166,7 @@ def cmd_run(args) -> int:
 
 def cmd_render(args) -> int:
     from engine.making.pool import Workshop
-    from engine.offline import ScriptError, load_script, render
+    from engine.tools.render import ScriptError, load_script, render
 
     _graph(args.graph)
     try:
@@ -186,7 +186,7 @@ def cmd_render(args) -> int:
     if args.timeline:
         result.timeline.write(args.timeline)
     if args.picture:
-        from engine.picture import timeline_png
+        from engine.tools.picture import timeline_png
 
         timeline_png(result.timeline.to_json(), result.audio, args.picture)
     seconds = len(result.audio) / 48000
@@ -357,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list audio output devices")
     devices.set_defaults(func=cmd_devices)
 
-    from engine import bench_cmd, export, generate_cmd
+    from engine.tools import bench as bench_cmd
+    from engine.tools import export
+    from engine.tools import generate as generate_cmd
 
     for module in (generate_cmd, export, bench_cmd):
         module.register(sub)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 # In the order they run: first the proof that the underrun counts can fire, then the short,
 # sensitive ones, the long soak last. Name → script in benchmarks/.
 SCRIPTS = {
