@@ -1,7 +1,7 @@
 """What every Segue benchmark shares: a JACK dummy server, a real daemon, a game's OSC
 socket, machine facts and the JSON/table output.
 
-Benchmarks run the daemon exactly as a user does (`python -m engine.cli run`), on a private
+Benchmarks run the daemon exactly as a user does (`python -m engine.tools.cli run`), on a private
 JACK dummy server (a real, paced PortAudio stream with no sound card), and talk to it over
 real UDP on 127.0.0.1. Nothing here imports from tests/.
 """

@@ -7,7 +7,7 @@ statemachines/game.yaml and, for the measured window, keeps it busy the way a ga
 sound designer do: state changes and events (each takes a fresh loop from a pool, so the
 worker process generates a replacement), a parameter sweep and status requests over OSC
 (~200 messages/s), and a valid graph edit every 5 s (every state's pool is flushed and
-regenerated). The daemon times every callback (engine/sinks/device.py); the figures are
+regenerated). The daemon times every callback (engine/audio/sinks/device.py); the figures are
 its p50 / p99 / p99.9 / max since the stream started, against the block duration.
 
 Underruns are counted twice over the window: by the daemon (status `underruns`: its sink

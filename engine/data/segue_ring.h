@@ -3,7 +3,7 @@
  *
  * Header-only, C99 (or C++). Segue (`segue run --output shm:NAME`) writes its mix into a
  * single-producer / single-consumer ring in POSIX shared memory; this file is the consumer.
- * The layout is defined once, in engine/ring.py (field table and protocol); the constants
+ * The layout is defined once, in engine/audio/ring.py (field table and protocol); the constants
  * below mirror it and Segue's tests check that they match.
  *
  *   segue_ring ring;
@@ -20,7 +20,7 @@
  * munmap and clock_gettime: call them from a non-audio thread. If open fails (Segue not
  * started yet) the ring is still usable: reads give silence until segue_ring_poll attaches.
  *
- * Protocol (engine/ring.py): the consumer loads write_index with acquire ordering, copies the
+ * Protocol (engine/audio/ring.py): the consumer loads write_index with acquire ordering, copies the
  * frames, then stores read_index with release ordering; the producer does the mirror image.
  * Atomics: C11 <stdatomic.h> (atomic_load_explicit / atomic_store_explicit with
  * memory_order_acquire / memory_order_release) when the compiler is C11 with atomics; the
@@ -61,7 +61,7 @@
 extern "C" {
 #endif
 
-/* ---- layout, version 1 (mirror of engine/ring.py; all fields u64, native endian) ---- */
+/* ---- layout, version 1 (mirror of engine/audio/ring.py; all fields u64, native endian) ---- */
 #define SEGUE_RING_MAGIC 0x474E524555474553ull /* "SEGUERNG" read as little-endian u64 */
 #define SEGUE_RING_VERSION 1u
 #define SEGUE_RING_CACHE_LINE_BYTES 64u

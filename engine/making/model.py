@@ -65,7 +65,7 @@ DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
 # Most tokens one bar may take, per 16th of the bar (7 → 112 in 4/4), spent pro rata (see
-# engine.tokens.Grammar): bounds the time to write a loop. Reached mostly at "high" density
+# engine.making.tokens.Grammar): bounds the time to write a loop. Reached mostly at "high" density
 # with 4 parts, where it thins chords rather than cutting the bar.
 BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
@@ -99,7 +99,7 @@ class Sampling:
     # previous note, and to pitches of the motif's pitch classes (0 = off).
     motif_interval_bias: float = 2.0
     motif_pitch_bias: float = 1.0
-    # Hard guarantees of the grammar (engine.tokens.Grammar), beyond the loop's shape:
+    # Hard guarantees of the grammar (engine.making.tokens.Grammar), beyond the loop's shape:
     # at least the requested density bucket's lowest onset rate, and no empty bar.
     density_floor: bool = True
     fill_bars: bool = True

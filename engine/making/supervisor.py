@@ -1,6 +1,6 @@
 """The loop worker, supervised: a dead or hung worker is replaced, and nothing waits for it.
 
-`WorkerMaker` runs the `Workshop` (model + synth) in one worker process, as `engine/pool.py`
+`WorkerMaker` runs the `Workshop` (model + synth) in one worker process, as `engine/making/pool.py`
 describes. Around it:
 
 - **Death** is seen at the next control tick: the process pool marks itself broken when its

@@ -88,6 +88,6 @@ def instrument(part: str, name: str) -> Instrument:
     if canonical not in PROGRAMS:
         raise ValueError(
             f"unknown General MIDI instrument {name!r}; "
-            f"expected a GM name such as strings, flute, acoustic_bass (see engine/gm.py)"
+            f"expected a GM name such as strings, flute, acoustic_bass (see engine/score/gm.py)"
         )
     return Instrument(name, PROGRAMS.index(canonical))

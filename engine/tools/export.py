@@ -160,7 +160,7 @@ def stinger_shift(tonic: int) -> int:
 
 
 def stinger_id(name: str, state: str) -> str:
-    """The daemon's id for the stinger `name` in `state` (engine/conductor.py)."""
+    """The daemon's id for the stinger `name` in `state` (engine/control/conductor.py)."""
     return f"stinger-{name}-{state}"
 
 

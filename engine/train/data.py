@@ -9,7 +9,7 @@ Sources (each recorded with its size and licence in data/dataset.json):
 Parts: MIDI channel 10 is drums; of the melodic voices (channels, or score parts) the
 lowest by mean pitch is bass, the highest is lead, the rest are pad; a lone voice is lead.
 Pieces are split train/validation/test by a hash of the piece's id, never by window.
-Pitches are written relative to each window's tonic (see engine.tokens), which makes
+Pitches are written relative to each window's tonic (see engine.making.tokens), which makes
 transposition augmentation an identity; pieces without a tempo marking get a tempo drawn
 per window from a range typical of their repertoire (tempo augmentation where the tempo is
 unknown anyway).

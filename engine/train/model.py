@@ -1,4 +1,4 @@
-"""The GRU language model over engine.tokens.
+"""The GRU language model over engine.making.tokens.
 
 `SegueGRU` is trained as a sequence model; engine.train.export writes the same function as a
 single-step ONNX graph with the GRU cell as explicit MatMuls, which onnxruntime quantizes.

@@ -10,7 +10,8 @@ callback. So:
   running on the monotonic clock (beats, bars and transitions go on), and starts a new host
   every `reopen_s` until one plays again;
 - **no PortAudio call can hang the daemon**: a host stuck in a dead JACK server is killed.
-The daemon process never loads PortAudio (for `--buffer-blocks 0`, see engine/sinks/direct.py).
+The daemon process never loads PortAudio (for `--buffer-blocks 0`, see
+engine/audio/sinks/direct.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `python -m engine.audio.sinks.device_host --ring NAME [--device SPEC] --blocksize N --rate R`
 
 PortAudio lives here, not in the daemon: its callback copies one block from the shared-memory
-ring (engine/ring.py) and nothing else, in a process with no other Python thread to take its
+ring (engine/audio/ring.py) and nothing else, in a process with no other Python thread to take its
 GIL. A read that finds the ring short plays silence and is counted in the ring's header as an
 underrun: the device's own clock asked and the music was not there, whatever PortAudio's
 flags say (its JACK blocking layer never raises them).

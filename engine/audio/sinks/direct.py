@@ -1,6 +1,6 @@
 """The sound card with PortAudio's callback in the daemon itself (`--buffer-blocks 0`).
 
-One block less latency than the supervised device sink (engine/sinks/device.py), for
+One block less latency than the supervised device sink (engine/audio/sinks/device.py), for
 measurements such as the FMOD-like 4 x 1024 reference; but any busy Python thread can make
 the callback late, and a lost device is not supervised (PortAudio runs in this process).
 """

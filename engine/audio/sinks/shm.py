@@ -1,7 +1,7 @@
 """Shared-memory sink: Segue's mix as an external source for a host mixer (FMOD, Wwise, ...).
 
 `segue run --output shm:NAME` streams into the ring /dev/shm/NAME (layout and memory-ordering
-rule: engine/ring.py). The host's audio clock drives it: this sink never keeps time itself;
+rule: engine/audio/ring.py). The host's audio clock drives it: this sink never keeps time itself;
 it polls the consumer's read index every millisecond and renders just enough blocks to hold
 the ring at `target_fill_frames` ahead of it. So there is no clock drift between Segue and the
 host, and latency stays near target_fill_frames (+ one block).
