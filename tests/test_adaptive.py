@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.control import commands as cmd
-from engine.control.conductor import _beat_frames
+from engine.control.clock import beat_frames as _beat_frames
 from engine.score.graph import load_graph
 from engine.tools.render import ScriptItem, render
 from tests.conftest import GAME, RecordingMixer

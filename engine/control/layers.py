@@ -1,0 +1,306 @@
+"""Layer arithmetic: fades, ducks, one-shots and stem gains, as new immutable `Layer`s.
+
+Pure: where the mixer is needed, a function takes `start_frame` (plan serial -> the absolute
+frame it began at, None while unplayed) and the frame `now`, so each answer can be checked
+against made-up frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from engine.audio.mixer import CURVES, Layer
+from engine.control.clock import Main, beat_frames, entry_offset
+from engine.score.graph import State, Transition
+from engine.score.music import Clip
+
+StartFrame = Callable[[int], int | None]
+
+SWAP_FADE_SECONDS = 0.01  # loop-to-loop seam inside a state, and bridge seams: click-free
+DUCK_SECONDS = 0.03  # how fast the first-stage duck comes in
+MUTE_FADE_SECONDS = 0.05  # a part muted or soloed from the live view: quick, click-free
+
+
+def is_stinger(layer: Layer) -> bool:
+    return layer.tag.startswith("stinger:")
+
+
+def one_shot(
+    clip: Clip,
+    base: int,
+    start: int,
+    stop: int,
+    fade_in: int,
+    fade_out: int,
+    gain: float,
+    curve: int,
+    tag: str,
+) -> Layer:
+    """A clip played once from `start`: faded in there, and out over `fade_out` frames from
+    `stop` (through its stems' ramp, since the layer's own fade is the fade-in)."""
+    ones = tuple(1.0 for _ in clip.parts)
+    return Layer(
+        clip.mix,
+        base=base,
+        anchor=start,
+        start=start,
+        end=stop + fade_out,
+        fade_base=base,
+        fade_start=start,
+        fade_frames=fade_in,
+        gain_from=0.0,
+        gain_to=gain,
+        curve=curve,
+        tag=tag,
+        stems=clip.stems,
+        stem_from=ones,
+        stem_to=tuple(0.0 for _ in clip.parts),
+        stem_base=base,
+        stem_start=stop,
+        stem_frames=fade_out,
+    )
+
+
+def loop_layer(
+    clip: Clip, targets: tuple[float, ...] | None, base: int, *, anchor: int, start: int, **fade
+) -> Layer:
+    """A looping clip, its stems held at `targets` (None: all at unit gain)."""
+    return Layer(
+        clip.mix,
+        base=base,
+        anchor=anchor,
+        start=start,
+        tag=clip.loop.loop_id,
+        stems=clip.stems,
+        stem_from=targets,
+        stem_to=targets,
+        **fade,
+    )
+
+
+def part_gain(part: str, muted: set[str], solo: str) -> float:
+    return 0.0 if part in muted or (solo and part != solo) else 1.0
+
+
+def stem_targets(
+    state: State,
+    parts: Iterable[str],
+    params: dict[str, float],
+    muted: set[str],
+    solo: str,
+    mixing_parts: bool,
+) -> tuple[float, ...] | None:
+    """Stem gains for a state's layer curves at `params`, times mute and solo (None: all 1)."""
+    if not state.layers and not mixing_parts:
+        return None
+    curves = {layer.part: layer for layer in state.layers}
+    return tuple(
+        (curves[p].gain(params.get(curves[p].param, 0.0)) if p in curves else 1.0)
+        * part_gain(p, muted, solo)
+        for p in parts
+    )
+
+
+def stems_now(layer: Layer, start_frame: StartFrame, now: int) -> tuple[float, ...]:
+    """The stem gains `layer` plays at frame `now`."""
+    if layer.stem_to is None:
+        return tuple(1.0 for _ in range(len(layer.stems)))
+    base = start_frame(layer.stem_base)
+    if base is None:
+        return layer.stem_from
+    return layer.stem_gains_at(now - base)
+
+
+def follow(
+    layer: Layer,
+    current: tuple[float, ...],
+    target: tuple[float, ...] | None,
+    serial: int,
+    frames: int,
+) -> Layer:
+    """`layer`'s stems ramp from `current` to `target` over `frames`, from plan `serial`."""
+    return replace(
+        layer, stem_from=current, stem_to=target, stem_base=serial, stem_start=0, stem_frames=frames
+    )
+
+
+def begins(layer: Layer, start_frame: StartFrame) -> int | None:
+    """The absolute frame `layer` is first heard at (None while its plan is unplayed)."""
+    base = start_frame(layer.base)
+    return None if base is None else base + layer.start
+
+
+def fade_out_all(
+    layers: list[Layer],
+    base: int,
+    offset: int,
+    fade: int,
+    curve: int,
+    *,
+    at: int,
+    start_frame: StartFrame,
+) -> list[Layer]:
+    """Every layer but stingers fades to silence from (base, offset), estimated at frame
+    `at`; a layer already silent there and never heard again is left out."""
+    kept = []
+    for layer in layers:
+        if is_stinger(layer):
+            kept.append(layer)  # a stinger rings out over the change
+            continue
+        fade_base_start = start_frame(layer.fade_base)
+        if fade_base_start is None:
+            gain = layer.gain_from
+        else:
+            gain = layer.gain_at(at - fade_base_start)
+        first = begins(layer, start_frame)
+        if gain <= 0.0 and (first is None or first >= at or layer.gain_to == 0.0):
+            continue  # silent now and never heard again
+        kept.append(
+            replace(
+                layer,
+                fade_base=base,
+                fade_start=offset,
+                fade_frames=fade,
+                gain_from=gain,
+                gain_to=0.0,
+                curve=curve,
+            )
+        )
+    return kept
+
+
+def duck(
+    layers: list[Layer], serial: int, factor: float, frames: int, start_frame: StartFrame, now: int
+) -> list[Layer]:
+    """First-stage answer: loops (not stingers) dip by `factor` over `frames` from plan
+    `serial`, from the stem gains they play at `now`."""
+    out = []
+    for layer in layers:
+        if layer.stems is None or is_stinger(layer):
+            out.append(layer)
+            continue
+        current = stems_now(layer, start_frame, now)
+        out.append(follow(layer, current, tuple(g * factor for g in current), serial, frames))
+    return out
+
+
+def finished(layer: Layer, start_frame: StartFrame, now: int) -> bool:
+    """Played to its end, or faded to silence, by frame `now`."""
+    base = start_frame(layer.base)
+    fade_base = start_frame(layer.fade_base)
+    ended = base is not None and base + layer.end <= now
+    faded = (
+        fade_base is not None
+        and layer.gain_to == 0.0
+        and fade_base + layer.fade_start + layer.fade_frames <= now
+    )
+    return ended or faded
+
+
+def shift(notes, beats: float):
+    """Notes moved `beats` quarter notes later (earlier when negative)."""
+    return tuple(replace(n, start_beats=n.start_beats + beats) for n in notes)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A transition laid out in frames: the layers of its plan, and where things happen.
+
+    (base, offset) is the exit point: `offset` frames after plan `base` starts, or with base
+    0 the absolute frame `offset`. Frames below are on the same base."""
+
+    layers: list[Layer]  # the whole plan: the old layers fading out, a bridge, the new loop
+    incoming: Layer  # the destination's loop
+    base: int
+    offset: int
+    entry_at: int  # the destination's loop comes in here (after the bridge, if any)
+    anchor: int  # the frame of the destination loop's first sample
+    end: int  # its fade-in is over here
+    fade_out: int
+    fade_in: int
+    ducked: bool  # the old loops dip while the exit point is waited for
+
+
+def change(
+    rule: Transition,
+    target: State,
+    clip: Clip,
+    targets: tuple[float, ...] | None,
+    bridge: Clip | None,
+    playing: list[Layer],
+    *,
+    serial: int,
+    now: int,
+    exit_at: int | None,
+    grid: Main | None,
+    block_frames: int,
+    sample_rate: int,
+    start_frame: StartFrame,
+) -> Change:
+    """Lay out `rule` from the layers `playing` at frame `now`: the plan `serial` carries it,
+    the exit point is `exit_at` (None: now), `grid` is the loop that sets the grid."""
+    grid_state = grid.state if grid else target
+    fade_out = rule.fade_out.frames(grid_state.tempo_bpm, grid_state.meter, sample_rate)
+    fade_in = rule.fade_in.frames(target.tempo_bpm, target.meter, sample_rate)
+    swap = round(SWAP_FADE_SECONDS * sample_rate)
+    curve = CURVES[rule.curve]
+    anchored = grid is not None and grid.anchor is not None
+    base, offset = (serial, 0) if exit_at is None else (0, exit_at)
+    if rule.entry != "start" and anchored and exit_at is None:
+        base, offset = 0, now + 2 * block_frames  # entries need absolute frames
+    started = start_frame(base)
+    # Everything now playing (but stingers) leaves at the exit point.
+    out = fade_out_all(
+        playing,
+        base,
+        offset,
+        fade_out,
+        curve,
+        at=(now if started is None else started) + offset,
+        start_frame=start_frame,
+    )
+    ducked = exit_at is not None and rule.duck_db < 0
+    if ducked:
+        factor = 10.0 ** (rule.duck_db / 20.0)
+        out = duck(out, serial, factor, round(DUCK_SECONDS * sample_rate), start_frame, now)
+    entry_at = offset
+    if bridge is not None:
+        entry_at = offset + bridge.frames
+        tag = "bridge:" + bridge.loop.loop_id
+        out.append(
+            one_shot(
+                bridge, base, offset, entry_at, min(fade_in, bridge.frames), swap, 1.0, curve, tag
+            )
+        )
+    anchor = entry_at
+    if rule.entry != "start" and anchored:
+        into = (offset if base == 0 else now) - grid.anchor
+        old_beat, new_beat = beat_frames(grid.state, sample_rate), beat_frames(target, sample_rate)
+        anchor = entry_at - entry_offset(rule.entry, into, clip.frames, old_beat, new_beat)
+    fade_frames = swap if bridge is not None else fade_in
+    incoming = loop_layer(
+        clip,
+        targets,
+        base,
+        anchor=anchor,
+        start=entry_at,
+        fade_base=base,
+        fade_start=entry_at,
+        fade_frames=fade_frames,
+        gain_from=0.0,
+        curve=curve,
+    )
+    out.append(incoming)
+    return Change(
+        out,
+        incoming,
+        base,
+        offset,
+        entry_at,
+        anchor,
+        entry_at + fade_frames,
+        fade_out,
+        fade_in,
+        ducked,
+    )
