@@ -162,10 +162,14 @@ def test_same_seed_same_audio_other_seed_other_audio(workshop):
 
 @pytest.mark.parametrize("text,message", [
     ("- {at: 1, event: x}\n- {at: -1, event: y}\n", "s.yaml:2:8: 'at' must be seconds >= 0"),
-    ("- {at: 1}\n", "s.yaml:1:3: expected event, state, or param"),
+    ("- {at: 1}\n", "s.yaml:1:3: expected exactly one of event, state, param, stinger, mute"),
     ("- {event: x}\n", "s.yaml:1:3: each item needs 'at'"),
     ("at: 1\n", "a session script is a list"),
-    ("- {at: 1, param: intensity, value: high}\n", "expected event, state, or param"),
+    ("- {at: 1, param: intensity, value: high}\n",
+     "s.yaml:1:3: /segue/param argument 2 must be a number, got str"),
+    ("- {at: 1, param: intensity}\n", "s.yaml:1:3: /segue/param takes 2 argument(s)"),
+    ("- {at: 1, event: x, state: y}\n", "s.yaml:1:3: expected exactly one of event, state"),
+    ("- {at: 1, event: x, valu: 2}\n", "s.yaml:1:3: unknown key 'valu' with 'event'"),
 ])  # fmt: skip
 def test_script_errors_name_the_place(tmp_path, text, message):
     path = tmp_path / "s.yaml"

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 
 from engine.audio.mixer import EQUAL_POWER, Layer, Mixer
-from engine.control import clock, layers, policy
+from engine.control import addresses, clock, layers, policy
 from engine.control import commands as cmd
 from engine.control.clock import Main
 from engine.control.layers import MUTE_FADE_SECONDS, SWAP_FADE_SECONDS
@@ -77,15 +77,9 @@ class Conductor:
         self.solo = ""  # a part heard alone ("" none)
         self._mixing_parts = False  # once a part was muted, loops play as stems (gains apply)
         self.params = {p.name: p.default for p in self.graph.parameters.values()}
+        # command type -> the method that applies it, from the OSC address table
         self._handlers = {
-            cmd.Event: self._on_event,
-            cmd.SetState: self._on_state,
-            cmd.SetParam: self._on_param,
-            cmd.PlayStinger: self._on_stinger,
-            cmd.MutePart: self._mute,
-            cmd.SoloPart: self._mute,
-            cmd.Reload: self._on_reload,
-            cmd.Status: lambda _command, _received: self.status(),
+            row.command: getattr(self, row.handler) for row in addresses.ROWS if row.handler
         }
 
     @property
@@ -151,7 +145,7 @@ class Conductor:
             return None
         return handler(command, command.received_ns or self.clock_ns())
 
-    def _on_event(self, command: cmd.Event, received: int) -> dict | None:
+    def on_event(self, command: cmd.Event, received: int) -> dict | None:
         self.counters.events += 1
         self.stage.record("event", {"event": command.name})
         rule = self.graph.transition_for(self.state, command.name)
@@ -163,7 +157,7 @@ class Conductor:
         self._transition(rule, received)
         return None
 
-    def _on_state(self, command: cmd.SetState, received: int) -> dict | None:
+    def on_state(self, command: cmd.SetState, received: int) -> dict | None:
         self.stage.record("state", {"state": command.name})
         if command.name not in self.graph.states:
             self.counters.unknown_states += 1
@@ -172,7 +166,7 @@ class Conductor:
             self._transition(policy.forced(self.graph, self.state, command.name), received)
         return None
 
-    def _on_param(self, command: cmd.SetParam, received: int) -> dict | None:
+    def on_param(self, command: cmd.SetParam, received: int) -> dict | None:
         self.stage.record("param", {"param": command.name, "value": command.value})
         spec = self.graph.parameters.get(command.name)
         if spec is None:
@@ -189,14 +183,14 @@ class Conductor:
             self._rearm_conditions()
         return None
 
-    def _on_stinger(self, command: cmd.PlayStinger, _received: int) -> dict:
+    def on_stinger(self, command: cmd.PlayStinger, _received: int) -> dict:
         self.stage.record("stinger_request", {"stinger": command.name})
         if command.name not in self.graph.stingers:
             self.counters.unknown_stingers += 1
             return {"error": f"unknown stinger {command.name!r}"}
         return self.play_stinger(command.name)
 
-    def _mute(self, command: cmd.MutePart | cmd.SoloPart, _received: int = 0) -> dict | None:
+    def on_mute(self, command: cmd.MutePart | cmd.SoloPart, _received: int = 0) -> dict | None:
         """Mute or solo a part; the stems follow through the parameters' path."""
         if (command.part or isinstance(command, cmd.MutePart)) and command.part not in PARTS:
             return {"error": f"unknown part {command.part!r}; parts are {', '.join(PARTS)}"}
@@ -210,7 +204,10 @@ class Conductor:
         self._params_moved = max(self._params_moved, MUTE_FADE_SECONDS)
         return None
 
-    def _on_reload(self, _command: cmd.Reload, _received: int) -> None:
+    def on_status(self, _command: cmd.Status, _received: int) -> dict:
+        return self.status()
+
+    def on_reload(self, _command: cmd.Reload, _received: int) -> None:
         self.reload()
 
     def reload(self, graph: Graph | None = None) -> bool:

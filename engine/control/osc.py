@@ -1,9 +1,9 @@
 """The OSC boundary: UDP datagrams in, typed commands out, replies back.
 
-One table (`ADDRESSES`) says what each address takes; it drives both checking and
-building commands. A datagram that is not OSC, an unknown address or wrong argument
-types is counted and logged (rate-limited) — never a crash, never a stall. Nothing in
-the receive path sleeps: a future-dated bundle becomes a command with a due time.
+One table (`engine/control/addresses.py`) says what each address takes; it drives both
+checking and building commands. A datagram that is not OSC, an unknown address or wrong
+argument types is counted and logged (rate-limited) — never a crash, never a stall. Nothing
+in the receive path sleeps: a future-dated bundle becomes a command with a due time.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
 from engine.control import commands as cmd
+from engine.control.addresses import BadMessage, to_command
 from engine.control.osc_guard import (
     DEFAULT_MAX_SUBSCRIBERS,
     SenderGate,
@@ -38,92 +39,6 @@ DEFAULT_PORT = 9000
 MAX_DATAGRAM = 65536
 BUSY_WINDOW_S = 0.02  # the receive thread's CPU is measured over windows this long ...
 BUSY_SHARE = 0.5  # ... and it rests once it was busy this share of one
-
-_STR, _NUM, _INT, _ANY = "string", "number", "int", "any"
-
-
-@dataclass(frozen=True)
-class Spec:
-    address: str
-    required: tuple[str, ...]
-    optional: tuple[str, ...]
-    help: str
-
-
-ADDRESSES: dict[str, Spec] = {
-    s.address: s
-    for s in (
-        Spec("/segue/event", (_STR,), (_ANY,) * 8, "game event; fires matching transitions"),
-        Spec("/segue/state", (_STR,), (), "force a state"),
-        Spec("/segue/param", (_STR, _NUM), (), "set a continuous parameter"),
-        Spec("/segue/stinger", (_STR,), (), "play a stinger, quantized and in key"),
-        Spec("/segue/mute", (_STR, _INT), (), "mute (1) or unmute (0) a part of the music"),
-        Spec("/segue/solo", (_STR,), (), "hear only this part; an empty name ends the solo"),
-        Spec("/segue/reload", (), (), "reload the graph file now"),
-        Spec("/segue/status", (), (_ANY,), "reply with one JSON string; [id] echoed as its id"),
-        Spec("/segue/subscribe", (_INT,), (_STR,), "send notifications to port [host]"),
-        Spec("/segue/unsubscribe", (_INT,), (_STR,), "stop notifications to port [host]"),
-        Spec("/segue/ping", (), (_ANY,), "reply /segue/pong id daemon_time"),
-    )
-}
-
-
-def _type_ok(kind: str, value) -> bool:
-    if kind == _STR:
-        return isinstance(value, str)
-    if kind == _INT:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == _NUM:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return True
-
-
-class BadMessage(ValueError):
-    """Why a message was refused (becomes a counter and a log line)."""
-
-    def __init__(self, counter: str, reason: str) -> None:
-        super().__init__(reason)
-        self.counter = counter
-
-
-def to_command(address: str, args: list, sender: tuple[str, int], received_ns: int,
-               due_ns: int = 0) -> cmd.Command | None:  # fmt: skip
-    """Check one message against the table and build its command (None for ping)."""
-    spec = ADDRESSES.get(address)
-    if spec is None:
-        raise BadMessage("unknown_address", f"unknown address {address!r}")
-    if not len(spec.required) <= len(args) <= len(spec.required) + len(spec.optional):
-        raise BadMessage("bad_args", f"{address} takes {len(spec.required)} argument(s) "
-                         f"({', '.join(spec.required) or 'none'}), got {len(args)}")  # fmt: skip
-    for i, (kind, value) in enumerate(zip(spec.required + spec.optional, args, strict=False)):
-        if not _type_ok(kind, value):
-            raise BadMessage("bad_args", f"{address} argument {i + 1} must be a {kind}, "
-                             f"got {type(value).__name__}")  # fmt: skip
-    meta = {"received_ns": received_ns, "due_ns": due_ns, "reply_to": sender}
-    if address == "/segue/event":
-        return cmd.Event(args[0], tuple(args[1:]), **meta)
-    if address == "/segue/state":
-        return cmd.SetState(args[0], **meta)
-    if address == "/segue/param":
-        return cmd.SetParam(args[0], float(args[1]), **meta)
-    if address == "/segue/stinger":
-        return cmd.PlayStinger(args[0], **meta)
-    if address == "/segue/mute":
-        return cmd.MutePart(args[0], bool(args[1]), **meta)
-    if address == "/segue/solo":
-        return cmd.SoloPart(args[0], **meta)
-    if address == "/segue/reload":
-        return cmd.Reload(**meta)
-    if address == "/segue/status":
-        return cmd.Status(args[0] if args else None, **meta)
-    if address in ("/segue/subscribe", "/segue/unsubscribe"):
-        port = args[0]
-        if not 1 <= port <= 65535:
-            raise BadMessage("bad_args", f"{address}: port {port} is out of range")
-        host = args[1] if len(args) > 1 else sender[0]
-        kind = cmd.Subscribe if address == "/segue/subscribe" else cmd.Unsubscribe
-        return kind(host, port, **meta)
-    return None  # /segue/ping is answered in the receive thread
 
 
 class Double(float):

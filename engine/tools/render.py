@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.audio.mixer import Mixer
+from engine.control import addresses
 from engine.control import commands as cmd
 from engine.control.conductor import Conductor
 from engine.control.timeline import Timeline
@@ -33,7 +34,9 @@ class ScriptItem:
 
 
 def load_script(path: str | Path) -> list[ScriptItem]:
-    """Read a session script: `- {at: 2.0, event: enemy_spotted}`, `param`+`value`, `state`."""
+    """Read a session script: `- {at: 2.0, event: enemy_spotted}`, `{param: intensity,
+    value: 0.8}`, `{state: combat}`: any address of the OSC table that the Conductor applies,
+    named by its last part, with its later arguments by name."""
     path = Path(path)
     try:
         doc = yamlmarks.load(path.read_text(encoding="utf-8"), str(path))
@@ -48,19 +51,15 @@ def load_script(path: str | Path) -> list[ScriptItem]:
     items = []
     for item, mark in zip(doc, doc.item_marks, strict=True):
         if not isinstance(item, dict) or "at" not in item:
-            raise ScriptError(f"{mark}: each item needs 'at' (seconds) and one of event, param, "
-                              "state")  # fmt: skip
+            keys = ", ".join(row.key for row in addresses.scripted())
+            raise ScriptError(f"{mark}: each item needs 'at' (seconds) and one of {keys}")
         at = item["at"]
         if not isinstance(at, int | float) or isinstance(at, bool) or at < 0:
             raise ScriptError(f"{item.value_mark('at')}: 'at' must be seconds >= 0, got {at!r}")
-        if "event" in item:
-            command = cmd.Event(str(item["event"]))
-        elif "state" in item:
-            command = cmd.SetState(str(item["state"]))
-        elif "param" in item and isinstance(item.get("value"), int | float):
-            command = cmd.SetParam(str(item["param"]), float(item["value"]))
-        else:
-            raise ScriptError(f"{mark}: expected event, state, or param with a number value")
+        try:
+            command = addresses.from_script(item)
+        except addresses.BadMessage as exc:
+            raise ScriptError(f"{mark}: {exc}") from None
         items.append(ScriptItem(float(at), command))
     items.sort(key=lambda i: i.at_seconds)
     return items
