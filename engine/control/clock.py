@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from engine.audio.mixer import Layer
 from engine.score.graph import State
 from engine.score.music import Clip
+from engine.score.units import quarters_per_beat
 
 BEAT_LOOKAHEAD_BLOCKS = 2  # beat callbacks are sent this far ahead of the audio
 
@@ -36,7 +37,7 @@ class Main:
 
 def beat_frames(state: State, sample_rate: int) -> float:
     """Frames per meter beat (a dotted quarter in 6/8 counts as its beat unit says)."""
-    return 60.0 / state.tempo_bpm * 4 / state.meter.beat_unit * sample_rate
+    return 60.0 / state.tempo_bpm * quarters_per_beat(state.meter) * sample_rate
 
 
 def grid_point(exit_: str, earliest: int, clock: Main | None, sample_rate: int) -> int | None:

@@ -34,6 +34,7 @@ from engine.control.timeline import Timeline
 from engine.making.pool import LoopPool
 from engine.score.graph import Graph, GraphError, State, Transition, load_graph, loop_spec
 from engine.score.music import PARTS, SAMPLE_RATE, Clip
+from engine.score.units import quarters_per_bar
 
 log = logging.getLogger("segue.conductor")
 
@@ -545,7 +546,7 @@ class Conductor:
                 state=f"{rule.target}",
             )
             beats = main.state.beats_per_loop
-            bar = main.state.meter.beats_per_bar * 4 / main.state.meter.beat_unit
+            bar = quarters_per_bar(main.state.meter)
             last_bar = tuple(n for n in loop.notes if n.start_beats >= beats - bar)
             self.pool.request_extra(
                 key,

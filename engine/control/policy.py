@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 from engine.audio.mixer import Layer
 from engine.control.clock import Main
 from engine.control.layers import SWAP_FADE_SECONDS
-from engine.score.graph import Duration, Graph, State, Transition
+from engine.score.graph import Graph, State, Transition
+from engine.score.kinds import Exit, WhilePending
+from engine.score.units import Duration, Unit
 
 REFRESH_FADE_SECONDS = 0.3  # a live edit replaces the current loop this fast
 FORCE_FADE_SECONDS = 0.5  # /segue/state with no matching rule
 
 
 def seconds(value: float) -> Duration:
-    return Duration(value, "seconds")
+    return Duration(value, Unit.SECONDS)
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Pending:
     records: list = field(default_factory=list)  # its timeline entries, marked if cancelled
 
 
-def while_pending(pending: Pending | None, now: int) -> str:
+def while_pending(pending: Pending | None, now: int) -> WhilePending | str:
     """What a new transition does at frame `now`: "go" when nothing waits (or the wait is
     over), else the waiting rule's policy: "ignore", "queue" or "replace"."""
     if pending is None or now >= pending.switch:
@@ -48,19 +50,23 @@ def forced(graph: Graph, source: str, target: str) -> Transition:
     rule = next((r for r in graph.transitions if r.target == target and r.source == source), None)
     fade_out = rule.fade_out if rule else seconds(FORCE_FADE_SECONDS)
     fade_in = rule.fade_in if rule else seconds(FORCE_FADE_SECONDS)
-    return Transition(source, "/segue/state", target, fade_out=fade_out, fade_in=fade_in)
+    return Transition(
+        source=source, event="/segue/state", target=target, fade_out=fade_out, fade_in=fade_in
+    )
 
 
 def refresh(state: str) -> Transition:
     """A live edit changed this state's music: its new loop replaces the playing one."""
     fade = seconds(REFRESH_FADE_SECONDS)
-    return Transition(state, "refresh", state, fade_out=fade, fade_in=fade)
+    return Transition(source=state, event="refresh", target=state, fade_out=fade, fade_in=fade)
 
 
 def gone(state: str, initial: str) -> Transition:
     """A reload removed the playing state: back to the initial one."""
     fade = seconds(FORCE_FADE_SECONDS)
-    return Transition(state, "/segue/reload", initial, fade_out=fade, fade_in=fade)
+    return Transition(
+        source=state, event="/segue/reload", target=initial, fade_out=fade, fade_in=fade
+    )
 
 
 def once_over(state: State, previous: str, graph: Graph) -> Transition | None:
@@ -69,7 +75,14 @@ def once_over(state: State, previous: str, graph: Graph) -> Transition | None:
     if target not in graph.states or target == state.name:
         return None
     fade = seconds(SWAP_FADE_SECONDS)
-    return Transition(state.name, "once", target, exit="loop_end", fade_out=fade, fade_in=fade)
+    return Transition(
+        source=state.name,
+        event="once",
+        target=target,
+        exit=Exit.LOOP_END,
+        fade_out=fade,
+        fade_in=fade,
+    )
 
 
 def armed(graph: Graph, state: str, params: dict[str, float]) -> dict[Transition, bool]:

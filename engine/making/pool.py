@@ -32,6 +32,7 @@ import numpy as np
 
 from engine.score.graph import Graph, loop_spec
 from engine.score.music import Clip, Loop, LoopSpec, Note
+from engine.score.units import quarters_per_bar
 
 log = logging.getLogger("segue.pool")
 
@@ -79,7 +80,7 @@ class Workshop:
         shift = state_spec.tonic if state_spec.tonic <= 6 else state_spec.tonic - 12
         notes = tuple(replace(n, part="lead", pitch=n.pitch + shift) for n in stinger.notes)
         end_beats = max(n.start_beats + n.duration_beats for n in notes)
-        beats_per_bar = state_spec.meter.beats_per_bar * 4 / state_spec.meter.beat_unit
+        beats_per_bar = quarters_per_bar(state_spec.meter)
         tail_beats = 2.5 * state_spec.tempo_bpm / 60.0  # room for the release and reverb
         bars = max(1, math.ceil((end_beats + tail_beats) / beats_per_bar))
         spec = replace(state_spec, bars=bars, instruments=(("lead", stinger.instrument),),

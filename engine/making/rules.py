@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.score.music import MOODS, Loop, LoopSpec, Meter, Note, scale_of
+from engine.score.units import quarters_per_bar, quarters_per_beat
 
 GRID_BEATS = 0.25  # sixteenth notes
 
@@ -85,10 +86,10 @@ class _Grid:
 
     def __init__(self, meter: Meter, bars: int) -> None:
         self.bars = bars
-        self.bar_beats = meter.beats_per_bar * 4 / meter.beat_unit
+        self.bar_beats = quarters_per_bar(meter)
         compound = meter.beat_unit == 8 and meter.beats_per_bar % 3 == 0 and meter.beats_per_bar > 3
         # 6/8 is felt in two dotted quarters, 3/4 in three quarters.
-        self.pulse_beats = 1.5 if compound else 4 / meter.beat_unit
+        self.pulse_beats = 1.5 if compound else quarters_per_beat(meter)
         self.pulses_per_bar = round(self.bar_beats / self.pulse_beats)
         self.compound = compound
         self.steps_per_bar = round(self.bar_beats / GRID_BEATS)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.score import gm, yamlmarks
+from engine.score.kinds import RESERVED_CUE_NAMES, Curve, Entry, Exit, Quantize, WhilePending
 from engine.score.music import (
     DENSITIES,
     MODES,
@@ -23,11 +24,12 @@ from engine.score.music import (
     Note,
     Sends,
 )
+from engine.score.units import Duration, Unit, quarters_per_bar
 from engine.score.yamlmarks import Mark, Marked, MarkedList
 
-EXITS = ("immediate", "next_beat", "next_bar", "loop_end")
-ENTRIES = ("start", "same_position", "same_beat")
-CURVES = ("linear", "equal_power", "s_curve")
+EXITS = tuple(Exit)
+ENTRIES = tuple(Entry)
+CURVES = tuple(Curve)
 ANY = "any"
 
 _TONICS = {name: i for i, name in enumerate(PITCH_NAMES)} | {
@@ -42,24 +44,6 @@ class GraphError(ValueError):
         super().__init__(f"{mark}: {message}")
         self.mark = mark
         self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Duration:
-    amount: float
-    unit: str  # "seconds" | "beats" | "bars"
-
-    def frames(self, tempo_bpm: float, meter: Meter, sample_rate: int) -> int:
-        if self.unit == "seconds":
-            seconds = self.amount
-        else:
-            beats = self.amount * (meter.beats_per_bar if self.unit == "bars" else 1)
-            seconds = beats * 60.0 / tempo_bpm * 4 / meter.beat_unit
-        return max(0, round(seconds * sample_rate))
-
-    def __str__(self) -> str:
-        unit = {"seconds": "s", "beats": " beats", "bars": " bars"}[self.unit]
-        return f"{self.amount:g}{unit}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +64,7 @@ class Layering:
         return pts[-1][1]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class State:
     name: str
     mood: str
@@ -95,14 +79,15 @@ class State:
     once: bool  # one-shot: plays one loop, then goes to `next`
     next: str | None
     motif: tuple[Note, ...] = ()
-    cues: tuple[tuple[str, float], ...] = ()  # named exit points, beats from the loop start
+    cues: tuple[tuple[str, float], ...] = ()  # named exit points, meter beats from the start
     layers: tuple[Layering, ...] = ()
     mark: Mark | None = field(default=None, compare=False)
     sends: Sends = Sends()  # `mix:` how wet the state sounds
 
     @property
     def beats_per_loop(self) -> float:
-        return self.bars * self.meter.beats_per_bar * 4 / self.meter.beat_unit
+        """Quarter notes in one loop."""
+        return self.bars * quarters_per_bar(self.meter)
 
     def cue(self, name: str) -> float | None:
         return dict(self.cues).get(name)
@@ -130,19 +115,19 @@ class Condition:
         return f"{self.param} {self.op} {self.threshold:g}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Transition:
     source: str  # a state name or "any"
     event: str  # the event name, or the condition's text for a parameter rule
     target: str | None  # None: a rule that only plays a stinger
-    exit: str = "immediate"  # one of EXITS, or a cue name of the source state
-    entry: str = "start"
-    fade_out: Duration = Duration(0.5, "seconds")
-    fade_in: Duration = Duration(0.5, "seconds")
-    curve: str = "equal_power"
+    exit: Exit | str = Exit.IMMEDIATE  # or a cue name of the source state
+    entry: Entry = Entry.START
+    fade_out: Duration = Duration(0.5, Unit.SECONDS)
+    fade_in: Duration = Duration(0.5, Unit.SECONDS)
+    curve: Curve = Curve.EQUAL_POWER
     condition: Condition | None = None
     priority: int = 0
-    while_pending: str = "replace"  # a second transition while this one waits for its exit
+    while_pending: WhilePending = WhilePending.REPLACE  # a second one while this one waits
     duck_db: float = 0.0  # first-stage answer while a quantized exit waits
     respond_stinger: str | None = None  # first-stage answer: a stinger at once
     stinger: str | None = None  # played at the exit point
@@ -157,7 +142,7 @@ class Stinger:
     name: str
     notes: tuple[Note, ...]  # written in C; transposed to the current tonic when played
     instrument: Instrument
-    quantize: str = "beat"  # "none" | "beat" | "bar"
+    quantize: Quantize = Quantize.BEAT
     cooldown_seconds: float = 1.0
     gain_db: float = 0.0
 
@@ -276,7 +261,7 @@ class _Validator:
         "curve", "priority", "while_pending", "respond", "stinger", "bridge",
     )  # fmt: skip
     STINGER = ("midi", "instrument", "quantize", "cooldown", "gain_db")
-    PENDING = ("replace", "queue", "ignore")
+    PENDING = tuple(WhilePending)
 
     def __init__(self, filename: str, base_dir: Path) -> None:
         self.file = filename
@@ -385,7 +370,7 @@ class _Validator:
             seconds, m = get("loop_seconds", 8)
             if not _number(seconds) or not 1 <= seconds <= 120:
                 self.fail(m, f"loop_seconds must be a number 1..120, got {seconds!r}")
-            bar_seconds = meter.beats_per_bar * 4 / meter.beat_unit * 60.0 / tempo
+            bar_seconds = quarters_per_bar(meter) * 60.0 / tempo
             bars = max(1, round(seconds / bar_seconds))
         instruments_doc, m = get("instruments", None)
         if instruments_doc is None and partial:
@@ -423,15 +408,17 @@ class _Validator:
             self.fail(m, f"next must be a state name, got {nxt!r}")
         motif_path, m = get("motif", None)
         motif = self.motif(motif_path, m, tonic) if motif_path is not None else ()
-        loop_beats = bars * meter.beats_per_bar * 4 / meter.beat_unit
+        loop_beats = bars * meter.beats_per_bar  # cues count meter beats, as the clock does
         cues = self.cues(body.get("cues", Marked()), body.value_mark("cues"), loop_beats)
         layers = self.layers(body.get("layers", Marked()), body.value_mark("layers"),
                              [p for p, _ in instruments])  # fmt: skip
         sends = sends or Sends()
         if isinstance(body, Marked) and "mix" in body:
             sends = self.sends(body["mix"], body.value_mark("mix"), sends)
-        return State(name, mood, mode, tonic, float(tempo), meter, bars, tuple(instruments),
-                     density, repeats, once, nxt, motif, cues, layers, mark, sends)  # fmt: skip
+        return State(name=name, mood=mood, mode=mode, tonic=tonic, tempo_bpm=float(tempo),
+                     meter=meter, bars=bars, instruments=tuple(instruments), density=density,
+                     repeats=repeats, once=once, next=nxt, motif=motif, cues=cues,
+                     layers=layers, mark=mark, sends=sends)  # fmt: skip
 
     def sends(self, doc, mark: Mark, base: Sends) -> Sends:
         """`mix: {reverb: 0.3, chorus: 0.1}`: each key, 0..1, overrides `base`."""
@@ -451,11 +438,12 @@ class _Validator:
         doc = self.mapping(doc, mark, "cues")
         out = []
         for name, beats in doc.items():
-            if name in EXITS:
-                self.fail(doc.key_mark(name), f"cue name {name!r} is an exit kind; pick another")
+            if name in RESERVED_CUE_NAMES:
+                self.fail(doc.key_mark(name), f"cue name {name!r} is an exit or quantize kind "
+                          f"({', '.join(sorted(RESERVED_CUE_NAMES))}); pick another")  # fmt: skip
             if not _number(beats) or not 0 <= beats < loop_beats:
-                self.fail(doc.value_mark(name), f"cue {name!r} must be beats from the loop start "
-                          f"in 0..{loop_beats:g}, got {beats!r}")  # fmt: skip
+                self.fail(doc.value_mark(name), f"cue {name!r} must be meter beats from the loop "
+                          f"start in 0..{loop_beats:g}, got {beats!r}")  # fmt: skip
             out.append((name, float(beats)))
         return tuple(out)
 
@@ -551,15 +539,17 @@ class _Validator:
             else:
                 condition = self.condition(t, parameters)
                 event = str(condition)
-            exit_ = t.get("exit", "immediate")
-            if exit_ not in EXITS:
+            exit_ = t.get("exit", Exit.IMMEDIATE)
+            if exit_ in EXITS:
+                exit_ = Exit(exit_)
+            else:
                 sources = list(states.values()) if source == ANY else [states[source]]
                 if not isinstance(exit_, str) or any(s.cue(exit_) is None for s in sources):
                     self.fail(t.value_mark("exit"), f"exit {exit_!r} is not one of "
                               f"{', '.join(EXITS)} nor a cue of {source!r}")  # fmt: skip
-            entry = self.choice(t, "entry", ENTRIES, "start")
-            curve = self.choice(t, "curve", CURVES, "equal_power")
-            pending = self.choice(t, "while_pending", self.PENDING, "replace")
+            entry = Entry(self.choice(t, "entry", ENTRIES, Entry.START))
+            curve = Curve(self.choice(t, "curve", CURVES, Curve.EQUAL_POWER))
+            pending = WhilePending(self.choice(t, "while_pending", self.PENDING, "replace"))
             fade = self.duration(t.get("fade", "0.5s"), t.value_mark("fade"))
             fade_out = (
                 self.duration(t["fade_out"], t.value_mark("fade_out")) if "fade_out" in t else fade
@@ -593,9 +583,12 @@ class _Validator:
                     f"{priority} (the first is at {seen[key]}); keep one or set priority",
                 )
             seen[key] = t.mark
-            rules.append(Transition(source, event, target, exit_, entry, fade_out, fade_in,
-                                    curve, condition, priority, pending, duck_db,
-                                    respond_stinger, stinger, bridge_bars, t.mark))  # fmt: skip
+            rules.append(Transition(
+                source=source, event=event, target=target, exit=exit_, entry=entry,
+                fade_out=fade_out, fade_in=fade_in, curve=curve, condition=condition,
+                priority=priority, while_pending=pending, duck_db=duck_db,
+                respond_stinger=respond_stinger, stinger=stinger, bridge_bars=bridge_bars,
+                mark=t.mark))  # fmt: skip
         return tuple(rules)
 
     def condition(self, t: Marked, parameters) -> Condition:
@@ -651,9 +644,9 @@ class _Validator:
                 instrument = gm.instrument("lead", spec.get("instrument", "orchestra_hit"))
             except ValueError as exc:
                 self.fail(spec.value_mark("instrument"), str(exc))
-            quantize = self.choice(spec, "quantize", ("none", "beat", "bar"), "beat")
+            quantize = Quantize(self.choice(spec, "quantize", tuple(Quantize), Quantize.BEAT))
             cooldown = self.duration(spec.get("cooldown", "1s"), spec.value_mark("cooldown"))
-            if cooldown.unit != "seconds":
+            if cooldown.unit != Unit.SECONDS:
                 self.fail(spec.value_mark("cooldown"), "cooldown must be in seconds, e.g. 2s")
             gain_db = spec.get("gain_db", 0.0)
             if not _number(gain_db) or not -60 <= gain_db <= 12:
@@ -669,7 +662,7 @@ class _Validator:
 
     def duration(self, value, mark: Mark) -> Duration:
         if _number(value):
-            return Duration(float(value), "seconds")
+            return Duration(float(value), Unit.SECONDS)
         match = re.fullmatch(
             r"\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|ms|beats?|bars?)\s*", str(value)
         )
@@ -677,10 +670,10 @@ class _Validator:
             self.fail(mark, f"a length must look like 0.5s, 250ms, 1 beat or 2 bars, got {value!r}")
         amount, unit = float(match.group(1)), match.group(2)
         if unit == "ms":
-            return Duration(amount / 1000.0, "seconds")
+            return Duration(amount / 1000.0, Unit.SECONDS)
         if unit.startswith("s"):
-            return Duration(amount, "seconds")
-        return Duration(amount, "beats" if unit.startswith("beat") else "bars")
+            return Duration(amount, Unit.SECONDS)
+        return Duration(amount, Unit.BEATS if unit.startswith("beat") else Unit.BARS)
 
     def parameters(self, doc, top: Marked) -> dict[str, Parameter]:
         doc = self.mapping(doc, top.value_mark("parameters"), "parameters")
@@ -696,7 +689,7 @@ class _Validator:
             if not _number(default) or not low <= default <= high:
                 self.fail(p.value_mark("default"), f"default must be a number in [{low}, {high}]")
             smoothing = self.duration(p.get("smoothing", "0.2s"), p.value_mark("smoothing"))
-            if smoothing.unit != "seconds":
+            if smoothing.unit != Unit.SECONDS:
                 self.fail(p.value_mark("smoothing"), "smoothing must be in seconds, e.g. 0.2s")
             result[name] = Parameter(name, float(default), float(low), float(high),
                                      smoothing.amount)  # fmt: skip

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.score.units import Meter, quarters_per_bar
+
 SAMPLE_RATE = 48_000
 
 # The roles a state can fill. Order is the stem order of a rendered clip.
@@ -54,15 +56,6 @@ def scale_of(mode: str) -> tuple[int, ...]:
 def quadrant_of(mood: str) -> str:
     """The valence/arousal quadrant name of a mood word (see `MOODS`)."""
     return QUADRANTS[MOODS[mood]]
-
-
-@dataclass(frozen=True, slots=True)
-class Meter:
-    beats_per_bar: int = 4
-    beat_unit: int = 4
-
-    def __str__(self) -> str:
-        return f"{self.beats_per_bar}/{self.beat_unit}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +108,8 @@ class LoopSpec:
 
     @property
     def beats(self) -> float:
-        return self.bars * self.meter.beats_per_bar * 4 / self.meter.beat_unit
+        """Quarter notes in one loop."""
+        return self.bars * quarters_per_bar(self.meter)
 
     @property
     def seconds(self) -> float:

@@ -6,7 +6,7 @@ import pytest
 
 from engine.control import policy
 from engine.control.policy import Pending
-from engine.score.graph import Duration
+from engine.score.units import Duration
 from tests.control.fakes import GRAPH, LOST, WIN, rule
 
 
