@@ -157,10 +157,6 @@ class Mixer:
             return None
         return int(self._seen_ns[serial & _MASK])
 
-    @property
-    def seen_serial(self) -> int:
-        return self._seen_serial
-
     # -- audio thread -------------------------------------------------------------
 
     def render(self, frames: int) -> np.ndarray:

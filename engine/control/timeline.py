@@ -55,9 +55,6 @@ class Timeline:
                 entry.frame = start + entry.offset
         self._unresolved = waiting
 
-    def of_kind(self, kind: str) -> list[dict]:
-        return [e.data | {"frame": e.frame} for e in self.entries if e.kind == kind]
-
     def to_json(self) -> dict:
         rate = self.sample_rate
 

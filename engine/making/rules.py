@@ -136,9 +136,6 @@ class _Scale:
         offsets = (0, 2, 4, 6) if sevenths else (0, 2, 4)
         return tuple(self.pitch(root_degree + o) % 12 for o in offsets)
 
-    def in_range(self, low: int, high: int) -> list[int]:
-        return [p for p in range(low, high + 1) if (p - self.tonic) % 12 in self.intervals]
-
 
 def _progression(mode: str, valence: int, bars: int, rng: np.random.Generator) -> list[int]:
     """One chord root (scale degree) per bar, ending on the progression's turnaround."""

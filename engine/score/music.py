@@ -123,10 +123,6 @@ class LoopSpec:
     def quadrant(self) -> str:
         return quadrant_of(self.mood)
 
-    def musical_key(self) -> tuple[int, str]:
-        """The (tonic, mode) pair: what a bridge or stinger transposes into."""
-        return self.tonic, self.mode
-
 
 @dataclass(frozen=True, slots=True)
 class Loop:

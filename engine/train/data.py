@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -449,7 +448,3 @@ class Dataset:
 
     def sources_of(self, split: str) -> np.ndarray:
         return self.source[self.split == split]
-
-
-def default_workers() -> int:
-    return min(2, os.cpu_count() or 1)
