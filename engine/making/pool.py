@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.score.graph import Graph, loop_spec
-from engine.score.music import Clip, Loop, LoopSpec, Note
+from engine.score.music import Clip, Loop, LoopSpec, Note, transposition
 from engine.score.units import quarters_per_bar
 
 log = logging.getLogger("segue.pool")
@@ -77,7 +77,7 @@ class Workshop:
     def make_stinger(self, stinger, state_spec: LoopSpec, loop_id: str) -> Made:
         """A stinger in a state's key and tempo: its notes, then enough bars for the tail."""
         t0 = time.perf_counter()
-        shift = state_spec.tonic if state_spec.tonic <= 6 else state_spec.tonic - 12
+        shift = transposition(state_spec.tonic)
         notes = tuple(replace(n, part="lead", pitch=n.pitch + shift) for n in stinger.notes)
         end_beats = max(n.start_beats + n.duration_beats for n in notes)
         beats_per_bar = quarters_per_bar(state_spec.meter)
@@ -145,8 +145,7 @@ def _into_key(notes: tuple[Note, ...], tonic: int) -> tuple[Note, ...]:
         return ()
     first = min(n.start_beats for n in pitched)
     lowest = min(n.pitch for n in pitched)
-    shift = (tonic - lowest) % 12
-    shift = shift - 12 if shift > 6 else shift
+    shift = transposition(tonic, lowest)
     return tuple(replace(n, part="lead", pitch=n.pitch + shift, start_beats=n.start_beats - first)
                  for n in sorted(pitched, key=lambda n: n.start_beats))  # fmt: skip
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import mido
 
-from engine.score.music import PITCH_NAMES, Note
+from engine.score.music import PITCH_NAMES, Note, transposition
 
 MAX_MOTIF_BEATS = 16.0
 
@@ -51,9 +51,7 @@ def read_motif(path: Path, tonic: int) -> tuple[Note, ...]:
         raise MotifError("it has no notes")
     notes.sort(key=lambda n: (n.start_beats, n.pitch))
     first_bar = int(notes[0].start_beats // 4) * 4
-    shift = (tonic - source_tonic) % 12
-    if shift > 6:
-        shift -= 12
+    shift = transposition(tonic, source_tonic)
     moved = tuple(
         Note("lead", n.pitch + shift, n.start_beats - first_bar, n.duration_beats, n.velocity)
         for n in notes

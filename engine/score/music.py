@@ -53,6 +53,13 @@ def scale_of(mode: str) -> tuple[int, ...]:
     return MAJOR_SCALE if mode == "major" else MINOR_SCALE
 
 
+def transposition(to_pitch_class: int, from_pitch_class: int = 0) -> int:
+    """Semitones that move music in `from_pitch_class` to `to_pitch_class` by the smallest
+    interval: -5..+6 (a tritone goes up)."""
+    shift = (to_pitch_class - from_pitch_class) % 12
+    return shift - 12 if shift > 6 else shift
+
+
 def quadrant_of(mood: str) -> str:
     """The valence/arousal quadrant name of a mood word (see `MOODS`)."""
     return QUADRANTS[MOODS[mood]]

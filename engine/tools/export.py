@@ -38,7 +38,7 @@ import numpy as np
 from engine.making.pool import loop_seed
 from engine.making.synth import CHANNELS
 from engine.score.graph import Graph, GraphError, State, load_graph, loop_spec
-from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, Loop
+from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, Loop, transposition
 
 log = logging.getLogger("segue.export")
 
@@ -156,7 +156,7 @@ def loop_midi(loop: Loop) -> mido.MidiFile:
 def stinger_shift(tonic: int) -> int:
     """Semitones that move a stinger written in C to `tonic`: the smaller step (-5..+6),
     as `Workshop.make_stinger` moves it for the daemon."""
-    return tonic if tonic <= 6 else tonic - 12
+    return transposition(tonic)
 
 
 def stinger_id(name: str, state: str) -> str:

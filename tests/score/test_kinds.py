@@ -6,6 +6,7 @@ import pytest
 
 from engine.score.graph import GraphError, State, Transition, parse_graph
 from engine.score.kinds import Curve, Entry, Exit, Quantize, WhilePending
+from engine.score.music import transposition
 from engine.score.units import Duration, Meter, Unit, quarters_per_bar, quarters_per_beat
 
 
@@ -92,3 +93,11 @@ def test_durations(duration, frames) -> None:
 
 def test_quantize_words() -> None:
     assert [str(q) for q in Quantize] == ["none", "beat", "bar"]
+
+
+@pytest.mark.parametrize(
+    ("to", "source", "shift"),
+    [(0, 0, 0), (7, 0, -5), (6, 0, 6), (5, 0, 5), (2, 11, 3), (11, 2, -3), (0, 6, 6), (1, 8, 5)],
+)
+def test_transposition_takes_the_smallest_interval(to, source, shift) -> None:
+    assert transposition(to, source) == shift
