@@ -12,6 +12,7 @@ import pytest
 import soundfile
 
 from engine.tools import generate as generate_cmd
+from engine.tools.midi import TICKS_PER_BEAT
 
 GRAPH = """\
 version: 1
@@ -71,10 +72,11 @@ def test_writes_midi_and_piano_rolls(graph: Path, tmp_path: Path) -> None:
     assert generate_cmd.run(args) == 0
     for seed in (7, 8):
         midi = mido.MidiFile(out / f"waltz-{seed}.mid")
-        assert midi.ticks_per_beat == generate_cmd.TICKS_PER_BEAT
+        assert midi.ticks_per_beat == TICKS_PER_BEAT
         meta = [m for m in midi.tracks[0] if m.is_meta]
         assert any(m.type == "time_signature" and m.numerator == 3 for m in meta)
         assert any(m.type == "set_tempo" and round(mido.tempo2bpm(m.tempo)) == 90 for m in meta)
+        assert any(m.type == "key_signature" for m in meta)  # one MIDI writer, export's too
         assert len(midi.tracks) == 3  # conductor + pad + lead
         notes = [m for t in midi.tracks[1:] for m in t if m.type == "note_on" and m.velocity > 0]
         assert notes

@@ -15,14 +15,11 @@ import argparse
 import logging
 from pathlib import Path
 
-import mido
-
 from engine.score.music import PARTS, Loop
+from engine.tools.midi import loop_midi
 
 log = logging.getLogger("segue")
 
-TICKS_PER_BEAT = 480
-MIDI_CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": 9}
 PART_COLOURS = {"drums": "#7f7f7f", "bass": "#1f77b4", "pad": "#2ca02c", "lead": "#d62728"}
 
 
@@ -39,48 +36,6 @@ def register(subparsers) -> None:
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: shipped)")
     parser.add_argument("--soundfont", type=Path, default=None, help="SoundFont for --render")
     parser.set_defaults(func=run)
-
-
-def loop_to_midi(loop: Loop) -> mido.MidiFile:
-    """One track per part on its GM channel, tempo and meter set; times from the loop start."""
-    spec = loop.spec
-    midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
-    conductor = mido.MidiTrack()
-    conductor.append(mido.MetaMessage("track_name", name=spec.state, time=0))
-    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(spec.tempo_bpm), time=0))
-    conductor.append(
-        mido.MetaMessage(
-            "time_signature", numerator=spec.meter.beats_per_bar, denominator=spec.meter.beat_unit
-        )
-    )
-    conductor.append(mido.MetaMessage("end_of_track", time=round(spec.beats * TICKS_PER_BEAT)))
-    midi.tracks.append(conductor)
-    for part, instrument in spec.instruments:
-        channel = MIDI_CHANNELS[part]
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=f"{part}: {instrument.name}", time=0))
-        if not instrument.is_drums:
-            track.append(
-                mido.Message("program_change", channel=channel, program=instrument.program)
-            )
-        events = []
-        for note in loop.notes:
-            if note.part != part:
-                continue
-            on = round(note.start_beats * TICKS_PER_BEAT)
-            off = on + max(1, round(note.duration_beats * TICKS_PER_BEAT))
-            events.append((on, 1, note.pitch, note.velocity))
-            events.append((off, 0, note.pitch, 0))
-        now = 0
-        for tick, is_on, pitch, velocity in sorted(events):
-            kind = "note_on" if is_on else "note_off"
-            track.append(
-                mido.Message(kind, channel=channel, note=pitch, velocity=velocity, time=tick - now)
-            )
-            now = tick
-        track.append(mido.MetaMessage("end_of_track", time=0))
-        midi.tracks.append(track)
-    return midi
 
 
 def piano_roll(loop: Loop, path: Path) -> None:
@@ -173,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if loop is None:
             loop = rules.generate(spec)
         stem = args.out / f"{args.state}-{seed}"
-        loop_to_midi(loop).save(str(stem.with_suffix(".mid")))
+        loop_midi(loop).save(str(stem.with_suffix(".mid")))
         piano_roll(loop, stem.with_suffix(".png"))
         written = [".mid", ".png"]
         if synth is not None:
