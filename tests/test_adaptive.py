@@ -58,9 +58,9 @@ def graph_path(tmp_path):
 
 def run(graph_path, workshop, items, seconds, monkeypatch=None):
     if monkeypatch is not None:
-        import engine.tools.render
+        import engine.control.engine
 
-        monkeypatch.setattr(engine.tools.render, "Mixer", RecordingMixer)
+        monkeypatch.setattr(engine.control.engine, "Mixer", RecordingMixer)
     script = [ScriptItem(at, command) for at, command in items]
     return render(graph_path, script, seconds=seconds, seed=1, workshop=workshop)
 

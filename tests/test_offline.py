@@ -93,9 +93,9 @@ def test_no_clicks_every_plan_change_is_continuous(
     """At each plan switch (transitions, and fresh loops when nothing happens), every layer
     keeps its gain and read position; layers appear and disappear only at zero gain.
     (The clips themselves are seamless at the loop point: see test_synth.)"""
-    import engine.tools.render
+    import engine.control.engine
 
-    monkeypatch.setattr(engine.tools.render, "Mixer", RecordingMixer)
+    monkeypatch.setattr(engine.control.engine, "Mixer", RecordingMixer)
     script = load_script(SESSION) if scripted else []
     result = render(GAME, script, seconds=seconds, seed=3, workshop=workshop)
     mixer = result.conductor.mixer

@@ -21,11 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.audio.mixer import Mixer
 from engine.control import commands as cmd
-from engine.control.conductor import Conductor
+from engine.control.engine import Engine
 from engine.control.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
-from engine.making.pool import LoopPool
 from engine.making.supervisor import WorkerMaker
 from engine.score.graph import Graph
 from engine.score.music import SAMPLE_RATE
@@ -59,11 +57,12 @@ class Daemon:
     def __init__(self, config: DaemonConfig, graph: Graph, sink) -> None:
         self.config = config
         self.sink = sink
-        self.mixer = Mixer(max_block_frames=max(8192, config.block_frames))
         self.maker = WorkerMaker(config.soundfont, config.model, config.use_model)
-        self.pool = LoopPool(self.maker, depth=config.pool_depth, seed=config.seed)
-        self.conductor = Conductor(graph, self.pool, self.mixer, block_frames=config.block_frames,
-                                   graph_path=str(config.graph_path))  # fmt: skip
+        music = Engine.assemble(graph, self.maker, graph_path=config.graph_path,
+                                block_frames=config.block_frames,
+                                max_block_frames=max(8192, config.block_frames),
+                                pool_depth=config.pool_depth, seed=config.seed)  # fmt: skip
+        self.mixer, self.pool, self.conductor = music.mixer, music.pool, music.conductor
         self.inbox: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
         self.osc = OscServer(self.inbox.put, config.host, config.port, allow=config.allow,
                              max_subscribers=config.max_subscribers,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.mixer import Mixer
 from engine.control import addresses
 from engine.control import commands as cmd
 from engine.control.conductor import Conductor
+from engine.control.engine import Engine
 from engine.control.timeline import Timeline
-from engine.making.pool import InlineMaker, LoopPool, Workshop
+from engine.making.pool import InlineMaker, Workshop
 from engine.score import yamlmarks
 from engine.score.graph import load_graph
 from engine.score.music import SAMPLE_RATE
@@ -78,11 +78,11 @@ def render(graph_path: str | Path, script: list[ScriptItem], *, seconds: float |
     """Render a session; `seconds` defaults to the last scripted item plus a tail."""
     graph = load_graph(graph_path)
     virtual_ns = [0]
-    mixer = Mixer(max_block_frames=block_frames, clock_ns=lambda: virtual_ns[0])
     timeline = Timeline(SAMPLE_RATE, keep=1 << 30)
-    pool = LoopPool(InlineMaker(workshop), depth=2, seed=seed)
-    conductor = Conductor(graph, pool, mixer, block_frames=block_frames, timeline=timeline,
-                          clock_ns=lambda: virtual_ns[0], graph_path=str(graph_path))  # fmt: skip
+    music = Engine.assemble(graph, InlineMaker(workshop), graph_path=graph_path,
+                            block_frames=block_frames, seed=seed, clock_ns=lambda: virtual_ns[0],
+                            timeline=timeline)  # fmt: skip
+    mixer, conductor = music.mixer, music.conductor
     conductor.start()
     if seconds is None:
         seconds = (script[-1].at_seconds if script else 0.0) + tail_seconds
