@@ -19,22 +19,22 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from engine.audio.mixer import EQUAL_POWER, Layer, Mixer
 from engine.control import addresses, clock, layers, policy
 from engine.control import commands as cmd
+from engine.control.bridges import Bridges
 from engine.control.clock import Main
 from engine.control.layers import MUTE_FADE_SECONDS, SWAP_FADE_SECONDS
 from engine.control.policy import Pending
 from engine.control.report import Counters, status
 from engine.control.staging import Response, Stage
+from engine.control.stingers import Stingers
 from engine.control.timeline import Timeline
 from engine.making.pool import LoopPool
-from engine.score.graph import Graph, GraphError, State, Transition, load_graph, loop_spec
+from engine.score.graph import Graph, GraphError, State, Transition, load_graph
 from engine.score.music import PARTS, SAMPLE_RATE, Clip
-from engine.score.units import quarters_per_bar
 
 log = logging.getLogger("segue.conductor")
 
@@ -68,8 +68,9 @@ class Conductor:
         self._refresh_current = False
         self._waiting: tuple[Transition, int] | None = None  # a rule whose loop is not ready
         self._armed: dict[Transition, bool] = {}
-        self._stinger_last: dict[str, int] = {}
-        self._stingers_waiting: list[tuple[str, int]] = []
+        self.stingers = Stingers(self.stage, self.pool, self.counters, self.block_frames,
+                                 self.sample_rate)  # fmt: skip
+        self.bridges = Bridges(self.pool, self.counters)
         self._ends: list[tuple[int, str, str]] = []  # transition ends to announce
         self._beat_done = -1  # last frame a beat callback was sent for
         self.bar_number = 0
@@ -113,27 +114,7 @@ class Conductor:
 
     def _adopt(self, graph: Graph) -> set[str]:
         changed = self.pool.set_graph(graph, first=self.state or None)
-        names = set(graph.stingers)
-        self.pool.forget_extras(
-            lambda key: (
-                key[0] != "stinger"
-                or (
-                    key[1] in names
-                    and key[2] in graph.states
-                    and key[2] not in changed
-                    and graph.stingers[key[1]] == self.graph.stingers.get(key[1])
-                )
-            )
-        )
-        for stinger in graph.stingers.values():
-            for state in graph.states:
-                self.pool.request_extra(
-                    ("stinger", stinger.name, state),
-                    "make_stinger",
-                    stinger,
-                    loop_spec(graph, state, 0),
-                    f"stinger-{stinger.name}-{state}",
-                )
+        self.stingers.request(graph, self.graph, changed)
         return changed
 
     # -- commands ---------------------------------------------------------------------
@@ -289,10 +270,8 @@ class Conductor:
             if self.pool.ready.get(rule.target):
                 self._waiting = None
                 self._transition(rule, received)
-        if self._stingers_waiting:
-            waiting, self._stingers_waiting = self._stingers_waiting, []
-            for name, _ in waiting:
-                self.play_stinger(name, retry=True)
+        for name in self.stingers.take_waiting():
+            self.play_stinger(name, retry=True)
         if self._refresh_current and self.pool.ready.get(self.state) and self.pending is None:
             self._refresh_current = False
             self._transition(policy.refresh(self.state), self.clock_ns())
@@ -300,7 +279,7 @@ class Conductor:
             self._follow_params(self._params_moved)
             self._params_moved = 0.0
         self._announce(now)
-        self._prefetch_bridges()
+        self.bridges.prefetch(self.graph, self.main)
         self._prune(now)
         main = self.main
         if main is None or main.swap_at is None or self.pending is not None:
@@ -368,7 +347,7 @@ class Conductor:
         serial = stage.next_serial()
         now = stage.now
         at = self._boundary(rule.exit)
-        bridge = self._bridge_for(rule) if rule.bridge_bars else None
+        bridge = self.bridges.take(self.main, rule, self.state) if rule.bridge_bars else None
         plan = layers.change(
             rule,
             target,
@@ -395,24 +374,12 @@ class Conductor:
         if bridge is not None:
             self.counters.bridges += 1
             loop = bridge.loop
-            data = {
-                "from": source,
-                "to": rule.target,
-                "loop": loop.loop_id,
-                "generator": loop.generator,
-                "frames": bridge.frames,
-            }
+            data = {"from": source, "to": rule.target, "loop": loop.loop_id,
+                    "generator": loop.generator, "frames": bridge.frames}  # fmt: skip
             records.append(stage.record("bridge", data, serial=base, offset=offset))
-        data = {
-            "from": source,
-            "to": rule.target,
-            "on": rule.event,
-            "exit": rule.exit,
-            "entry": rule.entry,
-            "fade_out_frames": plan.fade_out,
-            "fade_in_frames": plan.fade_in,
-            "bridge": bridge is not None,
-        }
+        data = {"from": source, "to": rule.target, "on": rule.event, "exit": rule.exit,
+                "entry": rule.entry, "fade_out_frames": plan.fade_out,
+                "fade_in_frames": plan.fade_in, "bridge": bridge is not None}  # fmt: skip
         records.append(stage.record("transition", data, serial=base, offset=offset))
         records.append(self._record_loop(clip, base, plan.entry_at))
         if at is not None:
@@ -452,15 +419,8 @@ class Conductor:
             self.pending = None
         return True
 
-    def _respond(
-        self,
-        rule: Transition,
-        received_ns: int,
-        serial: int,
-        now: int,
-        at: int | None,
-        ducked: bool,
-    ) -> None:
+    def _respond(self, rule: Transition, received: int, serial: int, now: int, at: int | None,
+                 ducked: bool) -> None:  # fmt: skip
         """Record how fast the game hears an answer (a duck or stinger at once: two stages)."""
         musical = 0 if at is None else max(0, at - now)
         audible = 0 if ducked else musical
@@ -468,186 +428,33 @@ class Conductor:
             played = self.play_stinger(rule.respond_stinger, quantize="none")
             if "scheduled" in played:  # not cooling down, and rendered
                 audible = 0
-        response = Response(
-            rule.event,
-            received_ns,
-            self.clock_ns(),
-            serial,
-            musical,
-            applied_frame=now,
-            audible_offset=audible,
-        )
-        self.stage.record(
-            "response",
-            {
-                "event": rule.event,
-                "two_stage": audible < musical,
-                "musical_frames": musical,
-                "audible_frames": audible,
-            },
-            frame=now,
-        )
+        response = Response(rule.event, received, self.clock_ns(), serial, musical,
+                            applied_frame=now, audible_offset=audible)  # fmt: skip
+        data = {"event": rule.event, "two_stage": audible < musical, "musical_frames": musical,
+                "audible_frames": audible}  # fmt: skip
+        self.stage.record("response", data, frame=now)
         self.stage.respond(response)
 
     def _swap(self, clip: Clip, at: int) -> None:
         """A fresh loop for the same state, seamless at the loop boundary `at`."""
+        stage = self.stage
         fade = round(SWAP_FADE_SECONDS * self.sample_rate)
-        out = layers.fade_out_all(
-            self.stage.layers,
-            0,
-            at,
-            fade,
-            EQUAL_POWER,
-            at=self.stage.absolute(0, at),
-            start_frame=self.stage.start_frame,
-        )
+        estimate = stage.absolute(0, at)
+        out = layers.fade_out_all(stage.layers, 0, at, fade, EQUAL_POWER, at=estimate,
+                                  start_frame=stage.start_frame)  # fmt: skip
         state = self.main.state
-        incoming = self._loop_layer(
-            clip,
-            state,
-            0,
-            anchor=at,
-            start=at,
-            fade_base=0,
-            fade_start=at,
-            fade_frames=fade,
-            gain_from=0.0,
-        )
+        fade_in = {"fade_base": 0, "fade_start": at, "fade_frames": fade, "gain_from": 0.0}
+        incoming = self._loop_layer(clip, state, 0, anchor=at, start=at, **fade_in)
         out.append(incoming)
         self.main = Main(state, clip, incoming)
         self.main.place(at)
         self.stage.publish(self.stage.next_serial(), out)
         self._record_loop(clip, 0, at)
 
-    # -- bridges ------------------------------------------------------------------------
-
-    def _bridge_key(self, loop_id: str, rule: Transition) -> tuple:
-        return ("bridge", loop_id, rule.target, rule.bridge_bars)
-
-    def _prefetch_bridges(self) -> None:
-        """Write bridges out of the playing loop ahead of time, for every rule that wants one."""
-        main = self.main
-        if main is None:
-            return
-        loop = main.clip.loop
-        for rule in self.graph.transitions:
-            if not rule.bridge_bars or rule.target is None:
-                continue
-            if rule.source not in (main.state.name, "any") or rule.target == main.state.name:
-                continue
-            key = self._bridge_key(loop.loop_id, rule)
-            if key in self.pool.extras or key in self.pool.extras_pending:
-                continue
-            target = self.graph.states[rule.target]
-            seed = zlib.crc32(f"{self.pool.seed}:bridge:{loop.loop_id}:{rule.target}".encode())
-            spec = replace(
-                loop_spec(self.graph, rule.target, seed),
-                bars=rule.bridge_bars,
-                state=f"{rule.target}",
-            )
-            beats = main.state.beats_per_loop
-            bar = quarters_per_bar(main.state.meter)
-            last_bar = tuple(n for n in loop.notes if n.start_beats >= beats - bar)
-            self.pool.request_extra(
-                key,
-                "make_bridge",
-                spec,
-                layers.shift(last_bar, -(beats - bar)),
-                f"bridge-{loop.loop_id}-{target.name}",
-            )
-
-    def _bridge_for(self, rule: Transition) -> Clip | None:
-        if self.main is None:
-            return None
-        clip = self.pool.extra(self._bridge_key(self.main.clip.loop.loop_id, rule))
-        if clip is None:
-            self.counters.bridges_missed += 1
-            log.info("no bridge ready for %s -> %s; changing without one", self.state, rule.target)
-        return clip
-
-    # -- stingers -------------------------------------------------------------------------
-
-    def play_stinger(
-        self,
-        name: str,
-        *,
-        at_frame: int | None = None,
-        state: str | None = None,
-        quantize: str | None = None,
-        retry: bool = False,
-    ) -> dict:
+    def play_stinger(self, name: str, **where) -> dict:
         """Schedule a stinger on the grid, in the key of the state it lands in."""
-        stinger = self.graph.stingers[name]
-        stage = self.stage
-        now = stage.now
-        cooldown = round(stinger.cooldown_seconds * self.sample_rate)
-        if not retry and policy.cooling_down(self._stinger_last.get(name), now, cooldown):
-            self.counters.stingers_cooldown += 1
-            stage.record("stinger_cooldown", {"stinger": name})
-            stage.notify("/segue/stinger", name, "cooldown")
-            return {"ignored": f"stinger {name!r} is cooling down"}
-        quantize = quantize or stinger.quantize
-        state = state or self.state
-        pending = self.pending
-        moved = False
-        if at_frame is None:
-            at_frame = (
-                clock.grid_point(
-                    quantize, now + 2 * self.block_frames, self.clock, self.sample_rate
-                )
-                if quantize != "none"
-                else None
-            )
-            if pending is not None and at_frame is not None and at_frame >= pending.switch:
-                # It would land after the change: play it in the next state, on its grid.
-                self.counters.stingers_moved_to_next_state += 1
-                moved = True
-                state = pending.rule.target
-                lands_in = self.graph.states[state]
-                step = clock.beat_frames(lands_in, self.sample_rate) * (
-                    lands_in.meter.beats_per_bar if quantize == "bar" else 1
-                )
-                at_frame = clock.on_grid_after(pending.switch, at_frame, step)
-            elif pending is None and self.clock is not None:
-                state = self.clock.state.name
-        clip = self.pool.extra(("stinger", name, state))
-        if clip is None:
-            # Not rendered yet (a fresh graph): play it as soon as it is, never drop it.
-            self.counters.stingers_waited += 1
-            self._stingers_waiting.append((name, now))
-            return {"queued": f"stinger {name!r} is being rendered"}
-        serial = stage.next_serial()
-        base, offset = (serial, 0) if at_frame is None else (0, at_frame)
-        gain = 10.0 ** (stinger.gain_db / 20.0)
-        edge = round(SWAP_FADE_SECONDS * self.sample_rate)
-        layer = layers.one_shot(
-            clip,
-            base,
-            offset,
-            offset + clip.frames - edge,
-            edge,
-            edge,
-            gain,
-            EQUAL_POWER,
-            f"stinger:{name}",
-        )
-        stage.publish(serial, [*stage.layers, layer])
-        self._stinger_last[name] = now
-        self.counters.stingers += 1
-        stage.record(
-            "stinger",
-            {
-                "stinger": name,
-                "state": state,
-                "tonic": self.graph.states[state].tonic,
-                "frames": clip.frames,
-                "moved": moved,
-            },
-            serial=base,
-            offset=offset,
-        )
-        stage.notify("/segue/stinger", name, "scheduled")
-        return {"scheduled": name, "frame": None if base else offset}
+        return self.stingers.play(self.graph, name, current=self.state, grid=self.clock,
+                                  pending=self.pending, **where)  # fmt: skip
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -688,18 +495,9 @@ class Conductor:
     def _record_loop(self, clip: Clip, base: int, offset: int):
         self.counters.loops_played += 1
         loop = clip.loop
-        return self.stage.record(
-            "loop",
-            {
-                "loop": loop.loop_id,
-                "state": loop.spec.state,
-                "generator": loop.generator,
-                "frames": clip.frames,
-                "lufs": round(clip.loudness_lufs, 2),
-            },
-            serial=base,
-            offset=offset,
-        )
+        data = {"loop": loop.loop_id, "state": loop.spec.state, "generator": loop.generator,
+                "frames": clip.frames, "lufs": round(clip.loudness_lufs, 2)}  # fmt: skip
+        return self.stage.record("loop", data, serial=base, offset=offset)
 
     def status(self) -> dict:
         return status(self)
