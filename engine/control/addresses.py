@@ -113,8 +113,9 @@ ROWS: tuple[Address, ...] = (
 ADDRESSES: dict[str, Address] = {row.address: row for row in ROWS}
 
 
-def to_command(address: str, args: list, sender: tuple[str, int], received_ns: int,
-               due_ns: int = 0) -> cmd.Command | None:  # fmt: skip
+def to_command(
+    address: str, args: list, sender: tuple[str, int], received_ns: int, due_ns: int = 0
+) -> cmd.Command | None:
     """Check one message against the table and build its command (None for ping)."""
     row = ADDRESSES.get(address)
     if row is None:
@@ -128,9 +129,9 @@ def to_command(address: str, args: list, sender: tuple[str, int], received_ns: i
     for i, (arg, value) in enumerate(zip(required + optional, args, strict=False)):
         if not arg.kind.accepts(value):
             raise BadMessage(
-                "bad_args", f"{address} argument {i + 1} must be a {arg.kind}, got "
-                f"{type(value).__name__}"
-            )  # fmt: skip
+                "bad_args",
+                f"{address} argument {i + 1} must be a {arg.kind}, got {type(value).__name__}",
+            )
     if row.command is None:
         return None
     try:
@@ -156,8 +157,11 @@ def from_script(item: dict) -> cmd.Command:
     names = [arg.name for arg in row.required + row.optional]
     unknown = sorted(set(item) - {"at", row.key, *names[1:]})
     if unknown:
-        raise BadMessage("bad_args", f"unknown key {unknown[0]!r} with {row.key!r}; it takes "
-                         f"{', '.join(dict.fromkeys(names[1:])) or 'nothing more'}")  # fmt: skip
+        raise BadMessage(
+            "bad_args",
+            f"unknown key {unknown[0]!r} with {row.key!r}; it takes "
+            f"{', '.join(dict.fromkeys(names[1:])) or 'nothing more'}",
+        )
     args = [item[row.key]] if row.required or row.optional else []
     for name in dict.fromkeys(names[1:]):
         if name in item:

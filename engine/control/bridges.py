@@ -43,13 +43,19 @@ class Bridges:
                 continue
             target = graph.states[rule.target]
             seed = zlib.crc32(f"{pool.seed}:bridge:{loop.loop_id}:{rule.target}".encode())
-            spec = replace(loop_spec(graph, rule.target, seed), bars=rule.bridge_bars,
-                           state=f"{rule.target}")  # fmt: skip
+            spec = replace(
+                loop_spec(graph, rule.target, seed), bars=rule.bridge_bars, state=f"{rule.target}"
+            )
             beats = main.state.beats_per_loop
             bar = quarters_per_bar(main.state.meter)
             last_bar = tuple(n for n in loop.notes if n.start_beats >= beats - bar)
-            pool.request_extra(wanted, "make_bridge", spec, layers.shift(last_bar, -(beats - bar)),
-                               f"bridge-{loop.loop_id}-{target.name}")  # fmt: skip
+            pool.request_extra(
+                wanted,
+                "make_bridge",
+                spec,
+                layers.shift(last_bar, -(beats - bar)),
+                f"bridge-{loop.loop_id}-{target.name}",
+            )
 
     def take(self, main: Main | None, rule: Transition, state: str) -> Clip | None:
         """The bridge out of the playing loop for `rule`, if it is ready."""

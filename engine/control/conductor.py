@@ -68,8 +68,9 @@ class Conductor:
         self._refresh_current = False
         self._waiting: tuple[Transition, int] | None = None  # a rule whose loop is not ready
         self._armed: dict[Transition, bool] = {}
-        self.stingers = Stingers(self.stage, self.pool, self.counters, self.block_frames,
-                                 self.sample_rate)  # fmt: skip
+        self.stingers = Stingers(
+            self.stage, self.pool, self.counters, self.block_frames, self.sample_rate
+        )
         self.bridges = Bridges(self.pool, self.counters)
         self._ends: list[tuple[int, str, str]] = []  # transition ends to announce
         self._beat_done = -1  # last frame a beat callback was sent for
@@ -348,20 +349,19 @@ class Conductor:
         now = stage.now
         at = self._boundary(rule.exit)
         bridge = self.bridges.take(self.main, rule, self.state) if rule.bridge_bars else None
+        where = layers.Where(now, self.block_frames, self.sample_rate, stage.start_frame)
+        targets = self._stem_targets(target, clip)
         plan = layers.change(
             rule,
             target,
             clip,
-            self._stem_targets(target, clip),
+            targets,
             bridge,
             stage.layers,
             serial=serial,
-            now=now,
             exit_at=at,
             grid=self.clock,
-            block_frames=self.block_frames,
-            sample_rate=self.sample_rate,
-            start_frame=stage.start_frame,
+            where=where,
         )
         base, offset = plan.base, plan.offset
         self.state = rule.target
@@ -419,8 +419,9 @@ class Conductor:
             self.pending = None
         return True
 
-    def _respond(self, rule: Transition, received: int, serial: int, now: int, at: int | None,
-                 ducked: bool) -> None:  # fmt: skip
+    def _respond(
+        self, rule: Transition, received: int, serial: int, now: int, at: int | None, ducked: bool
+    ) -> None:
         """Record how fast the game hears an answer (a duck or stinger at once: two stages)."""
         musical = 0 if at is None else max(0, at - now)
         audible = 0 if ducked else musical
@@ -428,8 +429,7 @@ class Conductor:
             played = self.play_stinger(rule.respond_stinger, quantize="none")
             if "scheduled" in played:  # not cooling down, and rendered
                 audible = 0
-        response = Response(rule.event, received, self.clock_ns(), serial, musical,
-                            applied_frame=now, audible_offset=audible)  # fmt: skip
+        response = Response(rule.event, received, self.clock_ns(), serial, musical, now, audible)
         data = {"event": rule.event, "two_stage": audible < musical, "musical_frames": musical,
                 "audible_frames": audible}  # fmt: skip
         self.stage.record("response", data, frame=now)
@@ -440,8 +440,9 @@ class Conductor:
         stage = self.stage
         fade = round(SWAP_FADE_SECONDS * self.sample_rate)
         estimate = stage.absolute(0, at)
-        out = layers.fade_out_all(stage.layers, 0, at, fade, EQUAL_POWER, at=estimate,
-                                  start_frame=stage.start_frame)  # fmt: skip
+        out = layers.fade_out_all(
+            stage.layers, 0, at, fade, EQUAL_POWER, at=estimate, start_frame=stage.start_frame
+        )
         state = self.main.state
         fade_in = {"fade_base": 0, "fade_start": at, "fade_frames": fade, "gain_from": 0.0}
         incoming = self._loop_layer(clip, state, 0, anchor=at, start=at, **fade_in)
@@ -453,8 +454,9 @@ class Conductor:
 
     def play_stinger(self, name: str, **where) -> dict:
         """Schedule a stinger on the grid, in the key of the state it lands in."""
-        return self.stingers.play(self.graph, name, current=self.state, grid=self.clock,
-                                  pending=self.pending, **where)  # fmt: skip
+        return self.stingers.play(
+            self.graph, name, current=self.state, grid=self.clock, pending=self.pending, **where
+        )
 
     # -- callbacks ------------------------------------------------------------------------
 

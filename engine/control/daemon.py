@@ -58,15 +58,25 @@ class Daemon:
         self.config = config
         self.sink = sink
         self.maker = WorkerMaker(config.soundfont, config.model, config.use_model)
-        music = Engine.assemble(graph, self.maker, graph_path=config.graph_path,
-                                block_frames=config.block_frames,
-                                max_block_frames=max(8192, config.block_frames),
-                                pool_depth=config.pool_depth, seed=config.seed)  # fmt: skip
+        music = Engine.assemble(
+            graph,
+            self.maker,
+            graph_path=config.graph_path,
+            block_frames=config.block_frames,
+            max_block_frames=max(8192, config.block_frames),
+            pool_depth=config.pool_depth,
+            seed=config.seed,
+        )
         self.mixer, self.pool, self.conductor = music.mixer, music.pool, music.conductor
         self.inbox: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
-        self.osc = OscServer(self.inbox.put, config.host, config.port, allow=config.allow,
-                             max_subscribers=config.max_subscribers,
-                             subscribe_any_host=config.subscribe_any_host)  # fmt: skip
+        self.osc = OscServer(
+            self.inbox.put,
+            config.host,
+            config.port,
+            allow=config.allow,
+            max_subscribers=config.max_subscribers,
+            subscribe_any_host=config.subscribe_any_host,
+        )
         self.stop_event = threading.Event()
         self.generator = "?"
         self._threads: list[threading.Thread] = []
@@ -90,8 +100,12 @@ class Daemon:
         # The initial state's first loop is written first, the others in order of need.
         self.pool.set_graph(self.conductor.graph, first=self.conductor.graph.initial)
         self.conductor.start()  # waits for the initial state's first loop
-        log.info("first loop ready in %.2f s (generator: %s; %s)", time.monotonic() - t0,
-                 generator, self.maker.synth_info.get("synth", "?"))  # fmt: skip
+        log.info(
+            "first loop ready in %.2f s (generator: %s; %s)",
+            time.monotonic() - t0,
+            generator,
+            self.maker.synth_info.get("synth", "?"),
+        )
         control = threading.Thread(target=self._control, name="segue-control", daemon=True)
         audio = threading.Thread(target=self._sink, name="segue-sink", daemon=True)
         self._threads = [control, audio]
@@ -112,8 +126,12 @@ class Daemon:
         try:
             self.ui = LiveView(self, self.inbox.put, self.config.ui_host, self.config.ui_port)
         except OSError as exc:
-            log.warning("no live view: cannot listen on %s:%d: %s", self.config.ui_host,
-                        self.config.ui_port, exc.strerror)  # fmt: skip
+            log.warning(
+                "no live view: cannot listen on %s:%d: %s",
+                self.config.ui_host,
+                self.config.ui_port,
+                exc.strerror,
+            )
             return
         self.ui.start()
         log.info("live view at %s", self.ui.url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from engine.audio.mixer import CURVES, Layer
 from engine.control.clock import Main, beat_frames, entry_offset
@@ -16,6 +17,16 @@ from engine.score.graph import State, Transition
 from engine.score.music import Clip
 
 StartFrame = Callable[[int], int | None]
+
+
+class Where(NamedTuple):
+    """Where the mixer is: its frame, its block, its rate, and plan serial -> start frame."""
+
+    now: int
+    block_frames: int
+    sample_rate: int
+    start_frame: StartFrame
+
 
 SWAP_FADE_SECONDS = 0.01  # loop-to-loop seam inside a state, and bridge seams: click-free
 DUCK_SECONDS = 0.03  # how fast the first-stage duck comes in
@@ -231,15 +242,13 @@ def change(
     playing: list[Layer],
     *,
     serial: int,
-    now: int,
     exit_at: int | None,
     grid: Main | None,
-    block_frames: int,
-    sample_rate: int,
-    start_frame: StartFrame,
+    where: Where,
 ) -> Change:
-    """Lay out `rule` from the layers `playing` at frame `now`: the plan `serial` carries it,
-    the exit point is `exit_at` (None: now), `grid` is the loop that sets the grid."""
+    """Lay out `rule` from the layers `playing`, `where` the mixer is: the plan `serial` carries
+    it, the exit point is `exit_at` (None: now), `grid` is the loop that sets the grid."""
+    now, block_frames, sample_rate, start_frame = where
     grid_state = grid.state if grid else target
     fade_out = rule.fade_out.frames(grid_state.tempo_bpm, grid_state.meter, sample_rate)
     fade_in = rule.fade_in.frames(target.tempo_bpm, target.meter, sample_rate)

@@ -96,10 +96,16 @@ class RateLimitedLog:
 class OscServer:
     """Receives on a UDP socket in its own thread and hands commands to `on_command`."""
 
-    def __init__(self, on_command: Callable[[cmd.Command], None], host: str = DEFAULT_HOST,
-                 port: int = DEFAULT_PORT, *, allow: tuple = (),
-                 max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
-                 subscribe_any_host: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        on_command: Callable[[cmd.Command], None],
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        allow: tuple = (),
+        max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
+        subscribe_any_host: bool = False,
+    ) -> None:
         self.on_command = on_command
         self.counters = OscCounters()
         self.gate = SenderGate(allow)
@@ -155,8 +161,10 @@ class OscServer:
         self.counters.datagrams += 1
         if not self.gate.allowed(sender[0]):
             self.counters.refused_senders += 1
-            self._log.warning("refused", f"OSC from {sender[0]}:{sender[1]} refused: not "
-                              "loopback nor an --allow network")  # fmt: skip
+            self._log.warning(
+                "refused",
+                f"OSC from {sender[0]}:{sender[1]} refused: not loopback nor an --allow network",
+            )
             return
         try:
             # Cheap check first: an OSC packet starts with '/' (message) or '#' (bundle).
@@ -166,16 +174,20 @@ class OscServer:
             if parsed is not None:
                 timed = [(parsed[0], parsed[1], 0.0)]
             else:
-                timed = [(m.message.address, list(m.message.params), m.time)
-                         for m in OscPacket(data).messages]  # fmt: skip
+                timed = [
+                    (m.message.address, list(m.message.params), m.time)
+                    for m in OscPacket(data).messages
+                ]
                 # python-osc zero-pads a truncated argument (for a synth that omits padding):
                 # a cut-off "/segue/param intensity 0.8" would read as 0.0. Be strict.
                 if data[:1] == b"/" and message_length(data) != len(data):
                     raise ParseError("truncated message or trailing bytes")
         except (ParseError, Exception) as exc:  # noqa: B014 - any parse failure is the sender's
             self.counters.malformed += 1
-            self._log.warning("malformed", f"malformed OSC datagram from {sender[0]}:{sender[1]} "
-                              f"({len(data)} bytes): {exc}")  # fmt: skip
+            self._log.warning(
+                "malformed",
+                f"malformed OSC datagram from {sender[0]}:{sender[1]} ({len(data)} bytes): {exc}",
+            )
             return
         wall_now = time.time()
         for address, params, at in timed:
@@ -192,8 +204,9 @@ class OscServer:
                 continue
             if not self.gate.within_rate(sender, address):
                 self.counters.rate_limited += 1
-                self._log.warning("rate", f"{address} from {sender[0]} over its rate "
-                                  "limit; dropped")  # fmt: skip
+                self._log.warning(
+                    "rate", f"{address} from {sender[0]} over its rate limit; dropped"
+                )
                 continue
             if command is None:
                 ping_id = params[0] if params else 0
@@ -215,8 +228,11 @@ class OscServer:
             self.send(sender, "/segue/error", verdict.refused)
         elif verdict.evicted is not None:
             self.counters.subscribers_evicted += 1
-            self._log.warning("evicted", f"{len(self.subscribers)} subscribers: the oldest, "
-                              f"{verdict.evicted[0]}:{verdict.evicted[1]}, makes room")  # fmt: skip
+            self._log.warning(
+                "evicted",
+                f"{len(self.subscribers)} subscribers: the oldest, "
+                f"{verdict.evicted[0]}:{verdict.evicted[1]}, makes room",
+            )
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped before this thread could read them (any thread)."""
@@ -250,5 +266,6 @@ class OscServer:
                 self.counters.notifications += 1
             except OSError as exc:
                 self.counters.send_errors += 1
-                self._log.warning("send", f"could not notify {subscriber[0]}:{subscriber[1]}: "
-                                  f"{exc}")  # fmt: skip
+                self._log.warning(
+                    "send", f"could not notify {subscriber[0]}:{subscriber[1]}: {exc}"
+                )

@@ -34,8 +34,9 @@ def parse_networks(cidrs: list[str] | tuple[str, ...]) -> tuple:
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
-            raise ValueError(f"--allow {text!r} is not an address or network (e.g. "
-                             "192.168.1.0/24)") from None  # fmt: skip
+            raise ValueError(
+                f"--allow {text!r} is not an address or network (e.g. 192.168.1.0/24)"
+            ) from None
     return tuple(networks)
 
 
@@ -103,9 +104,12 @@ class Subscribers:
 
     def add(self, host: str, port: int, sender_host: str) -> SubscribeVerdict:
         if host != sender_host and not self.any_host:
-            return SubscribeVerdict(False, refused=f"a subscription for {host} came from "
-                                    f"{sender_host}; notifications go only to the sender "
-                                    "(--subscribe-any-host allows others)")  # fmt: skip
+            return SubscribeVerdict(
+                False,
+                refused=f"a subscription for {host} came from "
+                f"{sender_host}; notifications go only to the sender "
+                "(--subscribe-any-host allows others)",
+            )
         key = (host, port)
         evicted = None
         self._order.pop(key, None)  # a renewal moves to the back

@@ -15,8 +15,9 @@ from engine.score.graph import Graph, loop_spec
 
 
 class Stingers:
-    def __init__(self, stage: Stage, pool: LoopPool, counters: Counters, block_frames: int,
-                 sample_rate: int) -> None:  # fmt: skip
+    def __init__(
+        self, stage: Stage, pool: LoopPool, counters: Counters, block_frames: int, sample_rate: int
+    ) -> None:
         self.stage = stage
         self.pool = pool
         self.counters = counters
@@ -34,19 +35,37 @@ class Stingers:
             if key[0] != "stinger":
                 return True
             name, state = key[1], key[2]
-            return (name in names and state in graph.states and state not in changed
-                    and graph.stingers[name] == old.stingers.get(name))  # fmt: skip
+            return (
+                name in names
+                and state in graph.states
+                and state not in changed
+                and graph.stingers[name] == old.stingers.get(name)
+            )
 
         self.pool.forget_extras(keep)
         for stinger in graph.stingers.values():
             for state in graph.states:
-                self.pool.request_extra(("stinger", stinger.name, state), "make_stinger", stinger,
-                                        loop_spec(graph, state, 0),
-                                        f"stinger-{stinger.name}-{state}")  # fmt: skip
+                self.pool.request_extra(
+                    ("stinger", stinger.name, state),
+                    "make_stinger",
+                    stinger,
+                    loop_spec(graph, state, 0),
+                    f"stinger-{stinger.name}-{state}",
+                )
 
-    def play(self, graph: Graph, name: str, *, current: str, grid: Main | None,
-             pending: Pending | None, at_frame: int | None = None, state: str | None = None,
-             quantize: str | None = None, retry: bool = False) -> dict:  # fmt: skip
+    def play(
+        self,
+        graph: Graph,
+        name: str,
+        *,
+        current: str,
+        grid: Main | None,
+        pending: Pending | None,
+        at_frame: int | None = None,
+        state: str | None = None,
+        quantize: str | None = None,
+        retry: bool = False,
+    ) -> dict:
         """Schedule stinger `name` on `grid` (or at `at_frame`), in the key of the state it
         lands in: `current`, or the pending change's destination if it lands after it."""
         stinger = graph.stingers[name]
@@ -87,8 +106,9 @@ class Stingers:
         gain = 10.0 ** (stinger.gain_db / 20.0)
         edge = round(SWAP_FADE_SECONDS * self.sample_rate)
         stop = offset + clip.frames - edge
-        layer = layers.one_shot(clip, base, offset, stop, edge, edge, gain, EQUAL_POWER,
-                                f"stinger:{name}")  # fmt: skip
+        layer = layers.one_shot(
+            clip, base, offset, stop, edge, edge, gain, EQUAL_POWER, f"stinger:{name}"
+        )
         stage.publish(serial, [*stage.layers, layer])
         self.last[name] = now
         counters.stingers += 1

@@ -30,8 +30,9 @@ class Timeline:
     def __post_init__(self) -> None:
         self._unresolved: list[Entry] = []
 
-    def add(self, kind: str, data: dict, frame: int | None = None,
-            serial: int = 0, offset: int = 0) -> Entry:  # fmt: skip
+    def add(
+        self, kind: str, data: dict, frame: int | None = None, serial: int = 0, offset: int = 0
+    ) -> Entry:
         entry = Entry(kind, data, frame, serial, offset)
         self.entries.append(entry)
         if frame is None:

@@ -42,8 +42,11 @@ def sosfilt_2d(sos: np.ndarray, signals: np.ndarray, zi: np.ndarray | None = Non
     """(filtered, final state) of (n_signals, frames); `zi` (n_signals, sections, 2) is the
     state to start from (direct form II transposed), rest when None."""
     dtype = signals.dtype if signals.dtype in (np.float32, np.float64) else np.float64
-    state = (np.zeros((signals.shape[0], sos.shape[0], 2), dtype) if zi is None
-             else np.array(zi, dtype, order="C"))  # fmt: skip
+    state = (
+        np.zeros((signals.shape[0], sos.shape[0], 2), dtype)
+        if zi is None
+        else np.array(zi, dtype, order="C")
+    )
     if _SOSFILT is None:
         from scipy.signal import sosfilt as public
 

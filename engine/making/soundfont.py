@@ -33,8 +33,7 @@ def check_synth() -> None:
     if importlib.util.find_spec("fluidsynth") is None:
         raise SoundFontNotFound("pyfluidsynth is not installed: pip install pyfluidsynth")
     if ctypes.util.find_library("fluidsynth") is None:
-        raise SoundFontNotFound("the FluidSynth library is missing: apt-get install "
-                                "libfluidsynth3")  # fmt: skip
+        raise SoundFontNotFound("the FluidSynth library is missing: apt-get install libfluidsynth3")
 
 
 def find_soundfont(explicit: str | Path | None = None) -> Path:

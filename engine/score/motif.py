@@ -45,8 +45,9 @@ def read_motif(path: Path, tonic: int) -> tuple[Note, ...]:
             elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in open_notes:
                 start, velocity = open_notes.pop((msg.channel, msg.note))
                 beat = midi.ticks_per_beat
-                notes.append(Note("lead", msg.note, start / beat, max(ticks - start, 1) / beat,
-                                  velocity))  # fmt: skip
+                notes.append(
+                    Note("lead", msg.note, start / beat, max(ticks - start, 1) / beat, velocity)
+                )
     if not notes:
         raise MotifError("it has no notes")
     notes.sort(key=lambda n: (n.start_beats, n.pitch))

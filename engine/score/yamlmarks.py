@@ -78,9 +78,11 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Marked:
         key = loader.construct_object(key_node, deep=True)
         if key in result:
             raise yaml.MarkedYAMLError(
-                "while reading a mapping", node.start_mark, f"duplicate key {key!r}",
+                "while reading a mapping",
+                node.start_mark,
+                f"duplicate key {key!r}",
                 key_node.start_mark,
-            )  # fmt: skip
+            )
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_marks[key] = _mark(key_node, loader.segue_filename)
         result.value_marks[key] = _mark(value_node, loader.segue_filename)
@@ -122,10 +124,11 @@ def load(text: str, filename: str):
         column = position - text.rfind("\n", 0, position)
         char = exc.character
         what = f"U+{char:04X}" if isinstance(char, int) else repr(char)
-        raise YamlSyntaxError(Mark(filename, line, column),
-                              f"YAML: character {what} is not allowed here "
-                              "(control characters and NUL bytes cannot appear in YAML)"
-                              ) from None  # fmt: skip
+        raise YamlSyntaxError(
+            Mark(filename, line, column),
+            f"YAML: character {what} is not allowed here "
+            "(control characters and NUL bytes cannot appear in YAML)",
+        ) from None
     except yaml.YAMLError as exc:
         message = " ".join(str(exc).split())  # one line
         raise YamlSyntaxError(Mark(filename, 1, 1), f"YAML: {message}") from None

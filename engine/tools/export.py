@@ -128,8 +128,9 @@ class Job:
 
 def plan_jobs(graph: Graph, per_state: int) -> list[Job]:
     jobs = [Job(state, "loop", number) for state in graph.states for number in range(per_state)]
-    jobs += [Job(state, "stinger", stinger=name) for state in graph.states
-             for name in graph.stingers]  # fmt: skip
+    jobs += [
+        Job(state, "stinger", stinger=name) for state in graph.states for name in graph.stingers
+    ]
     return jobs
 
 
@@ -154,8 +155,16 @@ def _loudness_entry(clip: Clip, audio: np.ndarray) -> dict:
     }
 
 
-def export_pool(graph: Graph, out_dir: Path, workshop, *, per_state: int, seed: int = 0,
-                stems: bool = False, progress: bool = True) -> dict:  # fmt: skip
+def export_pool(
+    graph: Graph,
+    out_dir: Path,
+    workshop,
+    *,
+    per_state: int,
+    seed: int = 0,
+    stems: bool = False,
+    progress: bool = True,
+) -> dict:
     """Render and write the pool; returns the manifest (also written to manifest.json)."""
     from tqdm import tqdm
 
@@ -175,8 +184,11 @@ def export_pool(graph: Graph, out_dir: Path, workshop, *, per_state: int, seed: 
             )
             if made.fallback_reason:
                 fallbacks += 1
-                log.warning("%s: %s; the rule-based generator wrote it", made.clip.loop.loop_id,
-                            made.fallback_reason)  # fmt: skip
+                log.warning(
+                    "%s: %s; the rule-based generator wrote it",
+                    made.clip.loop.loop_id,
+                    made.fallback_reason,
+                )
             clip = made.clip
             audio = clip.mix
             base = f"{job.state}/{clip.loop.loop_id}"
@@ -184,16 +196,21 @@ def export_pool(graph: Graph, out_dir: Path, workshop, *, per_state: int, seed: 
         else:
             stinger = graph.stingers[job.stinger]
             # The daemon's own rendering: the same notes, key, bars and tail as it plays.
-            made = workshop.make_stinger(stinger, loop_spec(graph, job.state, 0),
-                                         stinger_id(job.stinger, job.state))  # fmt: skip
+            made = workshop.make_stinger(
+                stinger, loop_spec(graph, job.state, 0), stinger_id(job.stinger, job.state)
+            )
             clip = made.clip
             audio = clip.mix
             base = f"{job.state}/{clip.loop.loop_id}"
-            entry |= {"id": clip.loop.loop_id, "stinger": job.stinger,
-                      "instrument": stinger.instrument.name, "quantize": stinger.quantize,
-                      "cooldown_seconds": stinger.cooldown_seconds,
-                      "gain_db": stinger.gain_db, "transpose_semitones":
-                      stinger_shift(state.tonic)}  # fmt: skip
+            entry |= {
+                "id": clip.loop.loop_id,
+                "stinger": job.stinger,
+                "instrument": stinger.instrument.name,
+                "quantize": stinger.quantize,
+                "cooldown_seconds": stinger.cooldown_seconds,
+                "gain_db": stinger.gain_db,
+                "transpose_semitones": stinger_shift(state.tonic),
+            }
         spec = clip.loop.spec
         looped = job.kind == "loop"
         wav, clipped = _write_clip(out_dir, base, audio, looped)
@@ -216,9 +233,11 @@ def export_pool(graph: Graph, out_dir: Path, workshop, *, per_state: int, seed: 
             "midi": f"{base}.mid",
             "generator": clip.loop.generator,
             "notes": len(clip.loop.notes),
-            "instruments": {part: {"name": inst.name, "program": inst.program,
-                                   "drums": inst.is_drums} for part, inst in spec.instruments},
-        }  # fmt: skip
+            "instruments": {
+                part: {"name": inst.name, "program": inst.program, "drums": inst.is_drums}
+                for part, inst in spec.instruments
+            },
+        }
         if stems and looped:
             for part, stem in zip(clip.parts, clip.stems, strict=True):
                 rel, stem_clipped = _write_clip(out_dir, f"{base}.{part}", stem, True)
@@ -316,14 +335,17 @@ def run(args: argparse.Namespace) -> int:
     if workshop.model_problem and not args.no_model:
         log.warning("no model loops: %s; using the rule-based generator", workshop.model_problem)
     try:
-        manifest = export_pool(graph, args.out, workshop, per_state=args.per_state,
-                               seed=args.seed, stems=args.stems)  # fmt: skip
+        manifest = export_pool(
+            graph, args.out, workshop, per_state=args.per_state, seed=args.seed, stems=args.stems
+        )
     except OSError as exc:
         log.error("cannot write to %s: %s", args.out, exc.strerror or exc)
         return 1
     kinds = [c["kind"] for c in manifest["clips"]]
-    print(f"wrote {kinds.count('loop')} loops and {kinds.count('stinger')} stingers for "
-          f"{len(graph.states)} states to {args.out / 'manifest.json'}")  # fmt: skip
+    print(
+        f"wrote {kinds.count('loop')} loops and {kinds.count('stinger')} stingers for "
+        f"{len(graph.states)} states to {args.out / 'manifest.json'}"
+    )
     return 0
 
 

@@ -21,8 +21,9 @@ def timeline_png(timeline: dict, audio: np.ndarray, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     seconds = len(audio) / SAMPLE_RATE
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 6), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1]})  # fmt: skip
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     # Level: RMS in 50 ms windows, in dBFS.
     window = SAMPLE_RATE // 20
     frames = len(audio) // window * window
@@ -72,8 +73,11 @@ def timeline_png(timeline: dict, audio: np.ndarray, path: str | Path) -> None:
     bottom.set_ylabel("parameters")
     bottom.set_xlabel("seconds")
     bottom.set_xlim(0, seconds)
-    top.set_title("Segue session: states (bands), transitions (dashed), stingers (*), "
-                  "bridges (■), events (▼)", fontsize=10)  # fmt: skip
+    top.set_title(
+        "Segue session: states (bands), transitions (dashed), stingers (*), "
+        "bridges (■), events (▼)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -72,16 +72,30 @@ class RenderResult:
     conductor: Conductor
 
 
-def render(graph_path: str | Path, script: list[ScriptItem], *, seconds: float | None = None,
-           seed: int = 0, workshop: Workshop, block_frames: int = 256,
-           tail_seconds: float = 6.0, progress: bool = False) -> RenderResult:  # fmt: skip
+def render(
+    graph_path: str | Path,
+    script: list[ScriptItem],
+    *,
+    seconds: float | None = None,
+    seed: int = 0,
+    workshop: Workshop,
+    block_frames: int = 256,
+    tail_seconds: float = 6.0,
+    progress: bool = False,
+) -> RenderResult:
     """Render a session; `seconds` defaults to the last scripted item plus a tail."""
     graph = load_graph(graph_path)
     virtual_ns = [0]
     timeline = Timeline(SAMPLE_RATE, keep=1 << 30)
-    music = Engine.assemble(graph, InlineMaker(workshop), graph_path=graph_path,
-                            block_frames=block_frames, seed=seed, clock_ns=lambda: virtual_ns[0],
-                            timeline=timeline)  # fmt: skip
+    music = Engine.assemble(
+        graph,
+        InlineMaker(workshop),
+        graph_path=graph_path,
+        block_frames=block_frames,
+        seed=seed,
+        clock_ns=lambda: virtual_ns[0],
+        timeline=timeline,
+    )
     mixer, conductor = music.mixer, music.conductor
     conductor.start()
     if seconds is None:

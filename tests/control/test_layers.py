@@ -133,9 +133,9 @@ def test_finished(layer, now, done) -> None:
 
 def change(name: str, *, exit_at=None, bridge=None, grid_anchor=0, now=10_000):
     grid = Main(CALM, FakeClip(384_000), layer=None, anchor=grid_anchor)
+    where = layers.Where(now, 256, RATE, STARTED)
     return layers.change(rule(name), FIGHT, FakeClip(192_000), None, bridge, [loop()],
-                         serial=5, now=now, exit_at=exit_at, grid=grid, block_frames=256,
-                         sample_rate=RATE, start_frame=STARTED)  # fmt: skip
+                         serial=5, exit_at=exit_at, grid=grid, where=where)  # fmt: skip
 
 
 def test_an_immediate_change_rides_on_its_plan() -> None:
@@ -152,9 +152,10 @@ def test_an_immediate_change_rides_on_its_plan() -> None:
 
 def test_a_quantized_change_uses_absolute_frames_and_may_duck() -> None:
     ducking = rule("enemy").__class__(**{**_fields(rule("enemy")), "duck_db": -6.0})
+    grid = Main(CALM, FakeClip(384_000), None, 0)
+    where = layers.Where(10_000, 256, RATE, STARTED)
     plan = layers.change(ducking, FIGHT, FakeClip(192_000), None, None, [loop()], serial=5,
-                         now=10_000, exit_at=96_000, grid=Main(CALM, FakeClip(384_000), None, 0),
-                         block_frames=256, sample_rate=RATE, start_frame=STARTED)  # fmt: skip
+                         exit_at=96_000, grid=grid, where=where)  # fmt: skip
     assert (plan.base, plan.offset, plan.entry_at, plan.anchor) == (0, 96_000, 96_000, 96_000)
     assert plan.ducked
     old = plan.layers[0]

@@ -48,11 +48,16 @@ def list_devices() -> list[dict]:
     sd = sounddevice()
     apis = sd.query_hostapis()
     return [
-        {"index": i, "name": d["name"], "hostapi": apis[d["hostapi"]]["name"],
-         "channels": d["max_output_channels"],
-         "default_samplerate": d["default_samplerate"]}
-        for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] >= 2
-    ]  # fmt: skip
+        {
+            "index": i,
+            "name": d["name"],
+            "hostapi": apis[d["hostapi"]]["name"],
+            "channels": d["max_output_channels"],
+            "default_samplerate": d["default_samplerate"],
+        }
+        for i, d in enumerate(sd.query_devices())
+        if d["max_output_channels"] >= 2
+    ]
 
 
 def find_device(spec: str | int | None) -> int | None:
@@ -89,18 +94,32 @@ def find_device(spec: str | int | None) -> int | None:
 class DeviceSink(ShmSink):
     """The sound card through a supervised host process (see the module docstring)."""
 
-    def __init__(self, device: str | int | None = None, block_frames: int = 256,
-                 sample_rate: int = 48000, buffer_blocks: int = 2,
-                 realtime_priority: int = 10, stall_ms: float = STALL_MS,
-                 reopen_s: float = REOPEN_SECONDS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        device: str | int | None = None,
+        block_frames: int = 256,
+        sample_rate: int = 48000,
+        buffer_blocks: int = 2,
+        realtime_priority: int = 10,
+        stall_ms: float = STALL_MS,
+        reopen_s: float = REOPEN_SECONDS,
+    ) -> None:
         if buffer_blocks < 1:
-            raise SinkError("the device sink keeps at least one block in its ring "
-                            "(--buffer-blocks 0 is the direct callback)")  # fmt: skip
+            raise SinkError(
+                "the device sink keeps at least one block in its ring "
+                "(--buffer-blocks 0 is the direct callback)"
+            )
         fill = buffer_blocks * block_frames
-        super().__init__(f"segue-device-{os.getpid()}", target_fill_frames=fill,
-                         capacity_frames=max(4096, 4 * fill), block_frames=block_frames,
-                         sample_rate=sample_rate, reader_timeout_ms=stall_ms,
-                         unlink_on_stop=True, realtime_priority=realtime_priority)  # fmt: skip
+        super().__init__(
+            f"segue-device-{os.getpid()}",
+            target_fill_frames=fill,
+            capacity_frames=max(4096, 4 * fill),
+            block_frames=block_frames,
+            sample_rate=sample_rate,
+            reader_timeout_ms=stall_ms,
+            unlink_on_stop=True,
+            realtime_priority=realtime_priority,
+        )
         self.name = "device"
         self.device_spec = None if device is None else str(device)
         self.buffer_blocks = buffer_blocks
@@ -127,23 +146,41 @@ class DeviceSink(ShmSink):
     # -- the host process ----------------------------------------------------------------
 
     def _start_host(self, wait: bool) -> dict:
-        command = [sys.executable, "-m", "engine.audio.sinks.device_host", "--ring", self.segment,
-                   "--blocksize", str(self.block_frames), "--rate", str(self.sample_rate),
-                   "--priority", str(self.realtime_priority)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "engine.audio.sinks.device_host",
+            "--ring",
+            self.segment,
+            "--blocksize",
+            str(self.block_frames),
+            "--rate",
+            str(self.sample_rate),
+            "--priority",
+            str(self.realtime_priority),
+        ]
         if self.device_spec is not None:
             command += ["--device", self.device_spec]
-        self._host = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL)  # fmt: skip
+        self._host = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         answer: list[dict] = []
         self._answer = answer
-        reader = threading.Thread(target=self._read_answer, args=(self._host, answer),
-                                  name="segue-device-answer", daemon=True)  # fmt: skip
+        reader = threading.Thread(
+            target=self._read_answer,
+            args=(self._host, answer),
+            name="segue-device-answer",
+            daemon=True,
+        )
         reader.start()
         if not wait:
             return {}
         reader.join(HOST_START_SECONDS)
-        return answer[0] if answer else {"error": "the audio device did not open in "
-                                         f"{HOST_START_SECONDS:.0f} s"}  # fmt: skip
+        return (
+            answer[0]
+            if answer
+            else {"error": f"the audio device did not open in {HOST_START_SECONDS:.0f} s"}
+        )
 
     @staticmethod
     def _read_answer(host: subprocess.Popen, answer: list) -> None:
@@ -183,8 +220,9 @@ class DeviceSink(ShmSink):
     # -- streaming and supervision -----------------------------------------------------
 
     def run(self, pull: Pull, stop: threading.Event) -> None:
-        supervisor = threading.Thread(target=self._supervise, args=(stop,),
-                                      name="segue-device-watch", daemon=True)  # fmt: skip
+        supervisor = threading.Thread(
+            target=self._supervise, args=(stop,), name="segue-device-watch", daemon=True
+        )
         supervisor.start()
         try:
             super().run(pull, stop)
@@ -202,8 +240,11 @@ class DeviceSink(ShmSink):
             if self.state == "playing":
                 exited = host is None or host.poll() is not None
                 if exited or (self._seen_reader and not self._reader_present):
-                    why = "its host process exited" if exited else (
-                        f"it played nothing for {self.stall_ms:.0f} ms")  # fmt: skip
+                    why = (
+                        "its host process exited"
+                        if exited
+                        else (f"it played nothing for {self.stall_ms:.0f} ms")
+                    )
                     self._lose(why)
                     next_try = now + self.reopen_s
             elif self.state == "lost" and now >= next_try:
@@ -218,8 +259,10 @@ class DeviceSink(ShmSink):
                     self._adopt(self._answer[0])
                     self.reopens += 1
                     self.state = "playing"
-                    message = (f"audio device back after {now - self.lost_since:.1f} s: "
-                               f"{self.device_name} ({self.hostapi})")  # fmt: skip
+                    message = (
+                        f"audio device back after {now - self.lost_since:.1f} s: "
+                        f"{self.device_name} ({self.hostapi})"
+                    )
                     log.info("%s", message)
                     self.events.append(("info", message))
                 elif now - self._tried_at > HOST_START_SECONDS:
@@ -231,8 +274,10 @@ class DeviceSink(ShmSink):
         self.losses += 1
         self.lost_since = time.monotonic()
         self.state = "lost"
-        message = (f"audio device lost ({why}); the music keeps time and Segue retries "
-                   f"every {self.reopen_s:g} s")  # fmt: skip
+        message = (
+            f"audio device lost ({why}); the music keeps time and Segue retries "
+            f"every {self.reopen_s:g} s"
+        )
         log.warning("%s", message)
         self.events.append(("error", message))
 
@@ -244,11 +289,16 @@ class DeviceSink(ShmSink):
         out = super().stats()
         block_ms = self.block_frames / self.sample_rate * 1000
         out |= {
-            "sink": self.name, "state": self.state, "device": self.device_name,
-            "hostapi": self.hostapi, "losses": self.losses, "reopens": self.reopens,
+            "sink": self.name,
+            "state": self.state,
+            "device": self.device_name,
+            "hostapi": self.hostapi,
+            "losses": self.losses,
+            "reopens": self.reopens,
             "output_latency_ms": round(self.output_latency_s * 1000, 3),
             "device_latency_ms": round(self.device_latency_s * 1000, 3),
             "buffer_ms": round(self.buffer_blocks * block_ms, 3),  # part of output_latency_ms
-            "block_ms": round(block_ms, 3), "mode": f"ring ({self.buffer_blocks} blocks)",
-        }  # fmt: skip
+            "block_ms": round(block_ms, 3),
+            "mode": f"ring ({self.buffer_blocks} blocks)",
+        }
         return out

@@ -69,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         stream = sd.OutputStream(
-            samplerate=args.rate, blocksize=args.blocksize, device=device, channels=2,
-            dtype="float32", latency="low", callback=callback,
-        )  # fmt: skip
+            samplerate=args.rate,
+            blocksize=args.blocksize,
+            device=device,
+            channels=2,
+            dtype="float32",
+            latency="low",
+            callback=callback,
+        )
         latency_s = float(stream.latency)  # asked before the stream runs: JACK may stall
         info = sd.query_devices(stream.device)
         hostapi = sd.query_hostapis(info["hostapi"])["name"]

@@ -19,8 +19,13 @@ from engine.audio.sinks.timing import BlockTimer
 class DirectDeviceSink(Sink):
     name = "device"
 
-    def __init__(self, device: str | int | None = None, block_frames: int = 256,
-                 sample_rate: int = 48000, realtime_priority: int = 10) -> None:  # fmt: skip
+    def __init__(
+        self,
+        device: str | int | None = None,
+        block_frames: int = 256,
+        sample_rate: int = 48000,
+        realtime_priority: int = 10,
+    ) -> None:
         super().__init__()
         self.device = find_device(device)
         self.realtime_priority = realtime_priority
@@ -61,9 +66,14 @@ class DirectDeviceSink(Sink):
         self._pull = pull
         try:
             stream = sd.OutputStream(
-                samplerate=self.sample_rate, blocksize=self.block_frames, device=self.device,
-                channels=2, dtype="float32", latency="low", callback=self._callback,
-            )  # fmt: skip
+                samplerate=self.sample_rate,
+                blocksize=self.block_frames,
+                device=self.device,
+                channels=2,
+                dtype="float32",
+                latency="low",
+                callback=self._callback,
+            )
         except Exception as exc:  # noqa: BLE001 - PortAudio errors become one line
             raise SinkError(f"cannot open the audio device: {exc}") from None
         # Ask PortAudio everything before the stream runs: queries made while the JACK
@@ -82,12 +92,17 @@ class DirectDeviceSink(Sink):
 
     def stats(self) -> dict:
         return {
-            "sink": self.name, "state": self.state, "device": self.device_name,
-            "hostapi": self.hostapi, "underruns": self.underruns,
-            "callbacks": self.timer.blocks, "errors": self.errors,
+            "sink": self.name,
+            "state": self.state,
+            "device": self.device_name,
+            "hostapi": self.hostapi,
+            "underruns": self.underruns,
+            "callbacks": self.timer.blocks,
+            "errors": self.errors,
             "output_latency_ms": round(self.output_latency_s * 1000, 3),
             "block_frames": self.block_frames,
             "block_ms": round(self.block_frames / self.sample_rate * 1000, 3),
-            "audio_thread": self.realtime, "mode": "callback (in the daemon)",
+            "audio_thread": self.realtime,
+            "mode": "callback (in the daemon)",
             **self.timer.stats(),
-        }  # fmt: skip
+        }

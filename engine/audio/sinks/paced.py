@@ -57,10 +57,15 @@ class PacedSink(Sink):
             self.close()
 
     def stats(self) -> dict:
-        return {"sink": self.name, "state": self.state, "blocks": self.blocks,
-                "late_blocks": self.late_blocks,
-                "underruns": self.late_blocks, "output_latency_ms": 0.0,
-                "block_frames": self.block_frames}  # fmt: skip
+        return {
+            "sink": self.name,
+            "state": self.state,
+            "blocks": self.blocks,
+            "late_blocks": self.late_blocks,
+            "underruns": self.late_blocks,
+            "output_latency_ms": 0.0,
+            "block_frames": self.block_frames,
+        }
 
 
 class NullSink(PacedSink):
@@ -76,8 +81,9 @@ class WavSink(PacedSink):
 
         self.path = Path(path)
         try:
-            self._file = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate,
-                                             channels=2, subtype="FLOAT")  # fmt: skip
+            self._file = soundfile.SoundFile(
+                str(self.path), "w", samplerate=sample_rate, channels=2, subtype="FLOAT"
+            )
         except (OSError, RuntimeError) as exc:
             raise SinkError(f"cannot write {self.path}: {exc}") from None
 

@@ -112,8 +112,9 @@ class ShmSink(Sink):
         then reads silence as "stopped", not as underruns, until the music flows."""
         if self._writer is None:
             try:
-                self._writer = RingWriter(self.segment, self.sample_rate, CHANNELS,
-                                          self.capacity_frames)  # fmt: skip
+                self._writer = RingWriter(
+                    self.segment, self.sample_rate, CHANNELS, self.capacity_frames
+                )
             except RingError as exc:
                 raise SinkError(str(exc)) from None
 
@@ -208,8 +209,10 @@ class ShmSink(Sink):
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
         except (AttributeError, OSError) as exc:
-            log.warning("shm: no real-time priority for the producer (%s); continuing without",
-                        getattr(exc, "strerror", None) or exc)  # fmt: skip
+            log.warning(
+                "shm: no real-time priority for the producer (%s); continuing without",
+                getattr(exc, "strerror", None) or exc,
+            )
 
     def _track_reader(
         self, read_index: int, last_read_index: int, now_ns: int, last_move_ns: int
