@@ -38,7 +38,6 @@ MAX_LINES = 450
 # entry goes when its module is split (the test fails on an entry that fits).
 OVERSIZE: dict[str, int] = {
     "score/graph.py": 715,
-    "control/conductor.py": 505,
     "making/rules.py": 539,
     "train/evaluate.py": 548,
     "audio/ring.py": 514,

@@ -70,4 +70,4 @@ def test_an_unknown_part_is_refused_in_one_line(graph_path, workshop):
     reply = result.conductor.handle(cmd.MutePart("kazoo", True))
     assert reply == {"error": "unknown part 'kazoo'; parts are drums, bass, pad, lead"}
     assert result.conductor.handle(cmd.MutePart("", True))["error"].startswith("unknown part ''")
-    assert result.conductor.muted == set()
+    assert result.conductor.parts.muted == set()

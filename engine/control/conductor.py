@@ -26,7 +26,8 @@ from engine.control import addresses, clock, layers, policy
 from engine.control import commands as cmd
 from engine.control.bridges import Bridges
 from engine.control.clock import Main
-from engine.control.layers import MUTE_FADE_SECONDS, SWAP_FADE_SECONDS
+from engine.control.layers import SWAP_FADE_SECONDS
+from engine.control.parts import Parts
 from engine.control.policy import Pending
 from engine.control.report import Counters, status
 from engine.control.staging import Response, Stage
@@ -34,7 +35,7 @@ from engine.control.stingers import Stingers
 from engine.control.timeline import Timeline
 from engine.making.pool import LoopPool
 from engine.score.graph import Graph, GraphError, State, Transition, load_graph
-from engine.score.music import PARTS, SAMPLE_RATE, Clip
+from engine.score.music import SAMPLE_RATE, Clip
 
 log = logging.getLogger("segue.conductor")
 
@@ -72,13 +73,7 @@ class Conductor:
             self.stage, self.pool, self.counters, self.block_frames, self.sample_rate
         )
         self.bridges = Bridges(self.pool, self.counters)
-        self._ends: list[tuple[int, str, str]] = []  # transition ends to announce
-        self._beat_done = -1  # last frame a beat callback was sent for
-        self.bar_number = 0
-        self._params_moved = 0.0  # smoothing seconds of the parameters changed since a tick
-        self.muted: set[str] = set()
-        self.solo = ""  # a part heard alone ("" none)
-        self._mixing_parts = False  # once a part was muted, loops play as stems (gains apply)
+        self.parts = Parts()
         self.params = {p.name: p.default for p in self.graph.parameters.values()}
         # command type -> the method that applies it, from the OSC address table
         self._handlers = {
@@ -158,7 +153,7 @@ class Conductor:
         self.params[command.name] = min(max(command.value, spec.low), spec.high)
         # Stems follow at the next tick: a game may send a parameter every frame, and
         # one new plan per tick is plenty (the ramp smooths between them anyway).
-        self._params_moved = max(self._params_moved, spec.smoothing_seconds)
+        self.parts.moving(spec.smoothing_seconds)
         rule = policy.fires(self.graph, self.state, command.name, self.params, self._armed)
         if rule is not None:
             self.stage.record("event", {"event": rule.event})
@@ -174,18 +169,7 @@ class Conductor:
         return self.play_stinger(command.name)
 
     def on_mute(self, command: cmd.MutePart | cmd.SoloPart, _received: int = 0) -> dict | None:
-        """Mute or solo a part; the stems follow through the parameters' path."""
-        if (command.part or isinstance(command, cmd.MutePart)) and command.part not in PARTS:
-            return {"error": f"unknown part {command.part!r}; parts are {', '.join(PARTS)}"}
-        if isinstance(command, cmd.SoloPart):
-            self.solo = command.part
-        elif command.muted:
-            self.muted.add(command.part)
-        else:
-            self.muted.discard(command.part)
-        self._mixing_parts = True
-        self._params_moved = max(self._params_moved, MUTE_FADE_SECONDS)
-        return None
+        return self.parts.mute(command)
 
     def on_status(self, _command: cmd.Status, _received: int) -> dict:
         return self.status()
@@ -229,30 +213,10 @@ class Conductor:
 
     # -- parameters -------------------------------------------------------------------
 
-    def _stem_targets(self, state: State, clip: Clip) -> tuple[float, ...] | None:
-        return layers.stem_targets(
-            state, clip.parts, self.params, self.muted, self.solo, self._mixing_parts
-        )
-
-    def _follow_params(self, smoothing_seconds: float) -> None:
-        """Move the main loop's stems toward their new gains, smoothly, from the next block."""
-        main = self.main
-        if main is None or not (main.state.layers or self._mixing_parts):
-            return
-        target = self._stem_targets(main.state, main.clip)
-        serial = self.stage.next_serial()
-        current = layers.stems_now(main.layer, self.stage.start_frame, self.stage.now)
-        frames = max(1, round(smoothing_seconds * self.sample_rate))
-        new = layers.follow(main.layer, current, target, serial, frames)
-        self.stage.replace(main.layer, new)
-        main.layer = new
-        self.stage.publish(serial, self.stage.layers)
-
-    def _loop_layer(
-        self, clip: Clip, state: State, base: int, *, anchor: int, start: int, **fade
-    ) -> Layer:
-        targets = self._stem_targets(state, clip)
-        return layers.loop_layer(clip, targets, base, anchor=anchor, start=start, **fade)
+    def _loop_layer(self, clip: Clip, state: State, base: int, **where) -> Layer:
+        """`clip` looping in `state`, its stems at the parameters' gains."""
+        targets = self.parts.targets(state, clip, self.params)
+        return layers.loop_layer(clip, targets, base, **where)
 
     # -- the clock ----------------------------------------------------------------------
 
@@ -276,9 +240,7 @@ class Conductor:
         if self._refresh_current and self.pool.ready.get(self.state) and self.pending is None:
             self._refresh_current = False
             self._transition(policy.refresh(self.state), self.clock_ns())
-        if self._params_moved:
-            self._follow_params(self._params_moved)
-            self._params_moved = 0.0
+        self.parts.follow(self.stage, self.main, self.params, self.sample_rate)
         self._announce(now)
         self.bridges.prefetch(self.graph, self.main)
         self._prune(now)
@@ -317,11 +279,6 @@ class Conductor:
         """(state of the grid, beats since the grid's anchor) at the mixer's frame."""
         return clock.position(self.clock, self.stage.now, self.sample_rate)
 
-    def _boundary(self, exit_: str) -> int | None:
-        """The next exit point at least two blocks ahead (time to publish the plan)."""
-        earliest = self.stage.now + 2 * self.block_frames
-        return clock.grid_point(exit_, earliest, self.clock, self.sample_rate)
-
     # -- transitions ------------------------------------------------------------------
 
     def _transition(self, rule: Transition, received_ns: int) -> None:
@@ -347,10 +304,11 @@ class Conductor:
         target = self.graph.states[rule.target]
         serial = stage.next_serial()
         now = stage.now
-        at = self._boundary(rule.exit)
+        # the next exit point at least two blocks ahead (time to publish the plan)
+        at = clock.grid_point(rule.exit, now + 2 * self.block_frames, self.clock, self.sample_rate)
         bridge = self.bridges.take(self.main, rule, self.state) if rule.bridge_bars else None
         where = layers.Where(now, self.block_frames, self.sample_rate, stage.start_frame)
-        targets = self._stem_targets(target, clip)
+        targets = self.parts.targets(target, clip, self.params)
         plan = layers.change(
             rule,
             target,
@@ -386,7 +344,7 @@ class Conductor:
             self.pending = Pending(
                 rule, at, source, layers_before, main_before, clock_before, records=records
             )
-        self._ends.append((stage.absolute(base, plan.end), source, rule.target))
+        stage.ends.append((stage.absolute(base, plan.end), source, rule.target))
         if rule.stinger:
             self.play_stinger(
                 rule.stinger, at_frame=stage.absolute(base, offset), state=rule.target
@@ -462,29 +420,10 @@ class Conductor:
 
     def _announce(self, now: int) -> None:
         """Beat and bar callbacks just ahead of the audio; transition ends."""
-        while self._ends and self._ends[0][0] <= now:
-            frame, source, target = self._ends.pop(0)
-            self.stage.notify("/segue/transition", "end", source, target, at=frame)
-        grid = self.clock
-        if grid is None or grid.anchor is None:
-            return
         horizon = now + clock.BEAT_LOOKAHEAD_BLOCKS * self.block_frames
-        beat = clock.beat_frames(grid.state, self.sample_rate)
-        for frame, beat_in_bar in clock.beats_due(
-            grid.anchor, beat, grid.state.meter.beats_per_bar, self._beat_done, horizon
-        ):
-            if beat_in_bar == 1:
-                self.bar_number += 1
-                self.counters.bars += 1
-                self.stage.notify("/segue/bar", self.bar_number, at=frame)
-            self.counters.beats += 1
-            self.stage.notify("/segue/beat", self.bar_number, beat_in_bar, at=frame)
-            self.stage.record(
-                "beat",
-                {"bar": self.bar_number, "beat": beat_in_bar, "state": grid.state.name},
-                frame=frame,
-            )
-            self._beat_done = frame
+        beats, bars = self.stage.announce(self.clock, now, horizon)
+        self.counters.beats += beats
+        self.counters.bars += bars
 
     # -- plumbing -------------------------------------------------------------------------
 

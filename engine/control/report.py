@@ -54,7 +54,7 @@ def status(conductor) -> dict:
     return {
         "state": c.state,
         **grid,
-        "bar_count": c.bar_number,
+        "bar_count": c.stage.bar_number,
         "grid_anchor_frame": None if c.clock is None else c.clock.anchor,
         "frame": now,
         "loop": main.clip.loop.loop_id if main else None,
@@ -70,7 +70,7 @@ def status(conductor) -> dict:
         "params": dict(c.params),
         "counters": vars(c.counters) | {"mixer_" + k: v for k, v in vars(c.mixer.counters).items()},
         "last_error": c.last_error,
-        "muted": sorted(c.muted),
-        "solo": c.solo,
+        "muted": sorted(c.parts.muted),
+        "solo": c.parts.solo,
         "graph": graph.path,
     }

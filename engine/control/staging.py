@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.audio.mixer import Layer, Mixer, MixPlan
+from engine.control import clock
+from engine.control.clock import Main
 from engine.control.timeline import Timeline
 
 
@@ -56,6 +58,9 @@ class Stage:
         self.responses: collections.deque = collections.deque(maxlen=4096)
         self._serial = 0
         self._unresolved: list[Response] = []
+        self.ends: list[tuple[int, str, str]] = []  # (frame, from, to): transition ends to send
+        self.beat_done = -1  # the last frame a beat callback was sent for
+        self.bar_number = 0
 
     @property
     def now(self) -> int:
@@ -124,3 +129,27 @@ class Stage:
                 r.audible_ns = seen + round(r.audible_offset * 1e9 / self.sample_rate)
                 self.responses.append(r)
         self._unresolved = keep
+
+    def announce(self, grid: Main | None, now: int, horizon: int) -> tuple[int, int]:
+        """Send the transition ends due by `now`, and the beats and bars of `grid` up to
+        `horizon` (just ahead of the audio); returns how many beats and bars were sent."""
+        while self.ends and self.ends[0][0] <= now:
+            frame, source, target = self.ends.pop(0)
+            self.notify("/segue/transition", "end", source, target, at=frame)
+        if grid is None or grid.anchor is None:
+            return 0, 0
+        beats = bars = 0
+        state = grid.state
+        beat = clock.beat_frames(state, self.sample_rate)
+        due = clock.beats_due(grid.anchor, beat, state.meter.beats_per_bar, self.beat_done, horizon)
+        for frame, beat_in_bar in due:
+            if beat_in_bar == 1:
+                self.bar_number += 1
+                bars += 1
+                self.notify("/segue/bar", self.bar_number, at=frame)
+            beats += 1
+            self.notify("/segue/beat", self.bar_number, beat_in_bar, at=frame)
+            data = {"bar": self.bar_number, "beat": beat_in_bar, "state": state.name}
+            self.record("beat", data, frame=frame)
+            self.beat_done = frame
+        return beats, bars
