@@ -1,7 +1,8 @@
 """The OSC address space, one row per address.
 
 A row says what the address takes, the command it builds, the Conductor method that applies
-that command, and how the README shows it. The table drives checking and building commands
+that command, the Daemon method that answers the sender (if any), and how the README shows
+it. The table drives checking and building commands
 at the OSC boundary (`to_command`), the Conductor's dispatch, the session scripts of
 `segue render --events` (`from_script`) and the README's address table (`markdown`; a test
 keeps the README in step). Adding an address is one row here and its handler.
@@ -56,6 +57,7 @@ class Address:
     handler: str | None  # the Conductor method that applies it; None: the OSC thread does
     shown: str  # the arguments as the README shows them
     effect: str
+    reply: str | None = None  # the Daemon method that answers the sender (else: errors only)
 
     @property
     def key(self) -> str:
@@ -94,11 +96,12 @@ ROWS: tuple[Address, ...] = (
             "hear only this part; an empty name ends the solo"),
     Address("/segue/reload", (), (), cmd.Reload,
             lambda a, _: (), "on_reload", "",
-            "re-read the graph now; replies `/segue/reload ok\\|error message`"),
+            "re-read the graph now; replies `/segue/reload ok\\|error message`",
+            reply="reply_reload"),
     Address("/segue/status", (), (Arg("id", A),), cmd.Status,
             lambda a, _: (a[0] if a else None,), "on_status", "[id]",
             "replies `/segue/status` with one JSON string (below); an `id` comes back in it, "
-            "to match a reply to its request over UDP"),
+            "to match a reply to its request over UDP", reply="reply_status"),
     Address("/segue/subscribe", (Arg("port", I),), (Arg("host", S),), cmd.Subscribe,
             _port, None, "port, [host]",
             "send notifications there (host defaults to the sender's)"),

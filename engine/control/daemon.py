@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.control import addresses
 from engine.control import commands as cmd
 from engine.control.engine import Engine
 from engine.control.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
@@ -69,6 +70,9 @@ class Daemon:
         )
         self.mixer, self.pool, self.conductor = music.mixer, music.pool, music.conductor
         self.inbox: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
+        # command type -> the method that answers its sender, from the OSC address table
+        rows = addresses.ROWS
+        self._replies = {row.command: getattr(self, row.reply) for row in rows if row.reply}
         self.osc = OscServer(
             self.inbox.put,
             config.host,
@@ -185,18 +189,25 @@ class Daemon:
                 log.exception("control thread error (recovered)")
 
     def _apply(self, command: cmd.Command) -> None:
-        reply = self.conductor.handle(command)
-        if isinstance(command, cmd.Status) and command.reply_to:
-            status = self.status()
-            if command.request_id is not None:
-                status["id"] = command.request_id
-            self.osc.reply_json(command.reply_to, "/segue/status", status)
-        elif isinstance(command, cmd.Reload) and command.reply_to:
-            self._graph_stamp = _stamp(self.config.graph_path)
-            error = self.conductor.last_error
-            self.osc.send(command.reply_to, "/segue/reload", "error" if error else "ok", error)
-        elif isinstance(reply, dict) and command.reply_to and "error" in reply:
-            self.osc.send(command.reply_to, "/segue/error", reply["error"])
+        answer = self.conductor.handle(command)
+        if not command.reply_to:
+            return
+        reply = self._replies.get(type(command))
+        if reply is not None:
+            reply(command)
+        elif isinstance(answer, dict) and "error" in answer:
+            self.osc.send(command.reply_to, "/segue/error", answer["error"])
+
+    def reply_status(self, command: cmd.Status) -> None:
+        status = self.status()
+        if command.request_id is not None:
+            status["id"] = command.request_id
+        self.osc.reply_json(command.reply_to, "/segue/status", status)
+
+    def reply_reload(self, command: cmd.Reload) -> None:
+        self._graph_stamp = _stamp(self.config.graph_path)
+        error = self.conductor.last_error
+        self.osc.send(command.reply_to, "/segue/reload", "error" if error else "ok", error)
 
     def _watch(self) -> None:
         """Reload once the graph file has changed and then held still for one watch period
