@@ -159,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         "p99_9_fraction_of_block": round(timing.get("p99_9", math.inf) / block_ms, 4),
         "blocks": blocks(sink),
         "blocks_in_window": blocks(sink) - blocks(ready["sink"]),
-        "underruns": underrun_figures(ready, final, played),
+        "underruns": underrun_figures(
+                ready, final, played, jack.watch, daemon.ready_at, capture
+            ),
         "ring_empty_seen": late_polls(sink),
         "osc_sent": counts.get("sent", 0),
         "graph_edits": counts.get("edits", 0),

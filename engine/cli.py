@@ -118,6 +118,7 @@ def cmd_run(args) -> int:
         block_frames=args.blocksize, seed=args.seed, allow=allow,
         max_subscribers=args.max_subscribers, subscribe_any_host=args.subscribe_any_host,
         ui_host=args.ui_host, ui_port=None if args.no_ui else args.ui_port,
+        control_priority=args.control_priority,
     )  # fmt: skip
     sink = open_sink(args.output, args.device, args.blocksize, args.buffer_blocks)
     try:
@@ -315,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let /segue/subscribe name another host than the sender's",
     )
+    run.add_argument("--control-priority", type=int, default=1,
+                     help="SCHED_FIFO priority of the daemon's threads besides audio, so a busy "
+                          "machine can't preempt one holding the GIL the audio needs "
+                          "(0: normal priority)")  # fmt: skip
     run.add_argument("--ui-port", type=int, default=8765,
                      help="port of the live view page (0: any free port)")  # fmt: skip
     run.add_argument(

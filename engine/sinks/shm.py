@@ -132,10 +132,15 @@ class ShmSink(Sink):
         last_read_index = writer.read_index()
         last_move_ns = time.monotonic_ns()
         started = False
+        underruns_seen = writer.counter("underruns")
         try:
             while not stop.is_set():
                 read_index = writer.read_index()
                 now_ns = time.monotonic_ns()
+                underruns = writer.counter("underruns")
+                if underruns != underruns_seen:  # the reader came up short since the last poll
+                    underruns_seen = underruns
+                    self.underrun_times.append(now_ns / 1e9)
                 fill = max(0, writer.write_index - read_index)
                 if fill == 0:
                     last_move_ns = now_ns  # an empty ring stalls the reader: our lateness
@@ -269,6 +274,7 @@ class ShmSink(Sink):
             "latency_ms": latency_ms,
             "output_latency_ms": latency_ms,
             "underruns": ring["consumer_underruns"],
+            "underrun_times": self.underrun_times_status(),
             **self._counters,
             **ring,
             **self.timer.stats(),
