@@ -307,11 +307,6 @@ def main(argv: list[str] | None = None) -> int:
             ["graph edits valid / invalid", f"{counts['valid_edits']} / {counts['invalid_edits']}"],
             ["reloads / reload errors",
              f"{figures.get('reloads')} / {figures.get('reload_errors')}"],
-            ["underruns (start-up)", f"{figures.get('underruns')} "
-                                     f"({figures.get('underruns_at_ready')})"],
-            ["missed blocks", figures.get("missed_blocks")],
-            ["RSS start / end MiB", f"{rss_start['total_kb'] / 1024:.1f} / "
-                                    f"{rss_end['total_kb'] / 1024:.1f}"],
             *[[f"  {name}: RSS (less JACK's shm) / PSS / clips mapped MiB (end)",
                f"{m['rss_kb'] / 1024:.1f} ({m['rss_own_kb'] / 1024:.1f}) / "
                f"{(m['pss_kb'] or 0) / 1024:.1f} / {m['clips_mapped_kb'] / 1024:.1f}"]
@@ -319,10 +314,14 @@ def main(argv: list[str] | None = None) -> int:
             ["RSS less JACK's shm, all processes, MiB (budget)",
              f"{memory_end['total_rss_own_kb'] / 1024:.1f} ({RSS_BUDGET_MB:.0f})"],
             ["underruns: status (start-up) / capture gaps", _underruns(figures)],
+            ["  of which inside the host's own stalls: status / capture",
+             _host_share(figures)],
             ["empty-ring polls (late producer)", figures.get("ring_empty_seen")],
-            ["RSS start / end MiB (growth)", f"{rss_start['total_kb'] / 1024:.1f} / "
-                                             f"{rss_end['total_kb'] / 1024:.1f} "
-                                             f"({100 * figures.get('rss_growth', 0):+.1f} %)"],
+            ["RSS start / end MiB (JACK's shm included)", f"{rss_start['total_kb'] / 1024:.1f}"
+                                                          f" / {rss_end['total_kb'] / 1024:.1f}"],
+            ["memory growth, first third → last third of the run",
+             f"{100 * figures.get('rss_growth', 0):+.1f} % (budget "
+             f"{100 * BUDGET_RSS_GROWTH:.0f} %)"],
             ["generator / fallbacks", f"{figures.get('generator')} / {figures.get('fallbacks')}"],
             ["exceptions", len(problems) + (figures.get("mixer_errors") or 0)],
             ["status answers at end", figures["status_answered_at_end"]]]  # fmt: skip
@@ -330,6 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load {result['machine']['load_average']} → {result['load_average_end']}")
     print(f"wrote {write_result('soak', result, args.out)}")
     return 1 if failures else 0
+
+
+def _host_share(figures: dict) -> str:
+    u = figures.get("underruns")
+    if not u:
+        return "-"
+    cap = None if u["capture_gaps"] is None else u["capture_gaps"] - u["capture_unexplained"]
+    return f"{u['status_in_host_stalls']} / {cap}"
 
 
 def _underruns(figures: dict) -> str:

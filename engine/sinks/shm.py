@@ -80,7 +80,8 @@ class ShmSink(Sink):
         self.unlink_on_stop = unlink_on_stop
         self.realtime_priority = realtime_priority
         self._writer: RingWriter | None = None
-        self.timer = BlockTimer()  # how long each block took to produce
+        # How long each block took to produce; a quarter of the block or more is kept as slow.
+        self.timer = BlockTimer(slow_ns=block_frames * 1_000_000_000 // sample_rate // 4)
         # Set (by a supervisor) when the reader is lost: the producer then keeps the music's
         # clock on the monotonic clock from (frames_written, ns) until the reader moves again.
         self.paced_from: tuple[int, int] | None = None
