@@ -141,3 +141,19 @@ def test_init_copies_a_graph_that_checks_and_never_overwrites(installed, tmp_pat
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and "already exists" in again.stderr, again.stderr
     assert (tmp_path / "mygame" / "game.yaml").read_text() == "# mine\n"
+
+
+def test_a_benchmark_run_writes_where_git_ignores_it():
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import _harness
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    for result in (_harness.RESULTS / "latency.json", _harness.RESULTS / "shm_host.json"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(result)], cwd=REPO)
+        assert ignored.returncode == 0, f"{result} would dirty the checkout"
+    tracked = subprocess.run(["git", "ls-files", str(_harness.RESULTS)], cwd=REPO,
+                             capture_output=True, text=True)  # fmt: skip
+    assert tracked.stdout == "", "result files are committed; the published ones live in READMEs"
