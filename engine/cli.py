@@ -14,17 +14,16 @@ from pathlib import Path
 
 from engine import osc
 from engine.graph import GraphError, load_graph
+from engine.shipped import DEMO_GAME, shipped
 from engine.sinks.base import SinkError
 
 log = logging.getLogger("segue")
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def default_path(relative: str) -> Path:
-    """A shipped file (graph, session), from the working folder or the source tree."""
+    """A shipped file (graph, session), from the working folder or the installed package."""
     here = Path(relative)
-    return here if here.exists() else REPO / relative
+    return here if here.exists() else shipped(relative)
 
 
 def _soundfont(explicit):
@@ -140,7 +139,7 @@ def cmd_run(args) -> int:
     if args.demo:
         host, port = daemon.osc.address
         session = str(default_path("examples/session.yaml"))
-        game = str(REPO / "examples" / "demo_game.py")
+        game = str(shipped(DEMO_GAME))
         demo = subprocess.Popen(
             [sys.executable, game, "--host", host, "--port", str(port), "--session", session]
         )
@@ -362,9 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list audio output devices")
     devices.set_defaults(func=cmd_devices)
 
-    from engine import bench_cmd, export, generate_cmd
+    from engine import bench_cmd, export, generate_cmd, init_cmd
 
-    for module in (generate_cmd, export, bench_cmd):
+    for module in (generate_cmd, export, bench_cmd, init_cmd):
         module.register(sub)
     return parser
 
