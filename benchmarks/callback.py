@@ -28,6 +28,7 @@ import argparse
 import math
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -130,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="measured window (default 120, quick 60)")
     parser.add_argument("--no-model", action="store_true", help="rule-based loops in the daemon")
     parser.add_argument("--osc-rate", type=float, default=200.0, help="OSC messages per second")
+    parser.add_argument("--busy-game", type=int, default=0, metavar="N",
+                        help="N processes beside the daemon, each keeping a core busy at "
+                             "ordinary priority, as a game's threads do")  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     seconds = args.seconds or (60.0 if args.quick else 120.0)
     settings = {"quick": args.quick, "seconds": seconds, "osc_rate_hz": args.osc_rate,
+                "busy_game_processes": args.busy_game,
                 "edit_every_s": 5.0, "graph": GAME.name, "use_model": not args.no_model,
                 "block_frames": 256, "jack_period_frames": 256,
                 "budget_p99_9_fraction_of_block": BUDGET_FRACTION}  # fmt: skip
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Jack(256) as jack, Daemon(jack, graph, use_model=not args.no_model) as daemon:
             ready = daemon.ready_status
+            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(args.busy_game)]  # fmt: skip
             capture = Capture(jack, daemon.folder / "played.wav").start()
             stop = threading.Event()
             game = (daemon.port, stop, args.osc_rate, counts, 3)
@@ -158,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             final = daemon.client.status(timeout=3.0)
             played = capture.stop()
+            for p in busy:
+                p.kill()
         problems = daemon.log_problems()
         daemon.cleanup()
     except BenchError as exc:
