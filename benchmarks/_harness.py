@@ -1,7 +1,7 @@
 """What every Segue benchmark shares: a JACK dummy server, a real daemon, a game's OSC
 socket, machine facts and the JSON/table output.
 
-Benchmarks run the daemon exactly as a user does (`python -m engine.tools.cli run`), on a private
+Benchmarks run the daemon exactly as a user does (`python -m engine run`), on a private
 JACK dummy server (a real, paced PortAudio stream with no sound card), and talk to it over
 real UDP on 127.0.0.1. Nothing here imports from tests/.
 """
@@ -180,48 +180,153 @@ def late_polls(sink: dict) -> int | None:
     return sink.get("ring_empty_seen", sink.get("missed_blocks"))
 
 
-def underrun_figures(ready: dict, final: dict, played: dict | None) -> dict:
+# -- the host's own stalls -------------------------------------------------------------------
+#
+# On a virtual machine the host itself pauses now and then: both virtual CPUs stop for 4-25 ms
+# (measured here: every 2-60 s, more under load). A real-time thread can't run through that, so
+# a JACK dummy server and every client on it miss periods - an empty C client
+# (jack_simple_client) as much as Segue's device process. benchmarks/_stallwatch.py measures
+# those pauses with a sleeper at a priority above anything of Segue's on each CPU. An underrun
+# inside such a window is the host's and is reported; any other underrun is Segue's and fails.
+
+STALL_MIN_MS = 5.0  # one JACK period at 256 frames / 48 kHz is 5.3 ms: shorter ones are absorbed
+STALL_BEFORE_S = 0.05  # an underrun counted just before the watch's line (clocks, polling)
+STALL_AFTER_S = 0.15  # the device catching up after the pause drains the ring: its underruns
+
+
+@dataclass
+class StallWatch:
+    """benchmarks/_stallwatch.py for the life of a benchmark: the host's own stalls."""
+
+    path: Path
+    proc: subprocess.Popen | None = None
+    kept: list[str] | None = None  # the lines, read when it stopped (its folder may go)
+
+    def start(self) -> StallWatch:
+        self.path.write_text("")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("_stallwatch.py")), str(self.path)],
+            stdin=subprocess.DEVNULL, preexec_fn=_all_cores,
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.kept = self.lines()
+
+    def lines(self) -> list[str]:
+        if self.kept is not None:
+            return self.kept
+        try:
+            return self.path.read_text().splitlines()
+        except OSError:
+            return []
+
+    def windows(self, min_ms: float = STALL_MIN_MS) -> list[tuple[float, float]]:
+        """(start, end) on CLOCK_MONOTONIC of every stall of at least `min_ms` on any CPU."""
+        out = []
+        for line in self.lines():
+            with contextlib.suppress(ValueError):
+                item = json.loads(line)
+                if "at" in item and item["late_ms"] >= min_ms:
+                    out.append((item["at"], item["at"] + item["late_ms"] / 1000))
+        return sorted(out)
+
+    def realtime(self) -> bool | None:
+        """Whether the sleepers had real-time priority (without it they also see contention)."""
+        with contextlib.suppress(ValueError, IndexError, KeyError):
+            return bool(json.loads(self.lines()[0])["realtime"])
+        return None
+
+
+def in_stall(lo: float, hi: float, windows: list[tuple[float, float]]) -> bool:
+    """Whether [lo, hi] (an underrun's time, or its uncertainty) meets a host stall's window."""
+    return any(lo <= end + STALL_AFTER_S and hi >= start - STALL_BEFORE_S
+               for start, end in windows)  # fmt: skip
+
+
+def host_stall_figures(watch: StallWatch | None, since: float, until: float) -> dict:
+    if watch is None:
+        return {"watched": False}
+    windows = [w for w in watch.windows() if since - 1 <= w[0] <= until]
+    every = [w for w in watch.windows(min_ms=0) if since - 1 <= w[0] <= until]
+    return {
+        "watched": True, "realtime": watch.realtime(),
+        f"stalls_from_{STALL_MIN_MS:g}_ms": len(windows),
+        "stalls_from_3_ms": len(every),
+        "max_ms": round(max(((e - s) * 1000 for s, e in every), default=0.0), 1),
+    }  # fmt: skip
+
+
+def unexplained(count: int, times: list[float], since: float, windows: list) -> dict:
+    """Of `count` underruns counted since `since` (CLOCK_MONOTONIC), those outside every host
+    stall. `times` are the sink's last 64 underrun times: underruns it has no time for are
+    taken as unexplained."""
+    timed = [t for t in times if t >= since][-count:] if count > 0 else []
+    host = sum(1 for t in timed if in_stall(t, t, windows))
+    return {"count": count, "in_host_stalls": host, "unexplained": count - host}
+
+
+def underrun_figures(ready: dict, final: dict, played: dict | None,
+                     watch: StallWatch | None = None, since: float | None = None,
+                     capture: Capture | None = None) -> dict:  # fmt: skip
     """Underruns in the measured window, counted twice: by the daemon (its sink's count from
-    the device clock against the frames handed over) and from the capture of what played."""
+    the device clock against the frames handed over) and from the capture of what played;
+    each split into the host's (inside a stall the stall watch saw) and Segue's."""
+    since = since if since is not None else 0.0
+    until = time.monotonic()
+    windows = watch.windows() if watch is not None else []
+    count = final.get("underruns", 0) - ready.get("underruns", 0)
+    status = unexplained(count, final.get("sink", {}).get("underrun_times", []), since, windows)
+    capture_unexplained = None
+    if played is not None:
+        capture_unexplained = played["gaps"]
+        if capture is not None:
+            capture_unexplained = sum(
+                1 for at in played["gap_times_s"]
+                if not in_stall(capture.t0 + at, capture.t0 + at + capture.t0_slack, windows)
+            )  # fmt: skip
     return {
         "status_at_ready": ready.get("underruns", 0),
-        "status": final.get("underruns", 0) - ready.get("underruns", 0),
+        "status": count,
+        "status_in_host_stalls": status["in_host_stalls"],
+        "status_unexplained": status["unexplained"],
         "capture_gaps": None if played is None else played["gaps"],
         "capture_gap_frames": None if played is None else played["gap_frames"],
         "capture_first_gaps": None if played is None else played["first_gaps"],
+        "capture_unexplained": capture_unexplained,
         "ring_empty_seen": late_polls(final.get("sink", {})),
+        "host_stalls": host_stall_figures(watch, since, until),
     }
 
 
-# CI on a shared 2-core VM: the JACK dummy server logs about one xrun a minute in which the
-# device process's callback did not finish in its period (an open defect, README: Benchmarks).
-# SEGUE_TOLERATED_STALLS=N lets a run pass with at most N such stalls (each at most 16 blocks,
-# 85 ms), printed as TOLERATED; 0 (the default, and `segue bench`) tolerates none.
-TOLERATED_STALLS = int(os.environ.get("SEGUE_TOLERATED_STALLS", "0") or 0)
-STALL_BLOCKS = 16
-
-
-def tolerated(label: str, stalls: int, blocks: int) -> bool:
-    """Whether `stalls` gaps of `blocks` underrun blocks in all fit the tolerance (printed)."""
-    if stalls == 0 and blocks == 0:
-        return True
-    stalls = max(stalls, 1)
-    if stalls <= TOLERATED_STALLS and blocks <= STALL_BLOCKS * stalls:
-        print(f"TOLERATED: {label}: {stalls} stall(s), {blocks} underrun block(s) "
-              f"(SEGUE_TOLERATED_STALLS={TOLERATED_STALLS})", file=sys.stderr)  # fmt: skip
-        return True
-    return False
+def host_note(label: str, figures: dict) -> None:
+    """One line on stderr when the host's stalls took some underruns (reported, not gated)."""
+    host = figures["status"] - figures["status_unexplained"]
+    cap = (figures["capture_gaps"] or 0) - (figures["capture_unexplained"] or 0)
+    if host or cap:
+        stalls = figures["host_stalls"]
+        print(f"HOST STALLS: {label}: {host} underrun(s) by status, {cap} capture gap(s) inside "
+              f"{stalls.get(f'stalls_from_{STALL_MIN_MS:g}_ms')} stall(s) of the host itself "
+              f"(longest {stalls.get('max_ms')} ms) - not Segue's, reported",
+              file=sys.stderr)  # fmt: skip
 
 
 def underrun_breaches(label: str, figures: dict) -> list[str]:
+    host_note(label, figures)
     out = []
-    if tolerated(label, figures["capture_gaps"], figures["status"]):
-        return out
-    if figures["status"]:
-        out.append(breach(f"{label}: {figures['status']} underrun(s) counted by the daemon"))
-    if figures["capture_gaps"]:
-        out.append(breach(f"{label}: {figures['capture_gaps']} gap(s) "
-                          f"({figures['capture_gap_frames']} frames) in what the device played, "
+    if figures["status_unexplained"]:
+        out.append(breach(f"{label}: {figures['status_unexplained']} underrun(s) counted by the "
+                          "daemon outside any stall of the host"))  # fmt: skip
+    if figures["capture_unexplained"]:
+        out.append(breach(f"{label}: {figures['capture_unexplained']} gap(s) in what the device "
+                          f"played outside any stall of the host ({figures['capture_gaps']} in "
+                          f"all, {figures['capture_gap_frames']} frames), "
                           f"first {figures['capture_first_gaps'][:3]}"))  # fmt: skip
     return out
 
@@ -417,6 +522,7 @@ class Jack:
     name: str = ""
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="segue-jack-")))
     proc: subprocess.Popen | None = None
+    watch: StallWatch | None = None  # the host's own stalls, for as long as the server runs
 
     @property
     def env(self) -> dict:
@@ -426,6 +532,8 @@ class Jack:
         if shutil.which("jackd") is None:
             raise BenchError("jackd is not installed (Debian package jackd2; `make setup`)")
         self.name = self.name or f"segue-bench-{os.getpid()}-{self.period_frames}"
+        if self.watch is None:  # one watch across restarts of the server (chaos kills it)
+            self.watch = StallWatch(self.folder / "stalls.jsonl").start()
         log = (self.folder / "jackd.log").open("w")
         # Output to a file: an unread pipe would fill up and stall the server.
         self.proc = subprocess.Popen(
@@ -460,6 +568,8 @@ class Jack:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        if self.watch is not None:
+            self.watch.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Jack:
@@ -495,6 +605,8 @@ class Capture:
     max_seconds: float = 3600.0
     proc: subprocess.Popen | None = None
     ports: list[str] = field(default_factory=list)
+    t0: float = 0.0  # CLOCK_MONOTONIC: the capture's frame 0 is this or up to t0_slack later
+    t0_slack: float = 0.6
 
     def start(self) -> Capture:
         if shutil.which("jack_rec") is None:
@@ -509,10 +621,26 @@ class Capture:
             env=self.jack.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=_all_cores,
         )  # fmt: skip
-        time.sleep(0.5)  # connected and recording (its ports join at the next JACK cycle)
-        if self.proc.poll() is not None:
-            raise BenchError(f"jack_rec exited: {self.path.with_suffix('.log').read_text()}")
+        # jack_rec records from the first cycle after it connected its ports: frame 0 falls
+        # between the last probe that saw no connection and the first that saw one.
+        self.t0 = time.monotonic()
+        deadline = self.t0 + 10
+        while not self._connected():
+            self.t0 = time.monotonic()
+            if self.proc.poll() is not None or self.t0 > deadline:
+                self.proc.kill()
+                raise BenchError(f"jack_rec did not connect: "
+                                 f"{self.path.with_suffix('.log').read_text()}")  # fmt: skip
+            time.sleep(0.005)
+        self.t0_slack = time.monotonic() - self.t0 + 0.02  # and a JACK cycle or two
         return self
+
+    def _connected(self) -> bool:
+        """Whether jack_rec's ports are connected (`jack_lsp -c` indents a port's peers)."""
+        listing = subprocess.run(["jack_lsp", "-c"], env=self.jack.env, capture_output=True,
+                                 text=True, timeout=10).stdout.splitlines()  # fmt: skip
+        return any(port.startswith(("jackrec:", "jack_rec:")) and peer[:1].isspace()
+                   for port, peer in zip(listing, listing[1:], strict=False))  # fmt: skip
 
     def stop(self) -> dict:
         """Stop recording (SIGINT: jack_rec closes the file) and count the gaps."""
@@ -567,6 +695,7 @@ def gaps(path: Path, rate: int = SAMPLE_RATE) -> dict:
         "gaps": len(found),
         "gap_frames": sum(n for _, n in found),
         "first_gaps": [{"at_s": round(s / rate, 3), "frames": n} for s, n in found[:10]],
+        "gap_times_s": [round(s / rate, 4) for s, _ in found],
     }
 
 
@@ -587,6 +716,7 @@ class Daemon:
     port: int = 0
     start_seconds: float = 0.0
     ready_status: dict | None = None
+    ready_at: float = 0.0  # CLOCK_MONOTONIC of ready_status
     stream_seconds: float = 0.0  # start → the first status reply (the stream is open)
 
     @property
@@ -627,6 +757,7 @@ class Daemon:
                 rate = (status["frame"] - first[0]) / (now - first[1])
                 if pools_full and rate >= 0.9 * SAMPLE_RATE:
                     self.start_seconds = now - t0
+                    self.ready_at = time.monotonic()
                     self.ready_status = status
                     return self
                 first = None

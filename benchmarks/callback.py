@@ -15,7 +15,10 @@ compares the device's clock with the frames handed over) and from a capture of w
 device played (a jack_rec client on the daemon's ports: every inserted silence is a gap).
 Fails (exit 1) if p99.9 ≥ 25 % of the block, either count saw an underrun in the window, or
 a loop came from the rule-based fallback when the model was asked for. Underruns before
-readiness (JACK joining, the start-up pool fill) are reported apart.
+readiness (JACK joining, the start-up pool fill) are reported apart. Blocks and underruns
+inside a stall of the host itself (benchmarks/_stallwatch.py: the VM paused) are reported,
+not counted: the p99.9 gate counts the blocks of a quarter block or more outside them (at
+most one in a thousand), from the times the sink keeps of its slow blocks.
 Writes benchmarks/results/callback.json.
 """
 
@@ -25,6 +28,7 @@ import argparse
 import math
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +48,7 @@ from _harness import (  # noqa: E402
     breach,
     generator_breaches,
     header,
+    in_stall,
     late_polls,
     load_average,
     table,
@@ -51,6 +56,8 @@ from _harness import (  # noqa: E402
     underrun_figures,
     write_result,
 )
+
+from engine.audio.sinks.timing import SLOW_KEPT  # noqa: E402
 
 GAME = REPO / "statemachines" / "game.yaml"
 BUDGET_FRACTION = 0.25  # p99.9 callback duration must stay under a quarter of the block
@@ -102,6 +109,20 @@ def editor(graph: Path, stop: threading.Event, every_s: float, counts: dict) -> 
     graph.write_text(original)
 
 
+def slow_blocks(sink: dict, since: float, watch) -> dict:
+    """Blocks that took a quarter of the block or more since `since`: the host's (inside a
+    stall the stall watch saw) and Segue's. `segue` is None when the sink kept too few of
+    them to tell (it keeps the last SLOW_KEPT)."""
+    kept = [(t, ms) for t, ms in sink.get("slow_blocks", []) if t >= since]
+    windows = watch.windows() if watch is not None else []
+    host = sum(1 for t, _ in kept if in_stall(t, t, windows))
+    overflow = len(sink.get("slow_blocks", [])) >= SLOW_KEPT and len(kept) == SLOW_KEPT
+    return {"kept": len(kept), "host": host,
+            "segue": None if overflow else len(kept) - host,
+            "slowest_segue_ms": max((ms for t, ms in kept if not in_stall(t, t, windows)),
+                                    default=None)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     # p99.9 needs enough blocks that one stall of the host (a shared VM) cannot decide it
@@ -110,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="measured window (default 120, quick 60)")
     parser.add_argument("--no-model", action="store_true", help="rule-based loops in the daemon")
     parser.add_argument("--osc-rate", type=float, default=200.0, help="OSC messages per second")
+    parser.add_argument("--busy-game", type=int, default=0, metavar="N",
+                        help="N processes beside the daemon, each keeping a core busy at "
+                             "ordinary priority, as a game's threads do")  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     seconds = args.seconds or (60.0 if args.quick else 120.0)
     settings = {"quick": args.quick, "seconds": seconds, "osc_rate_hz": args.osc_rate,
+                "busy_game_processes": args.busy_game,
                 "edit_every_s": 5.0, "graph": GAME.name, "use_model": not args.no_model,
                 "block_frames": 256, "jack_period_frames": 256,
                 "budget_p99_9_fraction_of_block": BUDGET_FRACTION}  # fmt: skip
@@ -123,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Jack(256) as jack, Daemon(jack, graph, use_model=not args.no_model) as daemon:
             ready = daemon.ready_status
+            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(args.busy_game)]  # fmt: skip
             capture = Capture(jack, daemon.folder / "played.wav").start()
             stop = threading.Event()
             game = (daemon.port, stop, args.osc_rate, counts, 3)
@@ -138,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             final = daemon.client.status(timeout=3.0)
             played = capture.stop()
+            for p in busy:
+                p.kill()
         problems = daemon.log_problems()
         daemon.cleanup()
     except BenchError as exc:
@@ -157,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         "block_ms": block_ms,
         "callback_ms": timing,
         "p99_9_fraction_of_block": round(timing.get("p99_9", math.inf) / block_ms, 4),
+        "slow_blocks": slow_blocks(sink, daemon.ready_at, jack.watch),
         "blocks": blocks(sink),
         "blocks_in_window": blocks(sink) - blocks(ready["sink"]),
-        "underruns": underrun_figures(ready, final, played),
+        "underruns": underrun_figures(
+                ready, final, played, jack.watch, daemon.ready_at, capture
+            ),
         "ring_empty_seen": late_polls(sink),
         "osc_sent": counts.get("sent", 0),
         "graph_edits": counts.get("edits", 0),
@@ -183,9 +215,18 @@ def main(argv: list[str] | None = None) -> int:
           f"underruns before readiness: {figures['underruns']['status_at_ready']}; load "
           f"{result['machine']['load_average']} → {result['load_average_end']}")  # fmt: skip
     failures = []
-    if figures["p99_9_fraction_of_block"] >= BUDGET_FRACTION:
-        failures.append(breach(f"callback p99.9 {timing.get('p99_9')} ms ≥ "
-                               f"{BUDGET_FRACTION:.0%} of the {block_ms} ms block"))  # fmt: skip
+    slow = figures["slow_blocks"]
+    allowed = figures["blocks_in_window"] // 1000  # p99.9: one block in a thousand
+    if slow["host"]:
+        print(f"HOST STALLS: callback: {slow['host']} block(s) of a quarter block or more "
+              f"inside stalls of the host itself (p99.9 with them: "
+              f"{100 * figures['p99_9_fraction_of_block']:.1f} % of the block) - reported",
+              file=sys.stderr)  # fmt: skip
+    if slow["segue"] is None or slow["segue"] > allowed:
+        failures.append(breach(f"callback p99.9 ≥ {BUDGET_FRACTION:.0%} of the {block_ms} ms "
+                               f"block: {slow['segue']} block(s) that slow outside the host's "
+                               f"stalls, {allowed} allowed in {figures['blocks_in_window']} "
+                               f"(p99.9 of all blocks {timing.get('p99_9')} ms)"))  # fmt: skip
     failures += underrun_breaches("callback", figures["underruns"])
     failures += generator_breaches(final, not args.no_model)
     if figures["mixer_errors"] or figures["sink_errors"] or problems:

@@ -170,7 +170,8 @@ def measure(daemon: Daemon, capture: Capture, events: int, seed: int, label: str
             for event, (kind, at_once) in EVENTS.items()
         },
         "sink": final.get("sink"),
-        "underruns": underrun_figures(daemon.ready_status or status, final, played),
+        "underruns": underrun_figures(daemon.ready_status or status, final, played,
+                                      daemon.jack.watch, daemon.ready_at, capture),
         "counters": {k: v for k, v in final.get("counters", {}).items()
                      if k in ("transitions", "waited_for_loop", "loop_repeats_no_fresh",
                               "mixer_errors", "osc_malformed", "pool_made", "pool_fallbacks")},

@@ -30,6 +30,8 @@ from _harness import (  # noqa: E402
     header,
     late_polls,
     table,
+    underrun_breaches,
+    underrun_figures,
     write_result,
 )
 
@@ -58,16 +60,30 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.seconds)
             final = daemon.client.status(timeout=3.0)
             played = capture.stop()
+            watch, ready_at = jack.watch, daemon.ready_at
         daemon.cleanup()
     except BenchError as exc:
         print(f"underrun_check: {exc}", file=sys.stderr)
         return 2
     stalls = int(args.seconds / args.every)
     status_underruns = (final or {}).get("underruns", 0) - ready.get("underruns", 0)
+    # What the other benchmarks gate on: the starved writer's underruns must read as Segue's,
+    # not as the host's own stalls (the stall watch sees nothing when only Segue is late).
+    split = underrun_figures(ready, final or {}, played, watch, ready_at, capture)
+    print("the gate of the other benchmarks, on this starved run (it must refuse it):")
+    gate = underrun_breaches("starved writer", split)
     figures = {"stalls_expected": stalls, "capture": played,
                "status_underruns": status_underruns,
+               "status_unexplained": split["status_unexplained"],
+               "capture_unexplained": split["capture_unexplained"],
+               "host_stalls": split["host_stalls"], "gate_breaches": gate,
                "ring_empty_seen": late_polls((final or {}).get("sink", {}))}  # fmt: skip
     failures = []
+    if (split["capture_unexplained"] or 0) < stalls - 2 or not gate:
+        failures.append(breach(f"the gate took the starved writer's gaps for the host's: "
+                               f"{split['capture_unexplained']} of {played['gaps']} gap(s) and "
+                               f"{split['status_unexplained']} of {status_underruns} underrun(s) "
+                               "left as Segue's"))  # fmt: skip
     # Each stall outlasts the ring by far: each must leave a gap (one may straddle an end).
     if played["gaps"] < stalls - 1:
         failures.append(breach(f"the capture counted {played['gaps']} gap(s) for {stalls} "

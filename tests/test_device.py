@@ -62,6 +62,7 @@ def test_a_starved_writer_is_counted_as_underruns(tmp_path, jack):
         # Start-up may cost a few (JACK joining a new client, the pools filling).
         before = wait_for(client, lambda s: s["sink"]["state"] == "playing")["sink"]
         # Stop the daemon (so its writer) for 120 ms: the device process keeps reading.
+        stopped_at = time.monotonic()
         os.kill(proc.pid, signal.SIGSTOP)
         time.sleep(0.12)
         os.kill(proc.pid, signal.SIGCONT)
@@ -69,6 +70,9 @@ def test_a_starved_writer_is_counted_as_underruns(tmp_path, jack):
         # About 22 blocks of 256 frames went unfed; the ring held two of them.
         assert after["underruns"] - before["underruns"] >= 10, (before, after)
         assert after["state"] == "playing" and after["losses"] == 0, after
+        # And when: the writer saw the count rise as soon as it ran again (CLOCK_MONOTONIC).
+        new = [t for t in after["underrun_times"] if t >= stopped_at]
+        assert new and max(new) - stopped_at < 1.0, (stopped_at, after["underrun_times"])
     finally:
         proc.terminate()
         proc.wait(10)

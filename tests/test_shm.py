@@ -330,3 +330,28 @@ def test_realtime_priority_is_used_or_declined_in_one_line(segment, caplog):
         assert warnings == []
     else:
         assert len(warnings) == 1 and "no real-time priority" in warnings[0]
+
+
+def test_a_late_paced_block_is_an_underrun_with_its_time():
+    """The null sink's clock: a block pulled more than a block late is an underrun, and
+    /segue/status says when (CLOCK_MONOTONIC), so it can be set beside other clocks."""
+    from engine.audio.sinks.paced import NullSink
+
+    sink = NullSink(block_frames=256, sample_rate=48000)
+    stop = threading.Event()
+    block = np.zeros((256, 2), np.float32)
+    stalled_at = []
+
+    def pull(frames):
+        if sink.blocks == 20 and not stalled_at:
+            stalled_at.append(time.monotonic())
+            time.sleep(0.05)  # about nine blocks late
+        elif sink.blocks >= 40:
+            stop.set()
+        return block
+
+    sink.run(pull, stop)
+    stats = sink.stats()
+    assert stats["underruns"] >= 1, stats
+    assert all(0 <= t - stalled_at[0] < 0.2 for t in stats["underrun_times"]), stats
+    assert len(stats["underrun_times"]) == stats["underruns"]

@@ -52,6 +52,29 @@ class DaemonConfig:
     subscribe_any_host: bool = False
     ui_host: str = "127.0.0.1"
     ui_port: int | None = 8765  # the live view's page; None: no page
+    control_priority: int = 1  # SCHED_FIFO for the daemon's other threads; 0: normal
+
+
+def above_ordinary_tasks(priority: int) -> str:
+    """SCHED_FIFO `priority` for the calling thread and every thread it starts from now on
+    (threads inherit it), reset to normal in any process they start (the loop worker, the
+    device host): what this run got, for the log.
+
+    Why: the audio thread needs the GIL, and any thread of this process may hold it. On a
+    busy machine (a game beside Segue) an ordinary thread holding the GIL is preempted by the
+    game's threads for milliseconds, and the audio thread waits behind it: underruns. At
+    SCHED_FIFO, below the audio thread's own priority, no ordinary task preempts a thread that
+    holds the GIL. The cost is bounded: the OSC thread rests after half of each 20 ms window
+    of work, the other threads do little, and the kernel keeps 5 % of each CPU for ordinary
+    tasks whatever real-time threads do."""
+    if priority <= 0:
+        return "normal priority"
+    try:
+        policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+        os.sched_setscheduler(0, policy, os.sched_param(priority))
+    except (OSError, AttributeError):
+        return "normal priority (no right to real-time scheduling)"
+    return f"SCHED_FIFO {priority}"
 
 
 class Daemon:
@@ -89,6 +112,7 @@ class Daemon:
         self.sink_error: str = ""
         self.stats_path: Path | None = None
         self.ui = None  # the live view (engine/ui), once started
+        self.thread_priority = "normal priority"
 
     def start(self) -> None:
         """Start the music as soon as the initial state has one loop, then open the ears
@@ -110,6 +134,9 @@ class Daemon:
             generator,
             self.maker.synth_info.get("synth", "?"),
         )
+        # From here on, the threads this one starts run above the machine's ordinary tasks.
+        self.thread_priority = above_ordinary_tasks(self.config.control_priority)
+        log.info("control, OSC and live-view threads: %s", self.thread_priority)
         control = threading.Thread(target=self._control, name="segue-control", daemon=True)
         audio = threading.Thread(target=self._sink, name="segue-sink", daemon=True)
         self._threads = [control, audio]

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from engine.score import gm, yamlmarks
+from engine.score import gm, graph_spec, yamlmarks
+from engine.score.graph_spec import CURVES, ENTRIES, EXITS
 from engine.score.kinds import RESERVED_CUE_NAMES, Curve, Entry, Exit, Quantize, WhilePending
 from engine.score.music import (
     DENSITIES,
@@ -27,9 +28,6 @@ from engine.score.music import (
 from engine.score.units import Duration, Unit, quarters_per_bar
 from engine.score.yamlmarks import Mark, Marked, MarkedList
 
-EXITS = tuple(Exit)
-ENTRIES = tuple(Entry)
-CURVES = tuple(Curve)
 ANY = "any"
 
 _TONICS = {name: i for i, name in enumerate(PITCH_NAMES)} | {
@@ -249,19 +247,13 @@ def parse_graph(text: str, filename: str, base_dir: Path | None = None) -> Graph
 
 
 class _Validator:
-    TOP = ("version", "initial", "defaults", "states", "transitions", "parameters", "stingers",
-           "mix")  # fmt: skip
-    STATE = (
-        "mood", "mode", "key", "tempo", "meter", "bars", "loop_seconds", "instruments",
-        "density", "repeats", "once", "next", "motif", "cues", "layers", "mix",
+    # The keys each mapping takes: engine/score/graph_spec.py, shared with the JSON Schema.
+    TOP, STATE, MIX, TRANSITION, STINGER, LAYER, RESPOND, PARAMETER = (
+        tuple(keys) for keys in (graph_spec.GRAPH, graph_spec.STATE, graph_spec.MIX,
+                                 graph_spec.TRANSITION, graph_spec.STINGER, graph_spec.LAYER,
+                                 graph_spec.RESPOND, graph_spec.PARAMETER)
     )  # fmt: skip
-    MIX = ("reverb", "chorus")
-    TRANSITION = (
-        "from", "on", "when", "hysteresis", "to", "exit", "entry", "fade", "fade_out", "fade_in",
-        "curve", "priority", "while_pending", "respond", "stinger", "bridge",
-    )  # fmt: skip
-    STINGER = ("midi", "instrument", "quantize", "cooldown", "gain_db")
-    PENDING = tuple(WhilePending)
+    PENDING = graph_spec.PENDING
 
     def __init__(self, filename: str, base_dir: Path) -> None:
         self.file = filename
@@ -305,7 +297,7 @@ class _Validator:
             sends = self.sends(defaults["mix"], defaults.value_mark("mix"), sends)
         states = {}
         for name in states_doc:
-            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w-]*", name):
+            if not isinstance(name, str) or not re.fullmatch(graph_spec.STATE_NAME_PATTERN, name):
                 self.fail(states_doc.key_mark(name), f"state name {name!r} must be a word")
             if name == ANY:
                 self.fail(states_doc.key_mark(name), "'any' is reserved for transitions")
@@ -455,7 +447,7 @@ class _Validator:
                 self.fail(doc.key_mark(part), f"layer {part!r} is not a part of this state; "
                           f"expected one of {', '.join(parts)}")  # fmt: skip
             spec = self.mapping(spec, doc.value_mark(part), f"layer {part!r}")
-            self.known_keys(spec, ("param", "curve"), f"layer {part!r}")
+            self.known_keys(spec, self.LAYER, f"layer {part!r}")
             param = spec.get("param")
             if not isinstance(param, str):
                 self.fail(spec.mark, f"layer {part!r} needs param: the parameter it follows")
@@ -481,14 +473,14 @@ class _Validator:
         return tuple(out)
 
     def key(self, key, mark: Mark) -> tuple[int, str | None]:
-        match = re.fullmatch(r"\s*([A-Ga-g][#b]?)\s*(major|minor)?\s*", str(key))
+        match = re.fullmatch(graph_spec.KEY_PATTERN, str(key))
         if not match:
             self.fail(mark, f"key must be a note name such as D, F# or Bb minor, got {key!r}")
         name = match.group(1)[0].upper() + match.group(1)[1:]
         return _TONICS[name], match.group(2)
 
     def meter(self, text, mark: Mark) -> Meter:
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+        match = re.fullmatch(graph_spec.METER_PATTERN, str(text))
         if not match or int(match.group(2)) not in (2, 4, 8) or not 1 <= int(match.group(1)) <= 16:
             self.fail(mark, f"meter must look like 4/4, 3/4 or 6/8, got {text!r}")
         return Meter(int(match.group(1)), int(match.group(2)))
@@ -593,7 +585,7 @@ class _Validator:
 
     def condition(self, t: Marked, parameters) -> Condition:
         text = t["when"]
-        match = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*([<>])\s*(-?\d+(?:\.\d+)?)\s*", str(text))
+        match = re.fullmatch(graph_spec.WHEN_PATTERN, str(text))
         if not match:
             self.fail(t.value_mark("when"), f"when must look like 'intensity > 0.8', got {text!r}")
         param, op, threshold = match.group(1), match.group(2), float(match.group(3))
@@ -609,10 +601,10 @@ class _Validator:
         if "respond" not in t:
             return 0.0, None
         r = self.mapping(t["respond"], t.value_mark("respond"), "respond")
-        self.known_keys(r, ("duck", "stinger"), "respond")
+        self.known_keys(r, self.RESPOND, "respond")
         duck_db = 0.0
         if "duck" in r:
-            match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*dB\s*", str(r["duck"]))
+            match = re.fullmatch(graph_spec.DUCK_PATTERN, str(r["duck"]))
             if not match or not -60 <= float(match.group(1)) <= 0:
                 self.fail(r.value_mark("duck"), f"duck must look like -6dB (0 to -60), got "
                           f"{r['duck']!r}")  # fmt: skip
@@ -644,7 +636,7 @@ class _Validator:
                 instrument = gm.instrument("lead", spec.get("instrument", "orchestra_hit"))
             except ValueError as exc:
                 self.fail(spec.value_mark("instrument"), str(exc))
-            quantize = Quantize(self.choice(spec, "quantize", tuple(Quantize), Quantize.BEAT))
+            quantize = Quantize(self.choice(spec, "quantize", graph_spec.QUANTIZE, Quantize.BEAT))
             cooldown = self.duration(spec.get("cooldown", "1s"), spec.value_mark("cooldown"))
             if cooldown.unit != Unit.SECONDS:
                 self.fail(spec.value_mark("cooldown"), "cooldown must be in seconds, e.g. 2s")
@@ -663,9 +655,7 @@ class _Validator:
     def duration(self, value, mark: Mark) -> Duration:
         if _number(value):
             return Duration(float(value), Unit.SECONDS)
-        match = re.fullmatch(
-            r"\s*(\d+(?:\.\d+)?)\s*(s|sec|seconds?|ms|beats?|bars?)\s*", str(value)
-        )
+        match = re.fullmatch(graph_spec.LENGTH_PATTERN, str(value))
         if not match:
             self.fail(mark, f"a length must look like 0.5s, 250ms, 1 beat or 2 bars, got {value!r}")
         amount, unit = float(match.group(1)), match.group(2)
@@ -680,7 +670,7 @@ class _Validator:
         result = {}
         for name in doc:
             p = self.mapping(doc[name], doc.value_mark(name), f"parameter {name!r}")
-            self.known_keys(p, ("default", "range", "smoothing"), f"parameter {name!r}")
+            self.known_keys(p, self.PARAMETER, f"parameter {name!r}")
             low, high = p.get("range", [0.0, 1.0])[:2] if isinstance(p.get("range"), list) else (
                 None, None)  # fmt: skip
             if not (_number(low) and _number(high) and low < high):

@@ -15,16 +15,15 @@ from pathlib import Path
 from engine.audio.sinks.base import SinkError
 from engine.control import osc
 from engine.score.graph import GraphError, load_graph
+from engine.tools.shipped import DEMO_GAME, shipped
 
 log = logging.getLogger("segue")
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def default_path(relative: str) -> Path:
-    """A shipped file (graph, session), from the working folder or the source tree."""
+    """A shipped file (graph, session), from the working folder or the installed package."""
     here = Path(relative)
-    return here if here.exists() else REPO / relative
+    return here if here.exists() else shipped(relative)
 
 
 def _soundfont(explicit):
@@ -118,6 +117,7 @@ def cmd_run(args) -> int:
         block_frames=args.blocksize, seed=args.seed, allow=allow,
         max_subscribers=args.max_subscribers, subscribe_any_host=args.subscribe_any_host,
         ui_host=args.ui_host, ui_port=None if args.no_ui else args.ui_port,
+        control_priority=args.control_priority,
     )  # fmt: skip
     sink = open_sink(args.output, args.device, args.blocksize, args.buffer_blocks)
     try:
@@ -139,7 +139,7 @@ def cmd_run(args) -> int:
     if args.demo:
         host, port = daemon.osc.address
         session = str(default_path("examples/session.yaml"))
-        game = str(REPO / "examples" / "demo_game.py")
+        game = str(shipped(DEMO_GAME))
         demo = subprocess.Popen(
             [sys.executable, game, "--host", host, "--port", str(port), "--session", session]
         )
@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let /segue/subscribe name another host than the sender's",
     )
+    run.add_argument("--control-priority", type=int, default=1,
+                     help="SCHED_FIFO priority of the daemon's threads besides audio, so a busy "
+                          "machine can't preempt one holding the GIL the audio needs "
+                          "(0: normal priority)")  # fmt: skip
     run.add_argument("--ui-port", type=int, default=8765,
                      help="port of the live view page (0: any free port)")  # fmt: skip
     run.add_argument(
@@ -360,8 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.tools import bench as bench_cmd
     from engine.tools import export
     from engine.tools import generate as generate_cmd
+    from engine.tools import init as init_cmd
 
-    for module in (generate_cmd, export, bench_cmd):
+    for module in (generate_cmd, export, bench_cmd, init_cmd):
         module.register(sub)
     return parser
 

@@ -2,6 +2,7 @@
 
 python -m engine.train data [--midi DIR ...]   # rebuild the cached dataset under data/
 python -m engine.train all  [--minutes 35]     # train, export, quantize, evaluate → models/
+python -m engine.train listen [--loops 6]       # the loops as a listener hears them → models/
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     sw = sub.add_parser("sweep", help="control accuracy per prior setting (tuning specs)")
     sw.add_argument("--model", type=Path, default=None)
     sw.add_argument("--loops", type=int, default=96)
+    li = sub.add_parser("listen", help="loops as a listener hears them, beside real game music")
+    li.add_argument("--model", type=Path, default=None)
+    li.add_argument("--loops", type=int, default=6, help="loops per state spec and maker")
+    li.add_argument("--out", type=Path, default=Path("models"))
     args = parser.parse_args(argv)
 
     if args.command == "data":
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:16s} {source['pieces']:6d} pieces {source['windows']:7d} windows")
         print("splits:", summary["splits"])
         return 0
+    if args.command == "listen":
+        from engine.train.listening import main as listen
+
+        return listen(args.model, args.loops, args.out)
     if args.command == "sweep":
         from engine.train.evaluate import sweep
 

@@ -11,7 +11,10 @@ The whole contract, in the order the daemon uses it:
 - `output_latency_s`: seconds from a block handed over to it being heard;
 - `state`: "starting", "playing", or a fault the sink is riding out ("lost", ...);
 - `events`: one-line reports of faults and recoveries, drained by the control thread;
-- `stats()`: counters for /segue/status (any thread).
+- `stats()`: counters for /segue/status (any thread);
+- `underrun_times`: when underruns were seen (CLOCK_MONOTONIC seconds, the last 64), so a
+  reader of the status can set them beside other clocks (the benchmarks set them beside the
+  host's own stalls).
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Sink(ABC):
         # (kind, message) pairs: "error" for a fault, "info" for a recovery. Appended by the
         # sink's own threads, popped by the control thread (deque ends are thread-safe).
         self.events: collections.deque[tuple[str, str]] = collections.deque(maxlen=64)
+        self.underrun_times: collections.deque[float] = collections.deque(maxlen=64)
+
+    def underrun_times_status(self) -> list[float]:
+        """`underrun_times` for /segue/status (any thread: a copy, rounded to 0.1 ms)."""
+        return [round(t, 4) for t in tuple(self.underrun_times)]
 
     def prepare(self) -> None:  # noqa: B027 - most sinks need nothing before they run
         """Attach to outside resources while the daemon is still starting."""

@@ -53,6 +53,7 @@ class PacedSink(Sink):
                     time.sleep(delay / 1e9)
                 elif -delay > period_ns:
                     self.late_blocks += 1
+                    self.underrun_times.append(time.monotonic())
         finally:
             self.close()
 
@@ -64,6 +65,7 @@ class PacedSink(Sink):
             "late_blocks": self.late_blocks,
             "underruns": self.late_blocks,
             "output_latency_ms": 0.0,
+            "underrun_times": self.underrun_times_status(),
             "block_frames": self.block_frames,
         }
 

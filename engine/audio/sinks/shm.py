@@ -80,7 +80,8 @@ class ShmSink(Sink):
         self.unlink_on_stop = unlink_on_stop
         self.realtime_priority = realtime_priority
         self._writer: RingWriter | None = None
-        self.timer = BlockTimer()  # how long each block took to produce
+        # How long each block took to produce; a quarter of the block or more is kept as slow.
+        self.timer = BlockTimer(slow_ns=block_frames * 1_000_000_000 // sample_rate // 4)
         # Set (by a supervisor) when the reader is lost: the producer then keeps the music's
         # clock on the monotonic clock from (frames_written, ns) until the reader moves again.
         self.paced_from: tuple[int, int] | None = None
@@ -133,10 +134,15 @@ class ShmSink(Sink):
         last_read_index = writer.read_index()
         last_move_ns = time.monotonic_ns()
         started = False
+        underruns_seen = writer.counter("underruns")
         try:
             while not stop.is_set():
                 read_index = writer.read_index()
                 now_ns = time.monotonic_ns()
+                underruns = writer.counter("underruns")
+                if underruns != underruns_seen:  # the reader came up short since the last poll
+                    underruns_seen = underruns
+                    self.underrun_times.append(now_ns / 1e9)
                 fill = max(0, writer.write_index - read_index)
                 if fill == 0:
                     last_move_ns = now_ns  # an empty ring stalls the reader: our lateness
@@ -272,6 +278,7 @@ class ShmSink(Sink):
             "latency_ms": latency_ms,
             "output_latency_ms": latency_ms,
             "underruns": ring["consumer_underruns"],
+            "underrun_times": self.underrun_times_status(),
             **self._counters,
             **ring,
             **self.timer.stats(),

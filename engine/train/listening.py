@@ -1,0 +1,370 @@
+"""The loops as a listener hears them, beside real game music.
+
+    python -m engine.train listen [--loops 6] [--model PATH] [--out models/]
+
+Every measure here is taken from the notes alone, by definitions that don't know how a loop
+was made (the generator's own controls and priors play no part):
+
+- **key as heard**: Krumhansl-Kessler key finding over the duration-weighted pitch classes
+  of the pitched parts, the bass counted twice; compared with the key the state asked for
+  (tonic and mode), and the mode alone;
+- **empty beats**: the share of the listener's beats (a quarter note in x/4, a dotted
+  quarter in 6/8, 9/8 and 12/8, an eighth in other x/8) with no onset in any part;
+- **notes per bar**: every onset, drums included, per bar (median per density);
+- **pitch-class entropy** (bits) and **scale consistency** (the largest share of pitched
+  notes inside one major or natural-minor scale), as muspy defines them;
+- **polyphony at onsets**: pitched notes sounding at each pitched onset, on average;
+- **pad chords**: the share of the pad's sounding time with two or more pad notes sounding.
+
+Three makers on twelve state specs that nothing was tuned on (`SPECS`: keys, meters, tempi,
+densities and moods none of statemachines/game.yaml's), six loops each: the model alone
+(no priors, no guarantees), the model as Segue ships it, and the rule-based fallback; beside
+the same measures on held-out game music (Freedoom's level music in the data's val and test
+splits, in 8-bar windows). Writes LISTENING.md, listening.json and listening.png (piano rolls
+side by side) to `--out`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.score.music import PITCH_NAMES, Instrument, LoopSpec, Meter, Note
+
+# Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+REAL_WINDOW_BARS = 8
+SHEET_SPEC = "festival"  # the piano-roll sheet's loops: a full four-part request
+
+DRUMS = Instrument("standard", 0, True)
+GM = {"bass": 33, "pad": 48, "lead": 73}
+
+
+def _spec(name, mood, mode, tonic, tempo, meter, density, parts, programs=()) -> LoopSpec:
+    chosen = dict(GM) | dict(programs)
+    instruments = tuple((p, DRUMS if p == "drums" else Instrument(p, chosen[p])) for p in parts)
+    return LoopSpec(state=name, mood=mood, mode=mode, tonic=PITCH_NAMES.index(tonic),
+                    tempo_bpm=tempo, meter=Meter(*meter), bars=4, instruments=instruments,
+                    density=density)  # fmt: skip
+
+
+FULL = ("drums", "bass", "pad", "lead")
+TRIO = ("bass", "pad", "lead")
+# Held out: no key, meter and tempo of these is in statemachines/game.yaml, and no prior or
+# decoding setting was tuned on them.
+SPECS: tuple[LoopSpec, ...] = (
+    _spec("tavern", "happy", "major", "D", 132, (6, 8), "medium", FULL, {"lead": 22}),
+    _spec("crypt", "mysterious", "minor", "C#", 66, (4, 4), "low", TRIO),
+    _spec("chase", "tense", "minor", "F", 168, (4, 4), "high", FULL, {"lead": 30}),
+    _spec("meadow", "peaceful", "major", "G", 76, (3, 4), "low", ("pad", "lead"), {"lead": 74}),
+    _spec("forge", "angry", "minor", "Bb", 120, (4, 4), "high", FULL, {"bass": 38}),
+    _spec("harbor", "calm", "major", "Eb", 92, (6, 8), "medium", FULL, {"pad": 89}),
+    _spec("ruins", "sad", "minor", "E", 60, (3, 4), "medium", TRIO, {"lead": 71}),
+    _spec("festival", "excited", "major", "A", 144, (4, 4), "high", FULL, {"lead": 56}),
+    _spec("swamp", "dark", "minor", "Ab", 84, (6, 8), "low", FULL, {"pad": 95}),
+    _spec("summit", "triumphant", "major", "B", 108, (4, 4), "medium", FULL, {"lead": 60}),
+    _spec("lab", "scary", "minor", "D", 100, (3, 4), "high", FULL, {"pad": 92}),
+    _spec("dawn", "dreamy", "major", "F#", 70, (4, 4), "medium", TRIO),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """Notes to measure: a generated loop, or a window of real music (no request)."""
+
+    notes: tuple[Note, ...]
+    bar_quarters: float
+    beat_quarters: float
+    bars: int
+    requested: tuple[int, str] | None = None  # (tonic, mode)
+    density: str | None = None
+    wraps: bool = True  # a loop: a note past the end sounds on from the start
+
+    @property
+    def quarters(self) -> float:
+        return self.bar_quarters * self.bars
+
+    def sounding(self) -> list[Note]:
+        """The notes as they sound within the excerpt: cut at its end, or wrapped round."""
+        out = []
+        for n in self.notes:
+            end = n.start_beats + n.duration_beats
+            out.append(replace(n, duration_beats=min(end, self.quarters) - n.start_beats))
+            if self.wraps and end > self.quarters:
+                rest = min(end - self.quarters, self.quarters)
+                out.append(replace(n, start_beats=0.0, duration_beats=rest))
+        return out
+
+
+def listener_beat(meter: Meter) -> float:
+    """The beat a listener taps, in quarter notes."""
+    if meter.beat_unit == 8:
+        return 1.5 if meter.beats_per_bar % 3 == 0 else 0.5
+    return 4 / meter.beat_unit
+
+
+def of_loop(loop) -> Excerpt:
+    spec = loop.spec
+    return Excerpt(tuple(loop.notes), spec.beats / spec.bars, listener_beat(spec.meter),
+                   spec.bars, (spec.tonic, spec.mode), spec.density)  # fmt: skip
+
+
+# -- the measures --------------------------------------------------------------------------
+
+
+def key_as_heard(notes) -> tuple[int, str]:
+    """Krumhansl-Kessler: the key whose profile best correlates with the duration-weighted
+    pitch-class histogram of the pitched notes, the bass counted twice."""
+    hist = np.zeros(12)
+    for n in notes:
+        if n.part != "drums":
+            hist[n.pitch % 12] += n.duration_beats * (2 if n.part == "bass" else 1)
+    best, key = -2.0, (0, "major")
+    if hist.std() == 0:  # no pitch, or every pitch class alike: no key to hear
+        return key
+    for mode, profile in (("major", KK_MAJOR), ("minor", KK_MINOR)):
+        for tonic in range(12):
+            r = np.corrcoef(hist, np.roll(profile, tonic))[0, 1]
+            if r > best:
+                best, key = r, (tonic, mode)
+    return key
+
+
+def sounding_time(notes, at_least: int) -> float:
+    """Time (quarters) during which `at_least` of `notes` sound together."""
+    edges = sorted([(n.start_beats, 1) for n in notes] +
+                   [(n.start_beats + n.duration_beats, -1) for n in notes])  # fmt: skip
+    total, level, last = 0.0, 0, None
+    for t, step in edges:
+        if last is not None and level >= at_least:
+            total += t - last
+        level += step
+        last = t
+    return total
+
+
+def measures(x: Excerpt) -> dict:
+    sounding = x.sounding()
+    pitched = [n for n in x.notes if n.part != "drums"]
+    length = x.quarters
+    beats = max(1, round(length / x.beat_quarters))
+    onset_beats = {int(n.start_beats // x.beat_quarters) for n in x.notes if n.start_beats < length}
+    counts = np.bincount([n.pitch % 12 for n in pitched], minlength=12).astype(float)
+    p = counts / counts.sum() if counts.sum() else counts
+    entropy = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
+    consistency = max(
+        (sum(counts[(t + s) % 12] for s in scale) / counts.sum() if counts.sum() else 0.0)
+        for scale in SCALES.values() for t in range(12)
+    )  # fmt: skip
+    onsets = sorted({n.start_beats for n in pitched})
+    heard = [n for n in sounding if n.part != "drums"]
+    polyphony = [sum(1 for n in heard if n.start_beats <= t < n.start_beats + n.duration_beats)
+                 for t in onsets]  # fmt: skip
+    pad = [n for n in sounding if n.part == "pad"]
+    pad_sounding = sounding_time(pad, 1)
+    out = {
+        "empty_beats": 1 - len(onset_beats) / beats,
+        "notes_per_bar": len(x.notes) / x.bars,
+        "pc_entropy": entropy,
+        "scale_consistency": consistency,
+        "polyphony": float(np.mean(polyphony)) if polyphony else 0.0,
+        "pad_chords": sounding_time(pad, 2) / pad_sounding if pad_sounding else None,
+    }
+    if x.requested is not None:
+        key = key_as_heard(sounding)
+        out |= {"key_heard": float(key == x.requested),
+                "mode_heard": float(key[1] == x.requested[1]),
+                "heard": f"{PITCH_NAMES[key[0]]} {key[1]}"}  # fmt: skip
+    return out
+
+
+RATES = ("key_heard", "mode_heard", "empty_beats", "pad_chords")
+OTHERS = ("pc_entropy", "scale_consistency", "polyphony")
+
+
+def summary(rows: list[dict], densities: list[str | None]) -> dict:
+    def values(key):
+        return [r[key] for r in rows if r.get(key) is not None]
+
+    out = {key: float(np.mean(values(key))) if values(key) else None
+           for key in ("key_heard", "mode_heard", "pad_chords")}  # fmt: skip
+    out |= {key: float(np.median(values(key))) if values(key) else None
+            for key in ("empty_beats", *OTHERS)}  # fmt: skip
+    out["empty_beats_mean"] = (
+        float(np.mean(values("empty_beats"))) if values("empty_beats") else None
+    )
+    out["notes_per_bar"] = {
+        d: float(np.median([r["notes_per_bar"] for r, dd in zip(rows, densities, strict=True)
+                            if dd == d or d == "all"]))
+        for d in ("low", "medium", "high", "all")
+        if any(dd == d or d == "all" for dd in densities)
+    }  # fmt: skip
+    out["loops"] = len(rows)
+    return out
+
+
+# -- makers and real music -------------------------------------------------------------------
+
+
+def makers(model: Path | None) -> dict:
+    """name → generate(spec): the model alone, the model as shipped, the rule fallback."""
+    from engine.making.model import ModelGenerator, Sampling
+    from engine.making.rules import RuleGenerator
+    from engine.train.evaluate import NO_GUARANTEES, NO_PRIORS
+
+    alone = ModelGenerator.load(model, sampling=Sampling(**NO_PRIORS, **NO_GUARANTEES))
+    shipped = ModelGenerator.load(model, sampling=Sampling())
+    return {"model alone": alone.generate, "shipped": shipped.generate,
+            "rules": RuleGenerator().generate}  # fmt: skip
+
+
+def real_excerpts() -> list[Excerpt]:
+    """Held-out game music: Freedoom's level music in the val and test splits, 8-bar windows."""
+    from engine.train.data import FREEDOOM_WADS, read_midi, split_of
+    from engine.train.wad import midi_lumps
+
+    out = []
+    for wad in FREEDOOM_WADS:
+        if not Path(wad).is_file():
+            continue
+        for name, body in midi_lumps(wad).items():
+            piece_id = f"freedoom/{Path(wad).stem}/{name}"
+            if split_of(piece_id) == "train":
+                continue
+            piece = read_midi(body, piece_id, "freedoom")
+            if piece is None or not piece.bars:
+                continue
+            beats_per_bar, unit = (int(v) for v in piece.bars[0][1].split("/"))
+            bar = beats_per_bar * 4 / unit
+            span = bar * REAL_WINDOW_BARS
+            end = max(n.start_beats for n in piece.notes)
+            for start in np.arange(0.0, end - span, span):
+                notes = tuple(replace(n, start_beats=n.start_beats - start) for n in piece.notes
+                              if start <= n.start_beats < start + span)  # fmt: skip
+                if len(notes) >= REAL_WINDOW_BARS:  # not a silent stretch
+                    out.append(Excerpt(notes, bar, listener_beat(Meter(beats_per_bar, unit)),
+                                       REAL_WINDOW_BARS, wraps=False))  # fmt: skip
+    return out
+
+
+def evaluate(model: Path | None = None, loops: int = 6) -> dict:
+    from tqdm import tqdm
+
+    result: dict = {"specs": [s.state for s in SPECS], "loops_per_spec": loops, "makers": {}}
+    sheets: dict[str, list] = {}
+    jobs = [(name, make, spec, seed) for name, make in makers(model).items()
+            for spec in SPECS for seed in range(loops)]  # fmt: skip
+    rows: dict[str, list] = {}
+    for name, make, spec, seed in tqdm(jobs, desc="loops", unit="loop"):
+        loop = make(replace(spec, seed=1000 + seed))
+        m = measures(of_loop(loop)) | {"spec": spec.state, "seed": 1000 + seed}
+        rows.setdefault(name, []).append((m, spec.density))
+        if spec.state == SHEET_SPEC and seed == 0:
+            sheets[f"{name}: {spec.state} ({spec.meter}, {spec.density})"] = of_loop(loop)
+    for name, pairs in rows.items():
+        result["makers"][name] = {
+            "overall": summary([m for m, _ in pairs], [d for _, d in pairs]),
+            "per_spec": {s.state: summary([m for m, _ in pairs if m["spec"] == s.state],
+                                          [d for m, d in pairs if m["spec"] == s.state])
+                         for s in SPECS},
+            "loops": [m for m, _ in pairs],
+        }  # fmt: skip
+    real = real_excerpts()
+    result["real"] = summary([measures(x) for x in real], [None] * len(real))
+    result["real"]["source"] = "Freedoom 1 and 2 level music, val and test splits, 8-bar windows"
+    if real:
+        sheets["real game music: Freedoom, held out (8 bars)"] = real[len(real) // 2]
+    result["_sheets"] = sheets
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def _fmt(value, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * value:.0f} %" if pct else f"{value:.2f}"
+
+
+def markdown(r: dict) -> str:
+    names = list(r["makers"])
+    cols = [*names, "real game music"]
+    overall = [r["makers"][n]["overall"] for n in names] + [r["real"]]
+    lines = [
+        "# Loops as a listener hears them",
+        "",
+        f"{len(r['specs'])} held-out state specs × {r['loops_per_spec']} loops per maker; real "
+        f"music: {r['real']['source']} ({r['real']['loops']} windows). Definitions: "
+        "engine/train/listening.py. `python -m engine.train listen` wrote this file.",
+        "",
+        "| measure | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    rows = [("key as heard = requested", "key_heard", True), ("mode as heard", "mode_heard", True),
+            ("empty beats (median)", "empty_beats", True),
+            ("empty beats (mean)", "empty_beats_mean", True),
+            ("pitch-class entropy, bits", "pc_entropy", False),
+            ("scale consistency", "scale_consistency", False),
+            ("polyphony at onsets", "polyphony", False),
+            ("pad sounds 2+ notes (share of its time)", "pad_chords", True)]  # fmt: skip
+    for label, key, pct in rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(o.get(key), pct) for o in overall) + " |")
+    for d in ("low", "medium", "high", "all"):
+        cells = [_fmt(o["notes_per_bar"].get(d)) for o in overall]
+        lines.append(f"| notes per bar, median ({d}) | " + " | ".join(cells) + " |")
+    lines += ["", "## Per state spec (key as heard / empty beats / notes per bar)", "",
+              "| spec | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
+    for spec in r["specs"]:
+        cells = []
+        for n in names:
+            s = r["makers"][n]["per_spec"][spec]
+            cells.append(f"{_fmt(s['key_heard'], True)} / {_fmt(s['empty_beats'], True)} / "
+                         f"{_fmt(s['notes_per_bar']['all'])}")  # fmt: skip
+        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+    lines += ["", "![piano rolls](listening.png)", ""]
+    return "\n".join(lines)
+
+
+def piano_rolls(sheets: dict[str, Excerpt], path: Path) -> None:
+    """One piano roll per maker and a real excerpt; drums in their own lane underneath."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"drums": "#8C8C8C", "bass": "#4C72B0", "pad": "#55A868", "lead": "#C44E52"}
+    fig, axes = plt.subplots(len(sheets), 1, figsize=(12, 2.6 * len(sheets)), squeeze=False)
+    for ax, (name, x) in zip(axes[:, 0], sheets.items(), strict=True):
+        for n in x.sounding():
+            y = 8 + (n.pitch - 35) / 3 if n.part == "drums" else n.pitch
+            ax.barh(y, n.duration_beats, left=n.start_beats, height=0.8,
+                    color=colours.get(n.part, "#333"))  # fmt: skip
+        for bar in range(x.bars + 1):
+            ax.axvline(bar * x.bar_quarters, color="#ddd", lw=0.8, zorder=0)
+        ax.set_xlim(0, x.quarters)
+        ax.set_title(name, loc="left", fontsize=10)
+        ax.set_ylabel("pitch")
+    axes[-1, 0].set_xlabel("quarter notes (grey: bar lines; drums in the bottom lane)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    axes[0, 0].legend(handles, list(colours), loc="upper right", fontsize=8, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(model: Path | None, loops: int, out: Path) -> int:
+    r = evaluate(model, loops)
+    out.mkdir(parents=True, exist_ok=True)
+    piano_rolls(r.pop("_sheets"), out / "listening.png")
+    (out / "listening.json").write_text(json.dumps(r, indent=1) + "\n")
+    text = markdown(r)
+    (out / "LISTENING.md").write_text(text)
+    print(text)
+    return 0

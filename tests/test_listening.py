@@ -1,0 +1,94 @@
+"""The listener's measures (engine/train/listening.py) on excerpts whose answers are known."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.score.music import Meter, Note
+from engine.train.listening import Excerpt, key_as_heard, listener_beat, measures
+
+
+def notes(part, *events):
+    """(pitch, start, duration) triples, velocity 80."""
+    return [Note(part, p, s, d, 80) for p, s, d in events]
+
+
+def triads(root_pitches, part="pad", length=4.0):
+    out = []
+    for bar, chord in enumerate(root_pitches):
+        out += notes(part, *[(p, bar * length, length) for p in chord])
+    return out
+
+
+C_MAJOR = [(60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)]  # I IV V I
+A_MINOR = [(57, 60, 64), (62, 65, 69), (64, 68, 71), (57, 60, 64)]  # i iv V i (G#)
+C_MINOR = [(60, 63, 67), (65, 68, 72), (67, 71, 74), (60, 63, 67)]  # i iv V i
+
+
+@pytest.mark.parametrize(
+    ("chords", "bass", "key"),
+    [
+        (C_MAJOR, [36, 41, 43, 36], (0, "major")),
+        (A_MINOR, [45, 50, 52, 45], (9, "minor")),
+        (C_MINOR, [36, 41, 43, 36], (0, "minor")),
+        # The same C-minor chords over a bass that sits on E flat: heard as E flat major.
+        (C_MINOR, [39, 39, 39, 39], (3, "major")),
+    ],
+)
+def test_key_as_heard(chords, bass, key):
+    music = triads(chords) + notes("bass", *[(p, 4.0 * i, 4.0) for i, p in enumerate(bass)])
+    assert key_as_heard(music) == key
+
+
+@pytest.mark.parametrize(
+    ("meter", "beat"),
+    [
+        (Meter(4, 4), 1.0),
+        (Meter(3, 4), 1.0),
+        (Meter(6, 8), 1.5),
+        (Meter(7, 8), 0.5),
+        (Meter(2, 2), 2.0),
+    ],
+)
+def test_the_beat_a_listener_taps(meter, beat):
+    assert listener_beat(meter) == beat
+
+
+def excerpt(music, requested=(0, "major"), bars=4):
+    return Excerpt(tuple(music), 4.0, 1.0, bars, requested, "medium")
+
+
+def test_empty_beats_and_notes_per_bar():
+    kick_on_one = notes("drums", *[(36, 4.0 * bar, 0.25) for bar in range(4)])
+    m = measures(excerpt(triads(C_MAJOR) + kick_on_one))
+    assert m["empty_beats"] == pytest.approx(0.75)  # beats 2, 3 and 4 of every bar
+    assert m["notes_per_bar"] == pytest.approx(4.0)  # a triad and a kick per bar
+    assert m["key_heard"] == 1.0 and m["mode_heard"] == 1.0
+
+
+def test_pad_chords_polyphony_entropy_and_scale():
+    # The pad plays a dyad for the first half of each bar, then one note.
+    pad = []
+    for bar in range(4):
+        pad += notes("pad", (60, 4.0 * bar, 4.0), (64, 4.0 * bar, 2.0))
+    m = measures(excerpt(pad))
+    assert m["pad_chords"] == pytest.approx(0.5)
+    assert m["polyphony"] == pytest.approx(2.0)
+    assert m["pc_entropy"] == pytest.approx(1.0)  # C and E, equally often
+    assert m["scale_consistency"] == pytest.approx(1.0)
+    chromatic = notes("lead", *[(60 + i, i * 0.5, 0.5) for i in range(12)])
+    m = measures(excerpt(chromatic, bars=2))
+    assert m["pc_entropy"] == pytest.approx(3.585, abs=1e-3)  # log2(12)
+    assert m["scale_consistency"] == pytest.approx(7 / 12)
+    assert m["pad_chords"] is None
+
+
+def test_a_note_past_the_loop_end_sounds_from_its_start():
+    # A pad note held from the last beat across the loop's end meets the first bar's note.
+    held = notes("pad", (67, 15.0, 2.0), (60, 0.5, 1.0))
+    m = measures(excerpt(held))
+    # Sounding: 67 over 15-16 and, wrapped, 0-1; 60 over 0.5-1.5. Together over 0.5-1.
+    assert m["pad_chords"] == pytest.approx(0.5 / 2.5)
+    # A real excerpt is cut at its end instead: the two never meet.
+    cut = Excerpt(tuple(held), 4.0, 1.0, 4, None, None, wraps=False)
+    assert measures(cut)["pad_chords"] == 0.0
