@@ -51,7 +51,8 @@ from _harness import (  # noqa: E402
 
 from engine.making.pool import Workshop  # noqa: E402
 from engine.making.soundfont import find_soundfont  # noqa: E402
-from engine.score.graph import load_graph, loop_spec  # noqa: E402
+from engine.score.graph import loop_spec  # noqa: E402
+from engine.score.load import load_graph  # noqa: E402
 
 GRAPH = REPO / "statemachines" / "game.yaml"
 

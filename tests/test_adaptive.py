@@ -9,7 +9,7 @@ import pytest
 
 from engine.control import commands as cmd
 from engine.control.clock import beat_frames as _beat_frames
-from engine.score.graph import load_graph
+from engine.score.load import load_graph
 from engine.tools.render import ScriptItem, render
 from tests.conftest import GAME, RecordingMixer
 
@@ -291,7 +291,8 @@ def test_shipped_graph_uses_every_feature():
 
 
 def test_graph_errors_for_adaptive_rules(tmp_path):
-    from engine.score.graph import GraphError, parse_graph
+    from engine.score.graph import GraphError
+    from engine.score.load import parse_graph
 
     cases = [
         ("  - {from: calm, when: loudness > 3, to: fight}", "unknown parameter 'loudness'"),

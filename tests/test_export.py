@@ -24,7 +24,7 @@ from engine.audio.mixer import Mixer
 from engine.control.conductor import Conductor
 from engine.making.pool import InlineMaker, LoopPool
 from engine.making.soundfont import find_soundfont
-from engine.score.graph import load_graph
+from engine.score.load import load_graph
 from engine.tools import export
 
 FIXTURE = Path(__file__).parent / "fixtures" / "export" / "graph.yaml"

@@ -89,7 +89,8 @@ def test_render_writes_a_wav_of_the_loop_length(graph: Path, tmp_path: Path) -> 
     args = parse(["--graph", str(graph), "--state", "combat", "--out", str(out), "--render"])
     assert generate_cmd.run(args) == 0
     audio, rate = soundfile.read(out / "combat-0.wav")
-    from engine.score.graph import load_graph, loop_spec
+    from engine.score.graph import loop_spec
+    from engine.score.load import load_graph
 
     spec = loop_spec(load_graph(graph), "combat", 0)
     assert rate == 48_000 and abs(len(audio) - spec.frames) <= 1

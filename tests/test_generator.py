@@ -20,7 +20,8 @@ from engine.making.model import (
     default_model_path,
     sustain_pad,
 )
-from engine.score.graph import load_graph, loop_spec
+from engine.score.graph import loop_spec
+from engine.score.load import load_graph
 from engine.score.motif import development
 from engine.score.music import PARTS, Instrument, LoopSpec, Meter, Note
 

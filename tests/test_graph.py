@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from engine.score.graph import GraphError, load_graph, loop_spec, parse_graph
+from engine.score.graph import GraphError, loop_spec
+from engine.score.load import load_graph, parse_graph
 
 GOOD = """\
 version: 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.score.graph import GraphError, load_graph
+from engine.score.graph import GraphError
+from engine.score.load import load_graph
 
 GOOD = (
     b"version: 1\n"

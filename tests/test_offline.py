@@ -7,7 +7,7 @@ import pytest
 
 from engine.audio.mixer import Mixer
 from engine.control.clock import beat_frames as _beat_frames
-from engine.score.graph import load_graph
+from engine.score.load import load_graph
 from engine.tools.render import ScriptError, load_script, render
 from tests.conftest import GAME, REPO, RecordingMixer
 

@@ -15,7 +15,8 @@ from engine.making.pool import (
     loop_seed,
     remove_stale_clips,
 )
-from engine.score.graph import load_graph, loop_spec
+from engine.score.graph import loop_spec
+from engine.score.load import load_graph
 from engine.score.music import Clip
 from tests.conftest import GAME
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from engine.score import graph_spec, yamlmarks
-from engine.score.graph import GraphError, load_graph
+from engine.score.graph import GraphError
+from engine.score.load import load_graph
 from engine.tools.schema import graph_schema, schema_text
 from engine.tools.shipped import SCHEMA_FILE, shipped
 from tests.conftest import GAME, REPO

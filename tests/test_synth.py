@@ -199,7 +199,8 @@ def test_reverb_tail_is_folded_onto_the_loop_start(synth):
 
 
 def test_states_loops_and_stingers_sit_within_3_lu(synth):
-    from engine.score.graph import load_graph, loop_spec
+    from engine.score.graph import loop_spec
+    from engine.score.load import load_graph
     from tests.conftest import GAME
 
     graph = load_graph(GAME)

@@ -223,7 +223,7 @@ def test_describe_error_reads_the_line_from_the_graph_folder_only(tmp_path):
 
 
 def test_describe_graph_names_every_control():
-    from engine.score.graph import load_graph
+    from engine.score.load import load_graph
 
     described = describe_graph(load_graph(GAME))
     assert described["events"] == sorted(load_graph(GAME).events)

@@ -34,7 +34,8 @@ from engine.control.staging import Response, Stage
 from engine.control.stingers import Stingers
 from engine.control.timeline import Timeline
 from engine.making.pool import LoopPool
-from engine.score.graph import Graph, GraphError, State, Transition, load_graph
+from engine.score.graph import Graph, GraphError, State, Transition
+from engine.score.load import load_graph
 from engine.score.music import SAMPLE_RATE, Clip
 
 log = logging.getLogger("segue.conductor")

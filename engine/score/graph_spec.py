@@ -1,7 +1,7 @@
 """The graph file's vocabulary as tables: the keys each mapping takes, in the order errors list
 them, the words of each closed set, the text patterns, and what each value looks like.
 
-The validator (engine/score/graph.py) checks keys, words and patterns against these tables and
+The validator (engine/score/load.py) checks keys, words and patterns against these tables and
 everything else in code; engine/tools/schema.py turns the same tables into the JSON Schema that
 YAML editors use. A key added here is known to both; the shapes below are what the schema
 promises, and tests/test_schema.py holds them against the validator at their bounds.

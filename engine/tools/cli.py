@@ -14,7 +14,8 @@ from pathlib import Path
 
 from engine.audio.sinks.base import SinkError
 from engine.control import osc
-from engine.score.graph import GraphError, load_graph
+from engine.score.graph import GraphError
+from engine.score.load import load_graph
 from engine.tools.shipped import DEMO_GAME, shipped
 
 log = logging.getLogger("segue")

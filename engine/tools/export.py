@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.making.pool import loop_seed
-from engine.score.graph import Graph, GraphError, State, load_graph, loop_spec
+from engine.score.graph import Graph, GraphError, State, loop_spec
+from engine.score.load import load_graph
 from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, transposition
 from engine.tools.midi import loop_midi
 

@@ -92,7 +92,8 @@ def _generators(model_path: Path | None):
 
 def run(args: argparse.Namespace) -> int:
     from engine.making.model import ModelError
-    from engine.score.graph import GraphError, load_graph, loop_spec
+    from engine.score.graph import GraphError, loop_spec
+    from engine.score.load import load_graph
 
     try:
         graph = load_graph(args.graph)

@@ -19,7 +19,7 @@ from engine.control.engine import Engine
 from engine.control.timeline import Timeline
 from engine.making.pool import InlineMaker, Workshop
 from engine.score import yamlmarks
-from engine.score.graph import load_graph
+from engine.score.load import load_graph
 from engine.score.music import SAMPLE_RATE
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.score.graph import parse_graph
+from engine.score.load import parse_graph
 
 RATE = 48_000
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.score.graph import GraphError, State, Transition, parse_graph
+from engine.score.graph import GraphError, State, Transition
 from engine.score.kinds import Curve, Entry, Exit, Quantize, WhilePending
+from engine.score.load import parse_graph
 from engine.score.music import transposition
 from engine.score.units import Duration, Meter, Unit, quarters_per_bar, quarters_per_beat
 
