@@ -57,7 +57,8 @@ if str(REPO) not in sys.path:  # `python benchmarks/shm_host.py` from anywhere f
     sys.path.insert(0, str(REPO))
 
 from engine.audio import ring  # noqa: E402
-from engine.audio.ring import RingError, RingReader  # noqa: E402
+from engine.audio.ring import RingError  # noqa: E402
+from engine.audio.ring_reader import RingReader  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shm_host.json"
 SAMPLE_RATE = 48000

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from engine.audio import ring
-from engine.audio.ring import RingError, RingReader, RingWriter
+from engine.audio.ring import RingError, RingWriter
+from engine.audio.ring_reader import RingReader
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER_DIR = ROOT / "engine" / "data"

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from engine.audio import ring
-from engine.audio.ring import RingReader
+from engine.audio.ring_reader import RingReader
 from engine.audio.sinks.base import SinkError
 from engine.audio.sinks.shm import ShmSink
 

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priority", type=int, default=10)
     args = parser.parse_args(argv)
 
-    from engine.audio.ring import RingError, RingReader
+    from engine.audio.ring import RingError
+    from engine.audio.ring_reader import RingReader
     from engine.audio.sinks.base import SinkError
     from engine.audio.sinks.device import find_device, sounddevice
 
