@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.making.grammar import Grammar, decode
 from engine.making.tokens import (
     BAR,
     DV0,
@@ -14,11 +15,9 @@ from engine.making.tokens import (
     PREFIX_LEN,
     VOCAB,
     Controls,
-    Grammar,
     TokenError,
     bar_steps,
     controls_of,
-    decode,
     duration_index,
     encode,
     prefix_tokens,

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.making.grammar import decode
 from engine.making.model import ModelGenerator
-from engine.making.tokens import PREFIX_LEN, VOCAB, decode
+from engine.making.tokens import PREFIX_LEN, VOCAB
 from engine.score.music import Instrument, LoopSpec, Meter
 from engine.train import controls as ctl
 from engine.train.data import Dataset, assign_parts, build, split_of

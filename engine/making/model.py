@@ -3,7 +3,7 @@
 This is the only module that imports onnxruntime. The session runs on one thread with
 spinning disabled, so generation in a background thread leaves the other core to the mixer.
 Sampling is temperature + top-p with a numpy Generator seeded from `spec.seed`, and every
-token is drawn from the tokens `engine.making.tokens.Grammar` allows: the loop has exactly
+token is drawn from the tokens `engine.making.grammar.Grammar` allows: the loop has exactly
 `spec.bars` bars at the state's meter, every note starts inside it, only the state's parts
 play, no bar is empty, and the onset rate reaches the requested density bucket. A
 designer's motif is fixed in the grammar: its part plays it note for note from the loop
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from engine.making.grammar import Event, Grammar, grammar_events
 from engine.making.tokens import (
     BAR,
     DV0,
@@ -45,11 +46,8 @@ from engine.making.tokens import (
     STEPS_PER_BEAT,
     VOCAB,
     Controls,
-    Event,
-    Grammar,
     TokenError,
     bar_steps,
-    grammar_events,
     prefix_tokens,
     tempo_bucket,
 )
@@ -65,7 +63,7 @@ DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
 # Most tokens one bar may take, per 16th of the bar (7 → 112 in 4/4), spent pro rata (see
-# engine.making.tokens.Grammar): bounds the time to write a loop. Reached mostly at "high" density
+# engine.making.grammar.Grammar): bounds the time to write a loop. Reached mostly at "high" density
 # with 4 parts, where it thins chords rather than cutting the bar.
 BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
@@ -99,7 +97,7 @@ class Sampling:
     # previous note, and to pitches of the motif's pitch classes (0 = off).
     motif_interval_bias: float = 2.0
     motif_pitch_bias: float = 1.0
-    # Hard guarantees of the grammar (engine.making.tokens.Grammar), beyond the loop's shape:
+    # Hard guarantees of the grammar (engine.making.grammar.Grammar), beyond the loop's shape:
     # at least the requested density bucket's lowest onset rate, and no empty bar.
     density_floor: bool = True
     fill_bars: bool = True

@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
+from engine.making.grammar import decode
 from engine.making.model import (
     ModelError,
     ModelGenerator,
@@ -29,7 +30,7 @@ from engine.making.model import (
     default_model_path,
     manifest_path,
 )
-from engine.making.tokens import PREFIX_LEN, TokenError, bar_steps, decode
+from engine.making.tokens import PREFIX_LEN, TokenError, bar_steps
 from engine.score.music import (
     DENSITIES,
     MODES,
