@@ -81,6 +81,9 @@ class Conductor:
             row.command: getattr(self, row.handler) for row in addresses.ROWS if row.handler
         }
 
+    muted = property(lambda self: self.parts.muted, doc="parts muted from the live view")
+    solo = property(lambda self: self.parts.solo, doc='the part heard alone ("": none)')
+
     @property
     def outbox(self):
         """(address, args, frame) for subscribers, oldest first."""
