@@ -38,7 +38,6 @@ MAX_LINES = 450
 # entry goes when its module is split (the test fails on an entry that fits).
 OVERSIZE: dict[str, int] = {
     "making/pool.py": 508,
-    "making/model.py": 493,
     "making/synth.py": 462,
 }
 

@@ -9,13 +9,12 @@ play, no bar is empty, and the onset rate reaches the requested density bucket. 
 designer's motif is fixed in the grammar: its part plays it note for note from the loop
 start while the other parts play around it, and the model continues from there.
 
-Soft priors (see `Sampling`) lean the model's choices toward the state's request without
-forbidding anything: a scale prior lowers out-of-scale pitches and raises the mode's third;
-a density prior favours longer or shorter gaps to the next onset while the loop so far is
-busier or sparser than requested; a parts prior makes a requested part likelier the longer
-it rests; a motif prior leans the motif's part toward the motif's intervals and pitch
-classes once it has been stated. models/EVALUATION.md reports control accuracy and motif
-development with and without them.
+Soft priors (see `Sampling`) lean the model's choices toward the state's request without forbidding
+anything: a scale prior lowers out-of-scale pitches and raises the mode's third; a density prior
+favours longer or shorter gaps to the next onset while the loop so far is busier or sparser than
+requested; a parts prior makes a requested part likelier the longer it rests; a motif prior leans
+the motif's part toward the motif's intervals and pitch classes once it has been stated.
+models/EVALUATION.md reports control accuracy and motif development with and without them.
 """
 
 from __future__ import annotations
@@ -30,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from engine.making import model_files as files
 from engine.making.grammar import Event, Grammar, grammar_events
+from engine.making.model_files import ModelError, default_model_path
 from engine.making.tokens import (
     BAR,
     DV0,
@@ -40,7 +41,6 @@ from engine.making.tokens import (
     N_NOTE,
     NOTE0,
     POS0,
-    PREFIX_LEN,
     REL_PITCH_HIGH,
     REL_PITCH_LOW,
     STEPS_PER_BEAT,
@@ -54,8 +54,6 @@ from engine.making.tokens import (
 from engine.score.motif import material
 from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 
-MODEL_FILE = "segue-gru-int8.onnx"
-FORMAT_VERSION = 1
 # Onsets per beat (any part) that the density prior steers toward, inside each bucket of the
 # training labels (low < 1.5 <= medium < 3 <= high <= 4 on the 16th grid).
 DENSITY_TARGETS = {"low": 1.0, "medium": 2.1, "high": 3.6}
@@ -68,12 +66,6 @@ MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum 
 BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
-_EXPECTED_INPUTS = ("token", "hidden")
-_EXPECTED_OUTPUTS = ("logits", "hidden_out")
-
-
-class ModelError(Exception):
-    """The model cannot be loaded or could not write a loop (one line a user can read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,41 +93,6 @@ class Sampling:
     # at least the requested density bucket's lowest onset rate, and no empty bar.
     density_floor: bool = True
     fill_bars: bool = True
-
-
-def default_model_path() -> Path:
-    """The shipped model: packaged beside the engine, or in the repository's models/."""
-    candidates = (
-        Path(__file__).resolve().parents[1] / "models" / MODEL_FILE,
-        Path(__file__).resolve().parents[2] / "models" / MODEL_FILE,
-    )
-    for path in candidates:
-        if path.exists():
-            return path
-    return candidates[-1]
-
-
-def manifest_path(model_path: Path) -> Path:
-    return model_path.with_suffix(".json")
-
-
-def _check_manifest(manifest: dict, model_path: Path) -> None:
-    def fail(why: str) -> None:
-        raise ModelError(f"model manifest {manifest_path(model_path).name} {why}")
-
-    if manifest.get("format_version") != FORMAT_VERSION:
-        fail(f"has format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
-    if tuple(manifest.get("vocabulary", ())) != VOCAB:
-        fail("has a vocabulary that differs from this version of Segue")
-    if manifest.get("prefix_len") != PREFIX_LEN:
-        fail("has a different control prefix")
-    tensors = manifest.get("tensors", {})
-    if tuple(tensors.get("inputs", {})) != _EXPECTED_INPUTS:
-        fail(f"names inputs {list(tensors.get('inputs', {}))}, expected {list(_EXPECTED_INPUTS)}")
-    if tuple(tensors.get("outputs", {})) != _EXPECTED_OUTPUTS:
-        fail(f"names outputs {list(tensors.get('outputs', {}))}")
-    if tuple(manifest.get("controls", {}).get("parts", ())) != PARTS:
-        fail("has different parts")
 
 
 @lru_cache(maxsize=64)
@@ -183,10 +140,10 @@ class _Steps:
             self._bindings = []
             for source, target in ((first, second), (second, first)):
                 binding = session.io_binding()
-                binding.bind_ortvalue_input(_EXPECTED_INPUTS[0], token)
-                binding.bind_ortvalue_input(_EXPECTED_INPUTS[1], source)
-                binding.bind_ortvalue_output(_EXPECTED_OUTPUTS[0], logits)
-                binding.bind_ortvalue_output(_EXPECTED_OUTPUTS[1], target)
+                binding.bind_ortvalue_input(files.INPUTS[0], token)
+                binding.bind_ortvalue_input(files.INPUTS[1], source)
+                binding.bind_ortvalue_output(files.OUTPUTS[0], logits)
+                binding.bind_ortvalue_output(files.OUTPUTS[1], target)
                 self._bindings.append(binding._iobinding)
             self._values = values  # the bindings point into these buffers: keep them alive
             self._run = session._sess.run_with_iobinding
@@ -205,7 +162,7 @@ class _Steps:
             self._flip ^= 1
             return self.logits
         logits, self.hidden = self._session.run(
-            list(_EXPECTED_OUTPUTS), {"token": self.token, "hidden": self.hidden}
+            list(files.OUTPUTS), {"token": self.token, "hidden": self.hidden}
         )
         return logits
 
@@ -304,7 +261,7 @@ class ModelGenerator:
         model_path = Path(path) if path is not None else default_model_path()
         if not model_path.is_file():
             raise ModelError(f"model file not found: {model_path}")
-        meta_path = manifest_path(model_path)
+        meta_path = files.manifest_path(model_path)
         if not meta_path.is_file():
             raise ModelError(f"model manifest not found: {meta_path}")
         try:
@@ -315,7 +272,7 @@ class ModelGenerator:
             ) from None
         if not isinstance(manifest, dict):
             raise ModelError(f"model manifest {meta_path.name} is not a JSON object")
-        _check_manifest(manifest, model_path)
+        files.check_manifest(manifest, model_path)
         model_bytes = model_path.read_bytes()
         if hashlib.sha256(model_bytes).hexdigest() != manifest.get("sha256"):
             raise ModelError(f"model file {model_path.name} does not match its manifest (sha256)")
@@ -330,7 +287,7 @@ class ModelGenerator:
             raise ModelError(f"model file {model_path.name} cannot be loaded: {error}") from None
         names_in = tuple(i.name for i in session.get_inputs())
         names_out = tuple(o.name for o in session.get_outputs())
-        if names_in != _EXPECTED_INPUTS or names_out != _EXPECTED_OUTPUTS:
+        if names_in != files.INPUTS or names_out != files.OUTPUTS:
             raise ModelError(f"model file {model_path.name} has tensors {names_in} → {names_out}")
         if session.get_outputs()[0].shape[-1] != len(VOCAB):
             raise ModelError(f"model file {model_path.name} has a different vocabulary size")

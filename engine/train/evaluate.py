@@ -23,13 +23,8 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from engine.making.grammar import decode
-from engine.making.model import (
-    ModelError,
-    ModelGenerator,
-    Sampling,
-    default_model_path,
-    manifest_path,
-)
+from engine.making.model import ModelError, ModelGenerator, Sampling
+from engine.making.model_files import default_model_path, manifest_path
 from engine.making.tokens import PREFIX_LEN, TokenError, bar_steps
 from engine.score.music import (
     DENSITIES,
