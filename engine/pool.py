@@ -122,7 +122,8 @@ def compact(clip: Clip) -> Clip:
     """The clip in Segue's storage format; every path (daemon, offline render, export) plays
     and writes these same samples."""
     stems = np.asarray(clip.stems).astype(STORAGE_DTYPE)
-    mix = stems.astype(MIX_DTYPE).sum(axis=0) if stems.shape[0] else np.asarray(clip.mix)
+    # Summed in float32 without a float32 copy of the stems (the same samples, bit for bit).
+    mix = stems.sum(axis=0, dtype=MIX_DTYPE) if stems.shape[0] else np.asarray(clip.mix)
     peak = float(np.abs(mix).max()) if mix.size else 0.0
     return replace(clip, stems=stems, mix=mix.astype(MIX_DTYPE, copy=False), peak=peak)
 
