@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from engine import osc
-from engine.graph import GraphError, load_graph
 from engine.shipped import DEMO_GAME, shipped
-from engine.sinks.base import SinkError
+
+# engine.graph and engine.sinks (numpy, yaml) are imported where they are used: `segue run`
+# starts its loop worker before this process has imported them.
 
 log = logging.getLogger("segue")
 
@@ -36,6 +37,8 @@ def _soundfont(explicit):
 
 
 def _graph(path):
+    from engine.graph import GraphError, load_graph
+
     try:
         return load_graph(path)
     except GraphError as exc:
@@ -44,6 +47,7 @@ def _graph(path):
 
 def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     """The sink for --output; no device falls back to a WAV file, in one line."""
+    from engine.sinks.base import SinkError
     from engine.sinks.paced import NullSink, WavSink
 
     if output == "null":
@@ -96,9 +100,11 @@ def cmd_run(args) -> int:
     from engine.supervisor import prestart_worker
 
     soundfont = _soundfont(args.soundfont)
-    # The loop worker loads the model and SoundFont while this process starts the rest.
-    prestart_worker(soundfont, args.model, not args.no_model)
+    # The loop worker loads the model, the SoundFont and the initial state's sounds while
+    # this process starts the rest.
+    prestart_worker(soundfont, args.model, not args.no_model, warm_graph=args.graph)
     from engine.daemon import Daemon, DaemonConfig
+    from engine.sinks.base import SinkError
 
     _stop_on_sigterm()
     from engine.osc_guard import parse_networks
@@ -203,6 +209,8 @@ def cmd_render(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from engine.graph import GraphError, load_graph
+
     try:
         graph = load_graph(args.path)
     except GraphError as exc:
@@ -247,6 +255,7 @@ def cmd_send(args) -> int:
 
 
 def cmd_devices(args) -> int:
+    from engine.sinks.base import SinkError
     from engine.sinks.device import list_devices
 
     try:

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from engine.motif import material
 from engine.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 from engine.tokens import (
     BAR,
@@ -240,6 +239,8 @@ class _Development:
     ) -> None:
         self.part = events[0][1]
         self.after_step = max(e[0] for e in events)
+        from engine.motif import material  # mido: imported only when a state has a motif
+
         classes, intervals = material(motif)
         self.intervals = sorted(intervals)
         key_classes = {(c - tonic) % 12 for c in classes}  # pitch tokens are key-relative

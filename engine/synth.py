@@ -140,6 +140,13 @@ class Synth:
         self._warned: set[tuple[int, int]] = set()
         self._sos = k_weighting(sample_rate)
 
+    def preload(self, instruments) -> None:
+        """Decode and pin these (part, Instrument) pairs' samples now, as a loop that plays
+        them would on first use: a worker warms its first state's sounds while it loads."""
+        self._prepare(tuple(instruments)[:MAX_PARTS], Sends())
+        for channel in range(MAX_PARTS):
+            self._fs.all_sounds_off(channel)
+
     def describe(self) -> dict:
         """What `/segue/status` shows: the synthesizer and the SoundFont."""
         return {"synth": self.name, "soundfont": self.soundfont.name}
