@@ -270,7 +270,9 @@ def cmd_devices(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tools: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without `tools`, no generate/export/bench (their modules
+    import numpy, mido and the synth: `segue run` starts its worker before that)."""
     parser = argparse.ArgumentParser(prog="segue", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -370,15 +372,18 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list audio output devices")
     devices.set_defaults(func=cmd_devices)
 
-    from engine import bench_cmd, export, generate_cmd, init_cmd
+    if tools:
+        from engine import bench_cmd, export, generate_cmd, init_cmd
 
-    for module in (generate_cmd, export, bench_cmd, init_cmd):
-        module.register(sub)
+        for module in (generate_cmd, export, bench_cmd, init_cmd):
+            module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = [a for a in argv if not a.startswith("-")]  # the only global option is a flag
+    args = build_parser(tools=commands[:1] != ["run"]).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="segue: %(message)s")  # fmt: skip
     return args.func(args) or 0
