@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from engine import osc
 from engine.shipped import DEMO_GAME, shipped
 
-# engine.graph and engine.sinks (numpy, yaml) are imported where they are used: `segue run`
-# starts its loop worker before this process has imported them.
+# Engine modules are imported where they are used: `segue run` starts its loop worker before
+# this process imports numpy or yaml, and the worker, which re-imports this module as its
+# main module, imports nothing here it does not need.
 
 log = logging.getLogger("segue")
 
@@ -235,6 +235,8 @@ def _osc_arg(text: str):
 def cmd_send(args) -> int:
     from pythonosc.osc_packet import OscPacket
 
+    from engine import osc
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(args.wait)
@@ -273,6 +275,8 @@ def cmd_devices(args) -> int:
 def build_parser(tools: bool = True) -> argparse.ArgumentParser:
     """The whole command line; without `tools`, no generate/export/bench (their modules
     import numpy, mido and the synth: `segue run` starts its worker before that)."""
+    from engine import osc
+
     parser = argparse.ArgumentParser(prog="segue", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
