@@ -7,8 +7,11 @@ reverb 0.3 and chorus 0.1, the graph defaults) with `engine.making.synth.Synth` 
 the whole path: synthesis, the wet bus shared into stems, part balance, compressor, limiter.
 Reports the SoundFont's load time, the process's RSS before and after, render time per loop
 (CPU time of the rendering thread, and wall time: this machine is shared, and wall time counts
-what other processes take), and the loudness of each clip. Exits 1 when the render's p99 CPU
-time is over RENDER_P99_BUDGET_MS. Writes benchmarks/results/synth.json.
+what other processes take), how much of the CPU time FluidSynth itself took (its
+`fluid_synth_process` calls) and what the rest of Segue's render took, the time to turn the
+clip into Segue's storage (float16 stems, `engine.making.pool.compact`; not in the budget), and the
+loudness of each clip. Exits 1 when the render's p99 CPU time is over RENDER_P99_BUDGET_MS.
+Writes benchmarks/results/synth.json.
 """
 
 from __future__ import annotations
@@ -71,18 +74,40 @@ def main(argv: list[str] | None = None) -> int:
 
     synth = Synth(path)
     load_s = time.perf_counter() - start
+    from engine.making.pool import compact
+
     synth.render(batch[0])  # the presets' samples are decoded on first use
-    cpu_ms, wall_ms, lufs = [], [], []
+    in_fluidsynth = [0.0]
+    process = synth._process
+
+    def timed_process(*args):
+        start = time.thread_time()
+        try:
+            return process(*args)
+        finally:
+            in_fluidsynth[0] += time.thread_time() - start
+
+    synth._process = timed_process
+    cpu_ms, wall_ms, fluid_ms, compact_ms, lufs = [], [], [], [], []
     for loop in batch[1:]:
+        in_fluidsynth[0] = 0.0
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         clip = synth.render(loop)
         cpu_ms.append((time.thread_time() - cpu0) * 1e3)
         wall_ms.append((time.perf_counter() - wall0) * 1e3)
+        fluid_ms.append(in_fluidsynth[0] * 1e3)
+        cpu0 = time.thread_time()
+        compact(clip)
+        compact_ms.append((time.thread_time() - cpu0) * 1e3)
         lufs.append(round(clip.loudness_lufs, 2))
+    rest_ms = [total - fluid for total, fluid in zip(cpu_ms, fluid_ms, strict=True)]
     figures = {"synth": synth.describe(), "import_and_load_s": round(load_s, 3),
                "rss_before_kb": rss_before, "rss_after_kb": rss_kb(os.getpid()),
                "render_cpu_ms": summary(cpu_ms, (50, 99)),
-               "render_wall_ms": summary(wall_ms, (50, 99)), "loudness_lufs": lufs}  # fmt: skip
+               "render_wall_ms": summary(wall_ms, (50, 99)),
+               "fluidsynth_cpu_ms": summary(fluid_ms, (50, 99)),
+               "rest_of_render_cpu_ms": summary(rest_ms, (50, 99)),
+               "compact_cpu_ms": summary(compact_ms, (50, 99)), "loudness_lufs": lufs}  # fmt: skip
     failures = []
     p99 = figures["render_cpu_ms"]["p99"]
     if p99 > RENDER_P99_BUDGET_MS:
@@ -95,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one 8-s four-part loop, reverb and chorus on, one core ({args.loops} loops): "
           f"CPU p50 {c['p50']:.0f} / p99 {c['p99']:.0f} ms; wall p50 {w['p50']:.0f} / "
           f"p99 {w['p99']:.0f} ms (budget p99 {RENDER_P99_BUDGET_MS:.0f} ms)")  # fmt: skip
+    f, r, k = (figures[key] for key in ("fluidsynth_cpu_ms", "rest_of_render_cpu_ms",
+                                         "compact_cpu_ms"))  # fmt: skip
+    print(f"  of which FluidSynth p50 {f['p50']:.0f} / p99 {f['p99']:.0f} ms, the rest of the "
+          f"render p50 {r['p50']:.0f} / p99 {r['p99']:.0f} ms; then float16 storage p50 "
+          f"{k['p50']:.0f} / p99 {k['p99']:.0f} ms")  # fmt: skip
     print(f"load {result['machine']['load_average']} → {result['load_average_end']}")
     print(f"wrote {write_result('synth', result, args.out)}")
     return 1 if failures else 0

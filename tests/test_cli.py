@@ -66,3 +66,24 @@ def test_help_lists_every_command():
     for command in ("run", "render", "check", "send", "devices", "generate", "export", "bench"):
         assert command in result.stdout
     assert (REPO / "examples" / "demo_game.py").exists()
+
+
+def test_segue_run_starts_its_worker_before_importing_numpy():
+    # The worker's own start (interpreter, numpy, onnxruntime, the SoundFont, the first loop)
+    # is the critical path to the first sound: `segue run` spawns it before importing anything
+    # heavy itself (the other subcommands' modules import numpy, mido and the synth).
+    code = (
+        "import sys\n"
+        "import engine.making.supervisor as supervisor\n"
+        "def prestart(*args, **kwargs):\n"
+        "    heavy = ('numpy', 'mido', 'yaml', 'engine.making.synth')\n"
+        "    print(sorted(m for m in heavy if m in sys.modules))\n"
+        "    sys.exit(0)\n"
+        "supervisor.prestart_worker = prestart\n"
+        "from engine.tools.cli import main\n"
+        "main(['run', '--output', 'null', '--graph', sys.argv[1]])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(GAME)], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -10,6 +10,7 @@ from engine.making.pool import (
     _SHM_DIR,
     InlineMaker,
     LoopPool,
+    Workshop,
     _land,
     _ship,
     loop_seed,
@@ -76,3 +77,17 @@ def test_loop_seed_is_the_documented_derivation(state):
     import zlib
 
     assert loop_seed(4, state, 2) == zlib.crc32(f"4:{state}:2".encode())
+
+
+def test_a_warm_started_workshop_has_the_initial_states_sounds_loaded():
+    # The worker decodes the first state's samples while its model loads, so the first loop
+    # renders without decoding them; a graph it cannot read only loses the head start.
+    from engine.making.soundfont import find_soundfont
+
+    graph = load_graph(GAME)
+    wanted = {(128 if i.is_drums else 0, i.program)
+              for _, i in loop_spec(graph, graph.initial, 0).instruments}  # fmt: skip
+    warm = Workshop(find_soundfont(None), use_model=False, warm_graph=GAME)
+    assert wanted <= warm.synth._pinned
+    cold = Workshop(find_soundfont(None), use_model=False, warm_graph=GAME.parent / "missing.yaml")
+    assert not cold.synth._pinned

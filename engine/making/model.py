@@ -51,7 +51,6 @@ from engine.making.tokens import (
     prefix_tokens,
     tempo_bucket,
 )
-from engine.score.motif import material
 from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
 
 # Onsets per beat (any part) that the density prior steers toward, inside each bucket of the
@@ -195,6 +194,8 @@ class _Development:
     ) -> None:
         self.part = events[0][1]
         self.after_step = max(e[0] for e in events)
+        from engine.score.motif import material  # mido: imported only when a state has a motif
+
         classes, intervals = material(motif)
         self.intervals = sorted(intervals)
         key_classes = {(c - tonic) % 12 for c in classes}  # pitch tokens are key-relative

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.score.graph import Graph, loop_spec
+from engine.score.load import load_graph
 from engine.score.music import Clip, Loop, LoopSpec, Note, transposition
 from engine.score.units import quarters_per_bar
 
@@ -49,10 +50,18 @@ class Workshop:
     """Generator + synth in one place. Not thread-safe: one per thread or process."""
 
     def __init__(self, soundfont: str | Path, model: str | Path | None = None,
-                 use_model: bool = True) -> None:  # fmt: skip
+                 use_model: bool = True, warm_graph: str | Path | None = None) -> None:  # fmt: skip
         from engine.making.rules import RuleGenerator
         from engine.making.synth import Synth
 
+        self.synth = Synth(soundfont)
+        warming = None
+        if warm_graph is not None:
+            # FluidSynth decodes samples in C without the GIL: the first state's sounds are
+            # ready when the model is, and the first loop renders without decoding them.
+            warming = threading.Thread(target=self._warm, args=(warm_graph,),
+                                       name="segue-worker-warm", daemon=True)  # fmt: skip
+            warming.start()
         self.rules = RuleGenerator()
         self.model = None
         self.model_problem = ""
@@ -68,7 +77,16 @@ class Workshop:
                 self.model_problem = f"model support unavailable ({exc})"
         else:
             self.model_problem = "model disabled"
-        self.synth = Synth(soundfont)
+        if warming is not None:
+            warming.join()
+
+    def _warm(self, graph_path: str | Path) -> None:
+        """Preload the samples of the graph's initial state (its first loop is asked first)."""
+        try:
+            graph = load_graph(graph_path)
+            self.synth.preload(loop_spec(graph, graph.initial, 0).instruments)
+        except Exception as exc:  # noqa: BLE001 - only a head start; the daemon reports errors
+            log.debug("no warm start from %s: %s", graph_path, exc)
 
     @property
     def generator_name(self) -> str:
@@ -123,7 +141,8 @@ def compact(clip: Clip) -> Clip:
     """The clip in Segue's storage format; every path (daemon, offline render, export) plays
     and writes these same samples."""
     stems = np.asarray(clip.stems).astype(STORAGE_DTYPE)
-    mix = stems.astype(MIX_DTYPE).sum(axis=0) if stems.shape[0] else np.asarray(clip.mix)
+    # Summed in float32 without a float32 copy of the stems (the same samples, bit for bit).
+    mix = stems.sum(axis=0, dtype=MIX_DTYPE) if stems.shape[0] else np.asarray(clip.mix)
     peak = float(np.abs(mix).max()) if mix.size else 0.0
     return replace(clip, stems=stems, mix=mix.astype(MIX_DTYPE, copy=False), peak=peak)
 
@@ -155,7 +174,8 @@ def _into_key(notes: tuple[Note, ...], tonic: int) -> tuple[Note, ...]:
 _workshop: Workshop | None = None
 
 
-def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
+def _worker_init(soundfont: str, model: str | None, use_model: bool,
+                 warm_graph: str | None = None) -> None:  # fmt: skip
     global _workshop
     parent = os.getppid()
 
@@ -168,7 +188,7 @@ def _worker_init(soundfont: str, model: str | None, use_model: bool) -> None:
     threading.Thread(target=exit_with_parent, name="segue-worker-watch", daemon=True).start()
     # Writing loops must never take the CPU from the audio thread.
     os.nice(10)
-    _workshop = Workshop(soundfont, model, use_model)
+    _workshop = Workshop(soundfont, model, use_model, warm_graph)
 
 
 def _worker_call(method: str, *args) -> Made:

@@ -33,18 +33,13 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.making.pool import (
-    _CLIP_PREFIX,
-    _SHM_DIR,
-    Made,
-    _land,
-    _worker_call,
-    _worker_describe,
-    _worker_init,
-    _worker_synth,
-    remove_stale_clips,
-)
+if TYPE_CHECKING:
+    from engine.making.pool import Made
+
+# engine.pool (numpy, the graph) is imported where it is used, not here: `prestart_worker`
+# starts the worker before the daemon has imported them, so both processes import at once.
 
 log = logging.getLogger("segue.worker")
 
@@ -55,8 +50,10 @@ RESTART_BACKOFF_SECONDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # while new workers di
 DESCRIBE_TIMEOUT_SECONDS = 120.0
 
 
-def _heartbeat_init(heartbeat, soundfont: str, model: str | None, use_model: bool) -> None:
+def _heartbeat_init(heartbeat, soundfont: str, model: str | None, use_model: bool,
+                    warm_graph: str | None = None) -> None:  # fmt: skip
     """Worker process: start the heartbeat, then load the workshop."""
+    from engine.making.pool import _worker_init
 
     def beat() -> None:
         while True:
@@ -64,35 +61,39 @@ def _heartbeat_init(heartbeat, soundfont: str, model: str | None, use_model: boo
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="segue-worker-heartbeat", daemon=True).start()
-    _worker_init(soundfont, model, use_model)
+    _worker_init(soundfont, model, use_model, warm_graph)
 
 
 def _describe() -> tuple[str, str, int, dict]:
+    from engine.making.pool import _worker_describe, _worker_synth
+
     generator, problem = _worker_describe()
     return generator, problem, os.getpid(), _worker_synth()
 
 
-def _launch(args: tuple) -> tuple:
+def _launch(args: tuple, warm_graph: str | None = None) -> tuple:
     """(heartbeat, executor, the worker's description to come): a worker started now (its
     first request makes the pool spawn it)."""
     context = multiprocessing.get_context("spawn")
     heartbeat = context.Value("d", 0.0, lock=False)
     executor = cf.ProcessPoolExecutor(max_workers=1, mp_context=context,
                                       initializer=_heartbeat_init,
-                                      initargs=(heartbeat, *args))  # fmt: skip
+                                      initargs=(heartbeat, *args, warm_graph))  # fmt: skip
     return heartbeat, executor, executor.submit(_describe)
 
 
 _prestarted: dict[tuple, tuple] = {}
 
 
-def prestart_worker(soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
+def prestart_worker(soundfont: str | Path, model: str | Path | None, use_model: bool,
+                    warm_graph: str | Path | None = None) -> None:  # fmt: skip
     """Start the loop worker before the daemon is built: it loads the model and SoundFont
-    while the daemon imports its modules and opens its sink. The WorkerMaker made with the
-    same arguments adopts it as its first worker."""
+    (and the samples of `warm_graph`'s initial state) while the daemon imports its modules
+    and opens its sink. The WorkerMaker made with the same arguments adopts it as its first
+    worker."""
     args = (str(soundfont), str(model) if model else None, use_model)
     if args not in _prestarted:
-        _prestarted[args] = _launch(args)
+        _prestarted[args] = _launch(args, str(warm_graph) if warm_graph else None)
 
 
 @dataclass
@@ -107,6 +108,8 @@ class WorkerMaker:
     """The pool's maker: one supervised worker process, replaced when it dies or hangs."""
 
     def __init__(self, soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
+        from engine.making.pool import remove_stale_clips
+
         remove_stale_clips()
         self._args = (str(soundfont), str(model) if model else None, use_model)
         self.counters = WorkerCounters()
@@ -217,6 +220,8 @@ class WorkerMaker:
     def _remove_orphans(self) -> None:
         """Clip files the dead worker wrote that nobody will map (results not yet received
         are kept: their futures completed before the death)."""
+        from engine.making.pool import _CLIP_PREFIX, _SHM_DIR
+
         for path in _SHM_DIR.glob(f"{_CLIP_PREFIX}{os.getpid()}-*"):
             if str(path) not in self._unreceived:
                 path.unlink(missing_ok=True)
@@ -228,6 +233,8 @@ class WorkerMaker:
         is down or loading. Never blocks, never raises."""
         self._inflight = {f: t for f, t in self._inflight.items() if not f.done()}
         if self._executor is not None and self.state == "ready":
+            from engine.making.pool import _worker_call
+
             try:
                 future = self._executor.submit(_worker_call, method, *args)
             except (BrokenProcessPool, RuntimeError):
@@ -248,6 +255,8 @@ class WorkerMaker:
 
     def receive(self, made: Made) -> Made:
         """Map a clip the worker shipped (control thread)."""
+        from engine.making.pool import _land
+
         self._unreceived.discard(made.clip.path)
         return replace(made, clip=_land(made.clip))
 
@@ -264,6 +273,8 @@ class WorkerMaker:
         for _, _, waiting in self._deferred:
             waiting.cancel()
         # Clips the worker shipped that were never collected.
+        from engine.making.pool import _CLIP_PREFIX, _SHM_DIR
+
         for path in _SHM_DIR.glob(f"{_CLIP_PREFIX}{os.getpid()}-*"):
             path.unlink(missing_ok=True)
 

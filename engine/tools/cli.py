@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from engine.audio.sinks.base import SinkError
-from engine.control import osc
-from engine.score.graph import GraphError
-from engine.score.load import load_graph
 from engine.tools.shipped import DEMO_GAME, shipped
+
+# Engine modules are imported where they are used: `segue run` starts its loop worker before
+# this process imports numpy or yaml, and the worker, which re-imports this module as its
+# main module, imports nothing here it does not need.
 
 log = logging.getLogger("segue")
 
@@ -37,6 +37,9 @@ def _soundfont(explicit):
 
 
 def _graph(path):
+    from engine.score.graph import GraphError
+    from engine.score.load import load_graph
+
     try:
         return load_graph(path)
     except GraphError as exc:
@@ -45,6 +48,7 @@ def _graph(path):
 
 def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     """The sink for --output; no device falls back to a WAV file, in one line."""
+    from engine.audio.sinks.base import SinkError
     from engine.audio.sinks.paced import NullSink, WavSink
 
     if output == "null":
@@ -97,8 +101,10 @@ def cmd_run(args) -> int:
     from engine.making.supervisor import prestart_worker
 
     soundfont = _soundfont(args.soundfont)
-    # The loop worker loads the model and SoundFont while this process starts the rest.
-    prestart_worker(soundfont, args.model, not args.no_model)
+    # The loop worker loads the model, the SoundFont and the initial state's sounds while
+    # this process starts the rest.
+    prestart_worker(soundfont, args.model, not args.no_model, warm_graph=args.graph)
+    from engine.audio.sinks.base import SinkError
     from engine.control.daemon import Daemon, DaemonConfig
 
     _stop_on_sigterm()
@@ -204,6 +210,9 @@ def cmd_render(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from engine.score.graph import GraphError
+    from engine.score.load import load_graph
+
     try:
         graph = load_graph(args.path)
     except GraphError as exc:
@@ -228,6 +237,8 @@ def _osc_arg(text: str):
 def cmd_send(args) -> int:
     from pythonosc.osc_packet import OscPacket
 
+    from engine.control import osc
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(args.wait)
@@ -248,6 +259,7 @@ def cmd_send(args) -> int:
 
 
 def cmd_devices(args) -> int:
+    from engine.audio.sinks.base import SinkError
     from engine.audio.sinks.device import list_devices
 
     try:
@@ -262,7 +274,11 @@ def cmd_devices(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tools: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without `tools`, no generate/export/bench (their modules
+    import numpy, mido and the synth: `segue run` starts its worker before that)."""
+    from engine.control import osc
+
     parser = argparse.ArgumentParser(prog="segue", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -362,18 +378,21 @@ def build_parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list audio output devices")
     devices.set_defaults(func=cmd_devices)
 
-    from engine.tools import bench as bench_cmd
-    from engine.tools import export
-    from engine.tools import generate as generate_cmd
-    from engine.tools import init as init_cmd
+    if tools:
+        from engine.tools import bench as bench_cmd
+        from engine.tools import export
+        from engine.tools import generate as generate_cmd
+        from engine.tools import init as init_cmd
 
-    for module in (generate_cmd, export, bench_cmd, init_cmd):
-        module.register(sub)
+        for module in (generate_cmd, export, bench_cmd, init_cmd):
+            module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = [a for a in argv if not a.startswith("-")]  # the only global option is a flag
+    args = build_parser(tools=commands[:1] != ["run"]).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="segue: %(message)s")  # fmt: skip
     return args.func(args) or 0
