@@ -9,9 +9,9 @@ Reports the SoundFont's load time, the process's RSS before and after, render ti
 (CPU time of the rendering thread, and wall time: this machine is shared, and wall time counts
 what other processes take), how much of the CPU time FluidSynth itself took (its
 `fluid_synth_process` calls) and what the rest of Segue's render took, the time to turn the
-clip into Segue's storage (float16 stems, `engine.making.pool.compact`; not in the budget), and the
-loudness of each clip. Exits 1 when the render's p99 CPU time is over RENDER_P99_BUDGET_MS.
-Writes benchmarks/results/synth.json.
+clip into Segue's storage (float16 stems, `engine.making.workshop.compact`; not in the
+budget), and the loudness of each clip. Exits 1 when the render's p99 CPU time is over
+RENDER_P99_BUDGET_MS. Writes benchmarks/results/synth.json.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     synth = Synth(path)
     load_s = time.perf_counter() - start
-    from engine.making.pool import compact
+    from engine.making.workshop import compact
 
     synth.render(batch[0])  # the presets' samples are decoded on first use
     in_fluidsynth = [0.0]

@@ -49,8 +49,8 @@ from _harness import (  # noqa: E402
     write_result,
 )
 
-from engine.making.pool import Workshop  # noqa: E402
 from engine.making.soundfont import find_soundfont  # noqa: E402
+from engine.making.workshop import Workshop  # noqa: E402
 from engine.score.graph import loop_spec  # noqa: E402
 from engine.score.load import load_graph  # noqa: E402
 

@@ -438,8 +438,8 @@ def _run(args, workdir, graph, binary, prefix, segment, report, info, daemons, c
                  f"{c_left_s:.1f} s of daemon 3 before C ended")  # fmt: skip
 
     # 4. the offline render the live audio must equal.
-    from engine.making.pool import Workshop
     from engine.making.soundfont import find_soundfont
+    from engine.making.workshop import Workshop
     from engine.tools.render import render
 
     end_c = res_c["end_read_index"]

@@ -20,8 +20,8 @@ GAME = REPO / "statemachines" / "game.yaml"
 @pytest.fixture(scope="session")
 def workshop():
     """Rule-based generator + the default SoundFont (loading an sf3 takes seconds)."""
-    from engine.making.pool import Workshop
     from engine.making.soundfont import find_soundfont
+    from engine.making.workshop import Workshop
 
     return Workshop(find_soundfont(None), use_model=False)
 
@@ -29,8 +29,8 @@ def workshop():
 @pytest.fixture(scope="session")
 def model_workshop():
     """The shipped model + the default SoundFont."""
-    from engine.making.pool import Workshop
     from engine.making.soundfont import find_soundfont
+    from engine.making.workshop import Workshop
 
     shop = Workshop(find_soundfont(None), use_model=True)
     if shop.model is None:

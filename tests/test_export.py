@@ -22,8 +22,9 @@ import soundfile
 
 from engine.audio.mixer import Mixer
 from engine.control.conductor import Conductor
-from engine.making.pool import InlineMaker, LoopPool
+from engine.making.pool import LoopPool
 from engine.making.soundfont import find_soundfont
+from engine.making.workshop import InlineMaker
 from engine.score.load import load_graph
 from engine.tools import export
 

@@ -37,7 +37,6 @@ MAX_LINES = 450
 # Modules still over the limit, at their size when the limit came in: none may grow, and an
 # entry goes when its module is split (the test fails on an entry that fits).
 OVERSIZE: dict[str, int] = {
-    "making/pool.py": 528,
     "making/synth.py": 519,
     "making/model.py": 451,
 }

@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.making.pool import (
-    _CLIP_PREFIX,
-    _SHM_DIR,
-    InlineMaker,
-    LoopPool,
-    Workshop,
-    _land,
-    _ship,
-    loop_seed,
-    remove_stale_clips,
-)
+from engine.making.pool import LoopPool
+from engine.making.worker import _CLIP_PREFIX, _SHM_DIR, _land, _ship, remove_stale_clips
+from engine.making.workshop import InlineMaker, Workshop, loop_seed
 from engine.score.graph import loop_spec
 from engine.score.load import load_graph
 from engine.score.music import Clip

@@ -5,7 +5,7 @@ Threads:
 - `segue-control` applies commands, ticks the conductor, watches the graph file,
   sends replies and notifications;
 - the sink's thread (PortAudio's callback, or a paced writer) pulls the mixer;
-- a worker process writes and renders loops (see engine/making/pool.py).
+- a worker process writes and renders loops (see engine/making/worker.py).
 """
 
 from __future__ import annotations

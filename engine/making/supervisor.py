@@ -1,7 +1,7 @@
 """The loop worker, supervised: a dead or hung worker is replaced, and nothing waits for it.
 
-`WorkerMaker` runs the `Workshop` (model + synth) in one worker process, as `engine/making/pool.py`
-describes. Around it:
+`WorkerMaker` runs the `Workshop` (model + synth) in one worker process, as
+`engine/making/worker.py` describes. Around it:
 
 - **Death** is seen at the next control tick: the process pool marks itself broken when its
   process exits (killed, crashed, out of memory). **A hang**, only while the worker has work:
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.making.pool import Made
+    from engine.making.workshop import Made
 
 # engine.pool (numpy, the graph) is imported where it is used, not here: `prestart_worker`
 # starts the worker before the daemon has imported them, so both processes import at once.
@@ -53,7 +53,7 @@ DESCRIBE_TIMEOUT_SECONDS = 120.0
 def _heartbeat_init(heartbeat, soundfont: str, model: str | None, use_model: bool,
                     warm_graph: str | None = None) -> None:  # fmt: skip
     """Worker process: start the heartbeat, then load the workshop."""
-    from engine.making.pool import _worker_init
+    from engine.making.worker import _worker_init
 
     def beat() -> None:
         while True:
@@ -65,7 +65,7 @@ def _heartbeat_init(heartbeat, soundfont: str, model: str | None, use_model: boo
 
 
 def _describe() -> tuple[str, str, int, dict]:
-    from engine.making.pool import _worker_describe, _worker_synth
+    from engine.making.worker import _worker_describe, _worker_synth
 
     generator, problem = _worker_describe()
     return generator, problem, os.getpid(), _worker_synth()
@@ -108,7 +108,7 @@ class WorkerMaker:
     """The pool's maker: one supervised worker process, replaced when it dies or hangs."""
 
     def __init__(self, soundfont: str | Path, model: str | Path | None, use_model: bool) -> None:
-        from engine.making.pool import remove_stale_clips
+        from engine.making.worker import remove_stale_clips
 
         remove_stale_clips()
         self._args = (str(soundfont), str(model) if model else None, use_model)
@@ -220,7 +220,7 @@ class WorkerMaker:
     def _remove_orphans(self) -> None:
         """Clip files the dead worker wrote that nobody will map (results not yet received
         are kept: their futures completed before the death)."""
-        from engine.making.pool import _CLIP_PREFIX, _SHM_DIR
+        from engine.making.worker import _CLIP_PREFIX, _SHM_DIR
 
         for path in _SHM_DIR.glob(f"{_CLIP_PREFIX}{os.getpid()}-*"):
             if str(path) not in self._unreceived:
@@ -233,7 +233,7 @@ class WorkerMaker:
         is down or loading. Never blocks, never raises."""
         self._inflight = {f: t for f, t in self._inflight.items() if not f.done()}
         if self._executor is not None and self.state == "ready":
-            from engine.making.pool import _worker_call
+            from engine.making.worker import _worker_call
 
             try:
                 future = self._executor.submit(_worker_call, method, *args)
@@ -255,7 +255,7 @@ class WorkerMaker:
 
     def receive(self, made: Made) -> Made:
         """Map a clip the worker shipped (control thread)."""
-        from engine.making.pool import _land
+        from engine.making.worker import _land
 
         self._unreceived.discard(made.clip.path)
         return replace(made, clip=_land(made.clip))
@@ -273,7 +273,7 @@ class WorkerMaker:
         for _, _, waiting in self._deferred:
             waiting.cancel()
         # Clips the worker shipped that were never collected.
-        from engine.making.pool import _CLIP_PREFIX, _SHM_DIR
+        from engine.making.worker import _CLIP_PREFIX, _SHM_DIR
 
         for path in _SHM_DIR.glob(f"{_CLIP_PREFIX}{os.getpid()}-*"):
             path.unlink(missing_ok=True)

@@ -172,7 +172,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from engine.making.pool import Workshop
+    from engine.making.workshop import Workshop
     from engine.tools.render import ScriptError, load_script, render
 
     _graph(args.graph)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.making.pool import loop_seed
+from engine.making.workshop import loop_seed
 from engine.score.graph import Graph, GraphError, State, loop_spec
 from engine.score.load import load_graph
 from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, transposition
@@ -316,8 +316,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.making.pool import Workshop
     from engine.making.soundfont import SoundFontNotFound, find_soundfont
+    from engine.making.workshop import Workshop
 
     try:
         graph = load_graph(args.graph)

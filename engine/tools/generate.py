@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if synth is not None:
             import soundfile
 
-            from engine.making.pool import compact
+            from engine.making.workshop import compact
 
             clip = compact(synth.render(loop))  # the samples the daemon and export play
             soundfile.write(str(stem.with_suffix(".wav")), clip.mix, synth.sample_rate)

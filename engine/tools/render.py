@@ -17,7 +17,7 @@ from engine.control import commands as cmd
 from engine.control.conductor import Conductor
 from engine.control.engine import Engine
 from engine.control.timeline import Timeline
-from engine.making.pool import InlineMaker, Workshop
+from engine.making.workshop import InlineMaker, Workshop
 from engine.score import yamlmarks
 from engine.score.load import load_graph
 from engine.score.music import SAMPLE_RATE
