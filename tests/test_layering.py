@@ -36,10 +36,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 MAX_LINES = 450
 # Modules still over the limit, at their size when the limit came in: none may grow, and an
 # entry goes when its module is split (the test fails on an entry that fits).
-OVERSIZE: dict[str, int] = {
-    "making/synth.py": 519,
-    "making/model.py": 451,
-}
+OVERSIZE: dict[str, int] = {}
 
 
 def module_name(path: Path) -> str:

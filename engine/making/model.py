@@ -184,8 +184,7 @@ def sustain_pad(notes: list[Note], loop_beats: float) -> list[Note]:
 
 class _Development:
     """The motif prior: after its statement, the motif's part leans toward the motif's
-    intervals (and their inversions) from its previous note, and toward its pitch classes
-    (`engine.score.motif.material`)."""
+    intervals (and inversions) from its previous note, and toward its pitch classes."""
 
     __slots__ = ("part", "after_step", "intervals", "pitches", "interval_bias", "_rows")
 

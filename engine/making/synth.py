@@ -23,7 +23,7 @@ The mix (all in the worker, never on the audio thread):
 2. balance: every part is set to its own loudness (`PART_LUFS`, from its measured
    BS.1770 loudness), so the lead sits above the pad whatever programs the graph picks;
 3. the mix is normalised to `TARGET_LUFS` integrated, through a gentle bus compressor
-   (2:1 above `COMPRESSOR_THRESHOLD_DB`), then normalised again;
+   (2:1 above `dynamics.COMPRESSOR_THRESHOLD_DB`), then normalised again;
 4. a smooth, loop-periodic limiter keeps every sample at or below `PEAK_CEILING`.
 Gains apply to the stems alike, so the stems still sum to the mix.
 """
@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.making._sosfilt import sosfilt_2d
+from engine.making.dynamics import _compressor_gain, _limit_gain
 from engine.making.loudness import integrated_lufs, k_weighting, weighted
 from engine.score.music import SAMPLE_RATE, Clip, Loop, Note, Sends
 
@@ -61,14 +62,6 @@ ENERGY_BLOCK_FRAMES = 256  # the wet bus is shared out on this grid
 WET_MEMORY_SECONDS = 0.5  # how long a part's energy keeps its share of the wet bus
 HUMANISE_MS = {"drums": 3.0, "bass": 5.0, "pad": 8.0, "lead": 6.0}  # timing spread (s.d.)
 HUMANISE_VELOCITY = 5.0  # velocity spread (s.d.)
-COMPRESSOR_BLOCK_FRAMES = 480  # 10 ms RMS detector
-COMPRESSOR_THRESHOLD_DB = -21.0  # RMS, on the mix at the target loudness
-COMPRESSOR_RATIO = 2.0
-COMPRESSOR_KNEE_DB = 6.0
-COMPRESSOR_ATTACK_SECONDS = 0.010
-COMPRESSOR_RELEASE_SECONDS = 0.200
-LIMITER_BLOCK_FRAMES = 96  # 2 ms gain blocks
-LIMITER_HALF_WIDTH_BLOCKS = 5  # ~10 ms attack and release around a peak
 # The bus: a mid-sized room, and FluidSynth's default chorus.
 REVERB = {"roomsize": 0.45, "damping": 0.4, "width": 0.9, "level": 0.8}
 SYNTH_GAIN = 0.4
@@ -449,71 +442,3 @@ def _events(
     events += [(off, False, key, 0) for _, off, key, _ in spans]
     events.sort(key=lambda e: (e[0], e[1]))
     return events
-
-
-def _periodic_interp(block_values: np.ndarray, block: int, frames: int) -> np.ndarray:
-    """Per-frame values, linear between block centres, wrapping round the loop."""
-    blocks = block_values.shape[0]
-    starts = np.arange(blocks) * block
-    centres = starts + (np.minimum(block, frames - starts) - 1) / 2.0
-    xp = np.concatenate(([centres[-1] - frames], centres, [centres[0] + frames]))
-    fp = np.concatenate(([block_values[-1]], block_values, [block_values[0]]))
-    return np.interp(np.arange(frames), xp, fp).astype(np.float32)
-
-
-def _compressor_gain(mix: np.ndarray, sample_rate: int) -> np.ndarray:
-    """A gentle bus compressor's gain per frame: RMS detector, soft knee, attack and release,
-    run twice round the loop so the gain at its start follows on from its end."""
-    frames = mix.shape[-1]
-    block = COMPRESSOR_BLOCK_FRAMES
-    blocks = -(-frames // block)
-    padded = np.zeros(blocks * block)
-    padded[:frames] = np.einsum("cf,cf->f", mix, mix) / mix.shape[0]
-    counts = np.full(blocks, block)
-    counts[-1] = frames - (blocks - 1) * block
-    level_db = 10.0 * np.log10(np.maximum(padded.reshape(blocks, block).sum(axis=1) / counts,
-                                          1e-12))  # fmt: skip
-    over = level_db - COMPRESSOR_THRESHOLD_DB
-    knee = COMPRESSOR_KNEE_DB
-    slope = 1.0 - 1.0 / COMPRESSOR_RATIO
-    target = np.where(over <= -knee / 2, 0.0,
-                      np.where(over >= knee / 2, -slope * over,
-                               -slope * (over + knee / 2) ** 2 / (2 * knee)))  # fmt: skip
-    block_seconds = block / sample_rate
-    attack = 1.0 - math.exp(-block_seconds / COMPRESSOR_ATTACK_SECONDS)
-    release = 1.0 - math.exp(-block_seconds / COMPRESSOR_RELEASE_SECONDS)
-    gain_db = np.empty(blocks)
-    current = 0.0
-    for _ in range(2):
-        for b, want in enumerate(target.tolist()):
-            current += (want - current) * (attack if want < current else release)
-            gain_db[b] = current
-    return _periodic_interp(10.0 ** (gain_db / 20.0), block, frames)
-
-
-def _limit_gain(mix: np.ndarray, ceiling: float) -> np.ndarray | None:
-    """A smooth periodic gain per frame that keeps planar mix (2, frames) at or below
-    `ceiling`, or None when none is needed.
-
-    The per-block gain is a circular minimum over neighbouring blocks, then a
-    circular moving average no wider than that minimum, so the gain never exceeds
-    what any sample needs; linear interpolation between block centres keeps it
-    smooth.
-    """
-    frames = mix.shape[-1]
-    peak_per_frame = np.maximum(np.abs(mix[0]), np.abs(mix[1]))
-    if frames == 0 or peak_per_frame.max() <= ceiling:
-        return None
-    need = np.minimum(1.0, (ceiling * 0.999) / np.maximum(peak_per_frame, 1e-12))
-    block = LIMITER_BLOCK_FRAMES
-    blocks = -(-frames // block)
-    padded = np.ones(blocks * block, np.float32)
-    padded[:frames] = need
-    block_need = padded.reshape(blocks, block).min(axis=1).astype(np.float64)
-    width = LIMITER_HALF_WIDTH_BLOCKS
-    held = block_need.copy()
-    for shift in range(1, width + 2):
-        np.minimum(held, np.roll(block_need, shift), out=held)
-        np.minimum(held, np.roll(block_need, -shift), out=held)
-    smooth = sum(np.roll(held, shift) for shift in range(-width, width + 1)) / (2 * width + 1)
-    return _periodic_interp(smooth, block, frames)
