@@ -66,6 +66,9 @@ def test_help_lists_every_command():
     for command in ("run", "render", "check", "send", "devices", "generate", "export", "bench"):
         assert command in result.stdout
     assert (REPO / "examples" / "demo_game.py").exists()
+    older = subprocess.run([sys.executable, "-m", "engine.cli", "--help"], capture_output=True,
+                           text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert older.returncode == 0 and older.stdout == result.stdout  # the older spelling
 
 
 def test_segue_run_starts_its_worker_before_importing_numpy():
