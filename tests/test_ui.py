@@ -4,7 +4,6 @@ real UDP. The page must follow the music and send the game's commands the OSC ro
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import socket
 import subprocess
@@ -134,9 +133,15 @@ def test_clicking_an_event_changes_the_daemon_and_the_lit_node(page, daemon):
     page.wait_for_selector('g.node.current[data-state="combat"]', timeout=5000)
     assert status(port)["state"] == "combat"
     assert page.text_content("#state-label") == "combat"
+    # Clicked on the first beat of a bar, the next-bar exit is three beats away (1.25 s at
+    # 144 bpm): long enough for a busy machine to see the countdown before it ends.
+    page.wait_for_function("() => window.segueView.live.beat === 1", timeout=5000, polling=10)
     page.click('button[data-event="enemy_defeated"]')  # next bar: the page counts down
-    page.wait_for_selector('g.node.pending[data-state="victory"]', timeout=5000)
-    assert re.search(r"in \d+ ms · next_bar", page.text_content('g.node[data-state="victory"]'))
+    page.wait_for_function(
+        """() => { const n = document.querySelector('g.node.pending[data-state="victory"]');
+                   return n && /in \\d+ ms · next_bar/.test(n.textContent); }""",
+        timeout=5000, polling=10,
+    )  # fmt: skip
     page.wait_for_function("() => !document.querySelector('g.node.pending')", timeout=10000)
 
 

@@ -10,6 +10,7 @@ Threads:
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import logging
@@ -55,10 +56,24 @@ class DaemonConfig:
     control_priority: int = 1  # SCHED_FIFO for the daemon's other threads; 0: normal
 
 
+def keep_collections_short() -> None:
+    """Keep Python's cyclic garbage collector from holding the GIL for long.
+
+    A collection holds the GIL until it has scanned its generation, and the audio thread
+    needs the GIL for every block: the oldest generation spans every object since start-up
+    (modules, numpy, the graph), and scanning it took 45-85 ms, every 30 s or so under OSC
+    traffic; the ring holds 10 ms. That was the device's periodic underrun. What exists once
+    the daemon runs stays for its life: frozen, the collector never scans it again, and a full
+    collection covers only what came after (the pools, the timeline, a reloaded graph)."""
+    gc.collect()
+    gc.freeze()
+
+
 def above_ordinary_tasks(priority: int) -> str:
-    """SCHED_FIFO `priority` for the calling thread and every thread it starts from now on
-    (threads inherit it), reset to normal in any process they start (the loop worker, the
-    device host): what this run got, for the log.
+    """SCHED_FIFO `priority` for every thread of this process so far (the calling one, and
+    those already running, such as the worker pool's result thread) and every thread they
+    start from now on (threads inherit it), reset to normal in any process they start (the
+    loop worker, the device host): what this run got, for the log.
 
     Why: the audio thread needs the GIL, and any thread of this process may hold it. On a
     busy machine (a game beside Segue) an ordinary thread holding the GIL is preempted by the
@@ -74,6 +89,13 @@ def above_ordinary_tasks(priority: int) -> str:
         os.sched_setscheduler(0, policy, os.sched_param(priority))
     except (OSError, AttributeError):
         return "normal priority (no right to real-time scheduling)"
+    for thread in threading.enumerate():  # a thread that already runs at its own priority
+        if thread.native_id and thread is not threading.current_thread():  # keeps it
+            try:
+                if os.sched_getscheduler(thread.native_id) == os.SCHED_OTHER:
+                    os.sched_setscheduler(thread.native_id, policy, os.sched_param(priority))
+            except OSError:
+                pass  # it has ended meanwhile
     return f"SCHED_FIFO {priority}"
 
 
@@ -134,6 +156,7 @@ class Daemon:
             generator,
             self.maker.synth_info.get("synth", "?"),
         )
+        keep_collections_short()  # before the audio thread needs the GIL
         # From here on, the threads this one starts run above the machine's ordinary tasks.
         self.thread_priority = above_ordinary_tasks(self.config.control_priority)
         log.info("control, OSC and live-view threads: %s", self.thread_priority)

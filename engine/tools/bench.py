@@ -24,6 +24,7 @@ SCRIPTS = {
     "generation": "generation.py",
     "model": "bench_model.py",
     "callback": "callback.py",
+    "ui": "ui.py",
     "soak": "soak.py",
     "chaos": "chaos.py",
 }
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     bench = subparsers.add_parser("bench", help=f"run the benchmarks ({', '.join(SUITE)}); "
                                   "non-zero on a breach")  # fmt: skip
     bench.add_argument("--quick", action="store_true",
-                       help="the CI variant: the whole suite in about 7 minutes")  # fmt: skip
+                       help="the CI variant: the whole suite in about 9 minutes")  # fmt: skip
     bench.add_argument("--only", nargs="+", choices=SUITE, metavar="NAME",
                        help=f"run only these ({', '.join(SUITE)})")  # fmt: skip
     bench.add_argument("--no-model", action="store_true", help="rule-based loops everywhere")

@@ -1,10 +1,12 @@
 """The live view's web server: the page, a push stream (server-sent events), commands.
 
 Standard library only (`http.server.ThreadingHTTPServer`): one thread per connection.
-The control thread calls `LiveView.tick()`; at the push rate, and only while a page is
-open, it builds a snapshot, serialises it once and wakes the stream threads. A stream
-thread writes at its client's pace and skips to the latest snapshot (timeline rows are
-kept for a minute and sent in order), so a slow page never holds the control thread.
+The control thread calls `LiveView.tick()`; at the push rate it builds a snapshot,
+serialises it once and writes it to each open page's stream itself, without blocking
+(`MSG_DONTWAIT`): a page that cannot take it now keeps the rest for the next push and then
+skips to the latest snapshot (timeline rows are kept for a minute and sent in order), so a
+slow page never holds the control thread, and no thread wakes per push but the control
+thread.
 
 Commands from the page are OSC messages by another road: `osc.to_command` checks them
 against the same table and they go into the same inbox the OSC thread fills.
@@ -13,8 +15,11 @@ against the same table and they go into the same inbox the OSC thread fills.
 from __future__ import annotations
 
 import collections
+import ctypes
 import json
 import logging
+import socket
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -58,11 +63,15 @@ class LiveView:
         self.seq = 0
         self.live = b"{}"
         self.backlog: collections.deque = collections.deque(maxlen=BACKLOG_PUSHES)
-        self.slow: dict[str, tuple[int, bytes]] = {}  # graph, loop, error: sent when changed
+        # graph, loop, error, health: each sent to a page when it changed since its last
+        self.slow: dict[str, tuple[int, bytes]] = {}
         self.clients = 0
+        self.pages: list[_Page] = []  # open streams, written by the control thread
         self.pushes = 0
         self.commands = 0
         self.push_ms_last = 0.0
+        self.push_cpu_s = 0.0  # the control thread's CPU time spent building pushes
+        self.bytes_sent = 0  # stream bytes written to pages
         self._next_push = 0.0
         self._poke = False
         self._stopping = False
@@ -70,10 +79,7 @@ class LiveView:
         self.httpd = _Server((host, port), _handler(self))
         self.httpd.daemon_threads = True
         self.host, self.port = self.httpd.server_address[:2]
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="segue-ui",
-            daemon=True,
-        )  # fmt: skip
+        self._thread = threading.Thread(target=self._serve, name="segue-ui", daemon=True)
 
     @property
     def url(self) -> str:
@@ -83,9 +89,15 @@ class LiveView:
     def start(self) -> None:
         self._thread.start()
 
+    def _serve(self) -> None:
+        name_thread("segue-ui")
+        self.httpd.serve_forever(poll_interval=0.5)
+
     def stop(self) -> None:
         self._stopping = True
         with self.cond:
+            for page in self.pages:
+                page.closed.set()
             self.cond.notify_all()
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -97,11 +109,15 @@ class LiveView:
         now = time.monotonic()
         if now < self._next_push and not self._poke:
             return
-        if self.clients == 0 and self.seq > 0 and not self._poke:
+        poked, self._poke = self._poke, False
+        if self.clients == 0 and self.seq > 0 and not poked:
             self._next_push = now + IDLE_PUSH_SECONDS  # keeps the last minute for a late page
         else:
-            self._next_push = now + (0.02 if self._poke else PUSH_SECONDS)  # a second look soon
-        self._poke = False
+            # On a 10 Hz grid: a push the control thread made late does not delay the next.
+            due = self._next_push if now - self._next_push < PUSH_SECONDS else now
+            self._next_push = due + PUSH_SECONDS
+            if poked:
+                self._next_push = min(self._next_push, now + 0.02)  # a second look soon
         try:
             self._push()
         except Exception:  # noqa: BLE001 - the page is a view: it must never stop the music
@@ -110,21 +126,17 @@ class LiveView:
                 log.exception("live view snapshot failed (%d so far)", self._failures)
 
     def _push(self) -> None:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         snap = self.snapshots.build()
-        snap["live"] |= {
-            "ui_pushes": self.pushes,
-            "ui_commands": self.commands,
-            "ui_pages": self.clients,
-            "ui_push_ms": round(self.push_ms_last, 3),
-        }
+        if snap["health"] is not None:
+            snap["health"] |= self.counters()
         dumps = _dumps
         timeline = ",".join(dumps(row) for row in snap["timeline"]).encode()
         responses = ",".join(dumps(row) for row in snap["responses"]).encode()
         live = dumps(snap["live"]).encode()
         seq = self.seq + 1
         slow = dict(self.slow)
-        for key in ("graph", "loop", "error"):
+        for key in ("graph", "loop", "error", "health"):
             if snap[key] is not None:
                 slow[key] = (seq, dumps(snap[key]).encode())
         with self.cond:
@@ -133,17 +145,54 @@ class LiveView:
             self.backlog.append((seq, timeline, responses))
             self.seq = seq
             self.pushes += 1
-            self.cond.notify_all()
+            pages = list(self.pages)
+        for page in pages:
+            self._write(page)
         self.push_ms_last = (time.perf_counter() - t0) * 1000
+        self.push_cpu_s += time.thread_time() - cpu0
+
+    def _write(self, page: _Page) -> None:
+        """Send a page what it has not seen, as far as its socket takes it now (never waits)."""
+        if not page.unsent:
+            page.seq, body = self.message(page.seq, page.slow_sent)
+            page.unsent = b"data: " + body + b"\n\n"
+        try:
+            sent = page.sock.send(page.unsent, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return  # the page is behind: the rest goes with the next push
+        except OSError:
+            page.closed.set()  # gone: its handler thread ends the stream
+            with self.cond:
+                if page in self.pages:
+                    self.pages.remove(page)
+            return
+        self.bytes_sent += sent
+        page.unsent = page.unsent[sent:]
+
+    def counters(self) -> dict:
+        """The live view's own figures (the page shows them; benchmarks/ui.py reads them)."""
+        return {"ui_pushes": self.pushes, "ui_commands": self.commands,
+                "ui_pages": self.clients, "ui_push_ms": round(self.push_ms_last, 3),
+                "ui_push_cpu_s": round(self.push_cpu_s, 6),
+                "ui_bytes": self.bytes_sent}  # fmt: skip
 
     # -- stream threads ----------------------------------------------------------------
 
     def message(self, since: int, slow_sent: dict[str, int]) -> tuple[int, bytes]:
         """Everything a page that has seen push `since` needs, as one JSON object."""
+        rows: list[bytes] = []
+        responses: list[bytes] = []
         with self.cond:
             seq, live, slow = self.seq, self.live, self.slow
-            rows = [b for s, b, _ in self.backlog if s > since and b]
-            responses = [b for s, _, b in self.backlog if s > since and b]
+            for s, row, response in reversed(self.backlog):  # newest first: a page is behind
+                if s <= since:  # by one push, a new page by the whole backlog
+                    break
+                if row:
+                    rows.append(row)
+                if response:
+                    responses.append(response)
+        rows.reverse()
+        responses.reverse()
         parts = [b'{"seq":%d,"live":' % seq, live, b',"timeline":[', b",".join(rows),
                  b'],"responses":[', b",".join(responses), b"]"]  # fmt: skip
         for key, (version, body) in slow.items():
@@ -153,11 +202,17 @@ class LiveView:
         parts.append(b"}")
         return seq, b"".join(parts)
 
-    def wait(self, seq: int, timeout_s: float) -> bool:
+    def attach(self, page: _Page) -> None:
         with self.cond:
-            if self.seq == seq and not self._stopping:
-                self.cond.wait(timeout_s)
-            return not self._stopping
+            self.pages.append(page)
+            self.clients += 1
+        self._poke = True  # its first push (the graph, the last minute) comes at once
+
+    def detach(self, page: _Page) -> None:
+        with self.cond:
+            if page in self.pages:
+                self.pages.remove(page)
+            self.clients -= 1
 
     # -- commands ----------------------------------------------------------------------
 
@@ -178,12 +233,34 @@ class LiveView:
         return 202, {"queued": address}
 
 
+class _Page:
+    """One open page's push stream (the control thread writes it)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.seq = 0  # the last push it was sent
+        self.slow_sent: dict[str, int] = {}  # graph, loop, error, health: versions sent
+        self.unsent = b""  # what its socket has not taken yet
+        self.closed = threading.Event()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address) -> None:
         """A page that went away mid-answer is routine: one debug line, no traceback."""
         log.debug("live view: a request from %s ended early", client_address[0], exc_info=True)
+
+
+def name_thread(name: str) -> None:
+    """Give the calling thread a name the OS shows (/proc/PID/task/TID/comm), so the live
+    view's threads can be told apart from the music's when their CPU is measured."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def _dumps(value) -> str:
@@ -194,6 +271,10 @@ def _handler(view: LiveView):
     class Handler(BaseHTTPRequestHandler):
         server_version = "segue"
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            name_thread("segue-ui-http")
+            super().setup()
 
         def log_message(self, format, *args):  # noqa: A002 - quiet: the daemon's log is for music
             log.debug("%s %s", self.address_string(), format % args)
@@ -226,8 +307,9 @@ def _handler(view: LiveView):
             path = urlsplit(self.path).path
             if path == "/events":
                 return self._stream()
-            if path == "/api/snapshot":
-                return self._send(200, view.message(0, {})[1], "application/json")
+            if path == "/api/snapshot":  # what a new page gets, and the counters as of now
+                body = view.message(0, {})[1][:-1] + b',"ui":%s}' % _dumps(view.counters()).encode()
+                return self._send(200, body, "application/json")
             name = "index.html" if path == "/" else path.removeprefix("/static/")
             file = view.files.get(name) if "/" not in name else None
             if file is None:
@@ -258,23 +340,18 @@ def _handler(view: LiveView):
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.close_connection = True
-            with view.cond:
-                view.clients += 1
-            seq, slow_sent = 0, {}
             try:
                 self.wfile.write(b"retry: 1000\n\n")
-                while view.wait(seq, 1.0):
-                    if view.seq == seq:
-                        self.wfile.write(b": idle\n\n")  # keeps proxies and dead peers honest
-                        self.wfile.flush()
-                        continue
-                    seq, body = view.message(seq, slow_sent)
-                    self.wfile.write(b"data: " + body + b"\n\n")
-                    self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
-                pass
+            except OSError:
+                return
+            page = _Page(self.connection)
+            view.attach(page)
+            try:
+                # The control thread writes the pushes; this thread only holds the connection
+                # open until the page goes away (a failed write) or the daemon stops.
+                while not page.closed.wait(5.0) and not view._stopping:
+                    pass
             finally:
-                with view.cond:
-                    view.clients -= 1
+                view.detach(page)
 
     return Handler

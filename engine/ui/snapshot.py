@@ -1,8 +1,10 @@
 """What the live view shows, built on the control thread from what it already knows.
 
-`Snapshots.build()` is called at the push rate while a page is open. It reads the
-conductor's status, the new timeline entries and responses since the last call, and
-describes the graph and the playing loop only when they change, so a push stays small.
+`Snapshots.build()` is called at the push rate while a page is open. It reads what moves
+with the music (state, clock, pending transition, parameters) straight from the conductor,
+the new timeline entries and responses since the last call, the daemon's whole status only
+every two seconds, and describes the graph and the playing loop only when they change, so a
+push stays small (a few hundred bytes) and cheap to build.
 Nothing here touches the audio thread's data but plain reads of published values.
 """
 
@@ -20,7 +22,10 @@ SCAN_ENTRIES = 400  # timeline entries a first push looks back at
 MAX_WAITING = 200
 RECHECK = 32  # recent changes watched for a later "cancelled" mark (a replaced transition)
 RECHECK_KINDS = ("transition", "loop", "bridge")
-RSS_EVERY_S = 1.0
+# The status's figures that `live` carries ten times a second (or the page needs no more).
+LIVE_KEYS = ("latency", "state", "tempo", "bar", "beat", "frame", "params", "muted", "solo",
+             "pending", "next_beat_ms", "next_bar_ms", "grid_anchor_frame")  # fmt: skip
+HEALTH_EVERY_S = 2.0  # the engine's health figures: the page redraws them every bar or so
 
 _ERROR = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): (?P<message>.*)$", re.S)
 
@@ -132,33 +137,22 @@ class Snapshots:
         self._error = None
         self._error_text = ""
         self._last_response = None
-        self._rss = (0.0, -RSS_EVERY_S)
+        self._health_due = 0.0
 
     def build(self) -> dict:
-        """One push: live status, new timeline rows and responses, and the graph, loop and
-        error when they changed (None otherwise)."""
+        """One push: the live figures, new timeline rows and responses; the engine's health
+        every HEALTH_EVERY_S; the graph, loop and error when they changed (None otherwise)."""
         daemon = self.daemon
         conductor = daemon.conductor
-        live = daemon.status()
-        live.pop("latency", None)  # responses travel one by one below
-        live["sample_rate"] = SAMPLE_RATE
-        pending = conductor.pending
-        if pending is not None:
-            live["pending"] = (live.get("pending") or {}) | {
-                "from": pending.state_before,
-                "on": pending.rule.event,
-            }
-        main = conductor.main
-        if main is not None and main.anchor is not None and main.clip.frames:
-            live["loop_position"] = ((conductor.mixer.frames_rendered - main.anchor)
-                                     % main.clip.frames) / main.clip.frames  # fmt: skip
-        now = self._clock()
-        if now - self._rss[1] >= RSS_EVERY_S:
-            self._rss = (_rss_mb(), now)
-        live["rss_mb"] = self._rss[0]
+        live = self._live(conductor)
         out = {"live": live, "timeline": self._new_entries(conductor.timeline),
-               "responses": self._new_responses(conductor, live), "graph": None,
-               "loop": None, "error": None}  # fmt: skip
+               "responses": self._new_responses(conductor), "graph": None, "loop": None,
+               "error": None, "health": None}  # fmt: skip
+        now = self._clock()
+        if now >= self._health_due:
+            self._health_due = now + HEALTH_EVERY_S
+            out["health"] = self._health()
+        main = conductor.main
         if conductor.graph is not self._graph:
             self._graph = conductor.graph
             out["graph"] = describe_graph(conductor.graph)
@@ -170,6 +164,45 @@ class Snapshots:
             self._error = describe_error(conductor.last_error, daemon.config.graph_path) or {}
             out["error"] = self._error
         return out
+
+    @staticmethod
+    def _live(conductor) -> dict:
+        """What moves with the music, read from the conductor's published values (ten times
+        a second: only what the page draws, not the whole status)."""
+        frame = conductor.mixer.frames_rendered
+        state = conductor.state
+        graph = conductor.graph
+        tempo = graph.states[state].tempo_bpm if state in graph.states else None
+        bar = beat = None
+        pos = conductor.position()
+        if pos is not None:
+            grid_state, beats = pos
+            per_bar = grid_state.meter.beats_per_bar
+            bar, beat = int(beats // per_bar) + 1, int(beats % per_bar) + 1
+            tempo = grid_state.tempo_bpm
+        main = conductor.main
+        live = {"state": state, "tempo": tempo, "bar": bar, "beat": beat, "frame": frame,
+                "sample_rate": SAMPLE_RATE, "loop": main.clip.loop.loop_id if main else None,
+                "params": dict(conductor.params), "muted": sorted(conductor.muted),
+                "solo": conductor.solo, "pending": None}  # fmt: skip
+        pending = conductor.pending
+        if pending is not None:
+            in_ms = round((pending.switch - frame) / SAMPLE_RATE * 1000)
+            live["pending"] = {"from": pending.state_before, "to": pending.rule.target,
+                               "on": pending.rule.event, "exit": pending.rule.exit,
+                               "in_ms": in_ms}  # fmt: skip
+        if main is not None and main.anchor is not None and main.clip.frames:
+            live["loop_position"] = round(((frame - main.anchor) % main.clip.frames)
+                                          / main.clip.frames, 4)  # fmt: skip
+        return live
+
+    def _health(self) -> dict:
+        """The engine's figures (the daemon's status less what `live` carries)."""
+        health = self.daemon.status()
+        for key in LIVE_KEYS:
+            health.pop(key, None)
+        health["rss_mb"] = _rss_mb()
+        return health
 
     def _new_entries(self, timeline) -> list[dict]:
         """Rows for entries added since the last push whose frame is known, entries whose
@@ -211,7 +244,7 @@ class Snapshots:
     def _row(entry, uid: int) -> dict:
         return {"uid": uid, "kind": entry.kind, **entry.data, "frame": entry.frame}
 
-    def _new_responses(self, conductor, live: dict) -> list[dict]:
+    def _new_responses(self, conductor) -> list[dict]:
         responses = conductor.responses
         new = []
         for response in reversed(responses):
@@ -220,7 +253,7 @@ class Snapshots:
             new.append(response)
         if responses:
             self._last_response = responses[-1]
-        device_ms = live.get("sink", {}).get("output_latency_ms", 0.0)
+        device_ms = self.daemon.sink.output_latency_s * 1000 if new else 0.0
         rows = []
         for response in reversed(new):
             row = response.as_dict(SAMPLE_RATE)

@@ -4,11 +4,15 @@
 const WINDOW_PAST_S = 55;   // the timeline shows the last minute: 55 s behind now,
 const WINDOW_AHEAD_S = 5;   // and 5 s ahead (scheduled exits, stingers, beats)
 const KEEP_RESPONSES = 200;
-// Pushes arrive at 10 Hz; a repaint costs the browser a few ms of CPU however small it is, so
-// the moving pictures repaint at 5 Hz, the health figures at 1 Hz, and a change of state,
-// graph or error at once.
-const PICTURE_MS = 200;
-const HEALTH_MS = 1000;
+// Pushes arrive at 10 Hz and are kept at once, but the page repaints rarely: in headless
+// Chromium on the 2-core test VM one repaint of the moving pictures (the timeline, the clock,
+// the playhead, the health figures) costs the browser about 15 ms of CPU, and the 10 Hz stream
+// alone about 0.9 % of a core (benchmarks/ui.py). So they are redrawn on a bar line at least
+// PICTURE_MIN_MS after the last (every two bars at 120 bpm), and at least every PICTURE_MAX_MS;
+// what the designer acts on (a new state, a pending transition, a part muted, a new graph or
+// error) is drawn at once.
+const PICTURE_MIN_MS = 2500;
+const PICTURE_MAX_MS = 4000;
 const PART_COLOURS = { drums: "#9aa3b5", bass: "#5fb3f0", pad: "#6cc36c", lead: "#f29b4e" };
 const STATE_COLOURS = ["#f2c14e", "#5fb3f0", "#ef5b5b", "#6cc36c", "#b48ef0", "#f29b4e", "#4ed6c8", "#e27ac0"];
 const SVG = "http://www.w3.org/2000/svg";
@@ -20,6 +24,8 @@ const view = {
   params: [],             // [{frame, values}] for the parameter curves
   stateColour: {},
   litAt: 0,               // performance.now() when the lit node last changed (benchmarks read it)
+  // what the page did, for benchmarks/ui.py (script_ms: time in the pictures' own script)
+  draws: { messages: 0, pictures: 0, timeline: 0, notes: 0, health: 0, histograms: 0, script_ms: 0 },
 };
 window.segueView = view;
 
@@ -51,39 +57,59 @@ function connect() {
 }
 
 function apply(msg) {
+  view.draws.messages += 1;
   if (msg.graph) { view.graph = msg.graph; buildGraph(); buildControls(); }
   if (msg.error !== undefined) showError(msg.error);
   if (msg.loop) view.loop = msg.loop;
+  if (msg.health) view.health = msg.health;
   for (const row of msg.timeline) view.rows.set(row.uid, row);
   for (const r of msg.responses) view.responses.push(r);
   view.responsesSeen = (view.responsesSeen || 0) + msg.responses.length;
   if (view.responses.length > KEEP_RESPONSES) view.responses.splice(0, view.responses.length - KEEP_RESPONSES);
   const live = msg.live;
   if (!live || live.frame === undefined) return;
+  const before = view.live;
   view.live = live;
-  view.params.push({ frame: live.frame, values: live.params });
-  prune(live);
+  const params = JSON.stringify(live.params);
+  if (params !== view.paramsKey) {  // the curves keep a point per change, drawn on to now
+    view.paramsKey = params;
+    view.params.push({ frame: live.frame, values: live.params });
+  }
   const now = performance.now();
   if (live.state !== view.litState) view.stateMessageAt = now;  // benchmarks split the latency
-  const urgent = live.state !== view.litState || msg.graph || msg.error !== undefined;
+  // What the designer acts on is drawn at once: a new state, a pending transition, a part
+  // muted or soloed, a new graph or error. The rest (the timeline scrolling, the clock, the
+  // playhead, the health figures) is drawn once a picture is due.
+  const urgent = live.state !== view.litState || msg.graph || msg.error !== undefined ||
+    !before || pendingKey(live) !== pendingKey(before) || live.solo !== before.solo ||
+    live.muted.join() !== before.muted.join();
   if (document.hidden) return;  // a tab in the background costs nothing; it catches up when shown
-  if (!urgent && now - (view.pictureAt || 0) < PICTURE_MS) return;
+  const since = now - (view.pictureAt || 0);
+  const due = since >= PICTURE_MAX_MS || (since >= PICTURE_MIN_MS && live.bar !== view.pictureBar);
+  if (!urgent && !due) return;
   view.pictureAt = now;
+  view.pictureBar = live.bar;
+  view.draws.pictures += 1;
+  prune(live);
   updateHeader(live);
   updateGraph(live);
   updateControls(live);
   drawTimeline();
   drawRoll();
-  if (urgent || now - (view.healthAt || 0) >= HEALTH_MS) {
-    view.healthAt = now;
-    updateHealth(live);
-  }
+  if (view.health) updateHealth(live, view.health);
+  view.draws.script_ms += performance.now() - now;  // the page's own share of a picture
+}
+
+function pendingKey(live) {
+  const p = live.pending;
+  return p ? `${p.from}|${p.to}|${p.on}` : "";
 }
 
 function prune(live) {
   const oldest = live.frame - (WINDOW_PAST_S + 5) * live.sample_rate;
   for (const [uid, row] of view.rows) if (row.frame < oldest) view.rows.delete(uid);
-  while (view.params.length && view.params[0].frame < oldest) view.params.shift();
+  // the last point before the window is kept: the curve starts at its value
+  while (view.params.length > 1 && view.params[1].frame < oldest) view.params.shift();
 }
 
 // -- header and error ------------------------------------------------------------------
@@ -252,7 +278,7 @@ function updateGraph(live) {
     view.litAt = performance.now();
   }
   const p = live.pending;
-  const key = p ? `${p.from}|${p.to}|${p.on}` : "";
+  const key = pendingKey(live);
   if (key !== view.pendingKey) {
     for (const g of svg.querySelectorAll(".edge"))
       toggle(g, "pending", !!p && g.dataset.from === p.from && g.dataset.to === p.to && g.dataset.on === p.on);
@@ -363,6 +389,7 @@ function fitCanvas(canvas) {
 }
 
 function drawTimeline() {
+  view.draws.timeline += 1;
   const live = view.live;
   const canvas = $("timeline");
   const total = LANES.reduce((sum, lane) => sum + LANE_H[lane], 0);
@@ -478,14 +505,16 @@ function drawParams(ctx, x, top, height, label, w) {
     ctx.strokeStyle = STATE_COLOURS[(i + 1) % STATE_COLOURS.length];
     ctx.lineWidth = 1.5;
     ctx.beginPath();
-    let started = false;
-    for (const sample of view.params) {
+    let lastY = null;
+    for (const sample of view.params) {  // a step per change: a value holds until the next
       const value = sample.values[p.name];
       if (value === undefined) continue;
       const fx = Math.max(label, x(sample.frame));
       const fy = top + height - 6 - ((value - p.low) / (p.high - p.low || 1)) * (height - 12);
-      if (!started) { ctx.moveTo(fx, fy); started = true; } else ctx.lineTo(fx, fy);
+      if (lastY === null) ctx.moveTo(fx, fy); else { ctx.lineTo(fx, lastY); ctx.lineTo(fx, fy); }
+      lastY = fy;
     }
+    if (lastY !== null) ctx.lineTo(x(view.live.frame), lastY);
     ctx.stroke();
     ctx.fillStyle = ctx.strokeStyle;
     ctx.fillText(p.name, 4, top + 26 + 12 * i);
@@ -512,6 +541,7 @@ function drawRoll() {
 }
 
 function drawNotes(loop, live) {
+  view.draws.notes += 1;
   const { ctx, w, h } = fitCanvas($("roll"));
   ctx.clearRect(0, 0, w, h);
   setText($("roll-label"), `${loop.loop} · ${loop.generator} · ${loop.beats} beats`);
@@ -550,8 +580,9 @@ function drawNotes(loop, live) {
 
 // -- the engine's health ---------------------------------------------------------------
 
-function updateHealth(live) {
-  const pools = live.pools || {};
+function updateHealth(live, health) {
+  view.draws.health += 1;
+  const pools = health.pools || {};
   const max = Math.max(2, ...Object.values(pools));
   const box = $("pools");
   const names = Object.keys(pools).join(",");
@@ -573,20 +604,20 @@ function updateHealth(live) {
     const bar = row.querySelector(".bar");
     if (bar.style.width !== width) bar.style.width = width;
   }
-  const c = live.counters || {}, sink = live.sink || {}, cb = sink.callback_ms || {};
+  const c = health.counters || {}, sink = health.sink || {}, cb = sink.callback_ms || {};
   const stats = [
-    ["underruns", live.underruns, live.underruns > 0],
+    ["underruns", health.underruns, health.underruns > 0],
     ["output", `${sink.sink || "?"}${sink.device ? " · " + sink.device : ""}`],
     ["block", sink.block_ms !== undefined ? `${sink.block_ms} ms` : `${sink.block_frames} frames`],
     ["callback", cb.p50 !== undefined ? `p50 ${cb.p50} · p99 ${cb.p99} · max ${cb.max} ms` : "—"],
     ["device latency", `${sink.output_latency_ms ?? 0} ms`],
     ["generation", `${(c.pool_generate_ms_last ?? 0).toFixed(0)} ms notes · ${(c.pool_render_ms_last ?? 0).toFixed(0)} ms audio`],
-    ["loops", `${c.pool_made ?? 0} made · ${c.pool_fallbacks ?? 0} fallbacks · ${live.generator ?? "?"}`],
+    ["loops", `${c.pool_made ?? 0} made · ${c.pool_fallbacks ?? 0} fallbacks · ${health.generator ?? "?"}`],
     ["transitions", `${c.transitions ?? 0} · stingers ${c.stingers ?? 0} (${c.stingers_cooldown ?? 0} cooled down)`],
     ["reloads", `${c.reloads ?? 0} · errors ${c.reload_errors ?? 0}`, !!view.error],
-    ["memory", `${live.rss_mb} MB (daemon)`],
+    ["memory", `${health.rss_mb} MB (daemon)`],
     ["OSC", `${c.osc_messages ?? 0} messages · ${(c.osc_malformed ?? 0) + (c.osc_bad_args ?? 0) + (c.osc_unknown_address ?? 0)} refused`],
-    ["live view", `${live.ui_pushes ?? 0} pushes · ${live.ui_commands ?? 0} commands`],
+    ["live view", `${health.ui_pushes ?? 0} pushes · ${health.ui_commands ?? 0} commands`],
   ];
   const list = $("stats");
   if (list.children.length !== 2 * stats.length) {
@@ -608,6 +639,7 @@ function updateHealth(live) {
 const BINS_MS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, Infinity];
 
 function histogram(id, values) {
+  view.draws.histograms += 1;
   const { ctx, w, h } = fitCanvas($(id));
   ctx.clearRect(0, 0, w, h);
   const counts = BINS_MS.map(() => 0);
