@@ -36,7 +36,7 @@ log = logging.getLogger("segue.daemon")
 TICK_SECONDS = 0.005
 WATCH_SECONDS = 0.15  # a change is read after it has held still this long
 YOUNG_SECONDS = 0.25  # the youngest objects are collected this often (engine.daemon.Collector)
-FREEZE_SECONDS = 10.0  # ... and what survived them this often, then frozen
+FREEZE_SECONDS = 1.0  # ... and what survived them this often, then frozen
 
 
 @dataclass
@@ -69,10 +69,12 @@ class Collector:
     periodic underrun. So: one full collection at start, before the audio, then what
     survived is frozen (never scanned again) and the automatic collector is off. The control
     thread collects the youngest objects every YOUNG_SECONDS (what that much traffic left: a
-    millisecond or less) and, every FREEZE_SECONDS, the next generation too (2-4 ms), then
-    freezes the survivors. Frozen objects are still freed when their last reference goes (the timeline's
-    trimmed entries are); a reference cycle is collected if it became garbage within about
-    ten seconds of its making, and benchmarks/soak.py's memory growth would show any other."""
+    millisecond or less) and, every FREEZE_SECONDS, the next generation too, then freezes the
+    survivors (at 1000 OSC messages a second, ten seconds' survivors took 5-20 ms to scan:
+    a gap every ten seconds in the soak; one second's take about one). Frozen objects are
+    still freed when their last reference goes (the timeline's trimmed entries are); a
+    reference cycle is collected if it became garbage within about a second of its making,
+    and benchmarks/soak.py's memory growth would show any other."""
 
     def __init__(self) -> None:
         self.next_young = 0.0
