@@ -343,3 +343,27 @@ def test_missing_soundfont_is_one_line(tmp_path):
                              "nope.sf2"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "nope.sf2" in result.stderr
+
+
+def test_the_collector_runs_in_small_steps_on_the_control_thread():
+    """No automatic collection (a full one held the GIL for 45-85 ms): the control thread
+    collects the youngest objects often and freezes what survives."""
+    import gc
+
+    from engine.control.daemon import FREEZE_SECONDS, YOUNG_SECONDS, Collector
+
+    collector = Collector()
+    try:
+        collector.start()
+        assert not gc.isenabled()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        survivors = [[i] for i in range(1000)]  # tracked objects that outlive the steps
+        now = time.monotonic()
+        collector.tick(now + YOUNG_SECONDS + 0.01)  # the youngest generation only
+        assert gc.get_freeze_count() == frozen
+        collector.tick(now + FREEZE_SECONDS + 0.01)
+        assert gc.get_freeze_count() >= frozen + len(survivors)
+    finally:
+        gc.unfreeze()
+        gc.enable()

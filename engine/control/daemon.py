@@ -34,6 +34,8 @@ log = logging.getLogger("segue.daemon")
 
 TICK_SECONDS = 0.005
 WATCH_SECONDS = 0.15  # a change is read after it has held still this long
+YOUNG_SECONDS = 0.25  # the youngest objects are collected this often (engine.daemon.Collector)
+FREEZE_SECONDS = 1.0  # ... and what survived them this often, then frozen
 
 
 @dataclass
@@ -56,17 +58,44 @@ class DaemonConfig:
     control_priority: int = 1  # SCHED_FIFO for the daemon's other threads; 0: normal
 
 
-def keep_collections_short() -> None:
-    """Keep Python's cyclic garbage collector from holding the GIL for long.
+class Collector:
+    """Python's cyclic garbage collector in small steps, run by the control thread.
 
     A collection holds the GIL until it has scanned its generation, and the audio thread
-    needs the GIL for every block: the oldest generation spans every object since start-up
-    (modules, numpy, the graph), and scanning it took 45-85 ms, every 30 s or so under OSC
-    traffic; the ring holds 10 ms. That was the device's periodic underrun. What exists once
-    the daemon runs stays for its life: frozen, the collector never scans it again, and a full
-    collection covers only what came after (the pools, the timeline, a reloaded graph)."""
-    gc.collect()
-    gc.freeze()
+    needs the GIL for every block (the ring holds 10 ms). Left to itself the collector ran
+    a full scan of every object since start-up (modules, numpy, the graph, the timeline's
+    entries) every 30 s or so under OSC traffic, holding the GIL 45-85 ms: the device's
+    periodic underrun. So: one full collection at start, before the audio, then what
+    survived is frozen (never scanned again) and the automatic collector is off. The control
+    thread collects the youngest objects every YOUNG_SECONDS (what that much traffic left: a
+    millisecond or less) and, every FREEZE_SECONDS, the next generation too, then freezes the
+    survivors (at 1000 OSC messages a second, ten seconds' survivors took 5-20 ms to scan:
+    a gap every ten seconds in the soak; one second's take about one). Frozen objects are
+    still freed when their last reference goes (the timeline's trimmed entries are); a
+    reference cycle is collected if it became garbage within about a second of its making,
+    and benchmarks/soak.py's memory growth would show any other."""
+
+    def __init__(self) -> None:
+        self.next_young = 0.0
+        self.next_freeze = 0.0
+
+    def start(self) -> None:
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        self.next_young = time.monotonic() + YOUNG_SECONDS
+        self.next_freeze = time.monotonic() + FREEZE_SECONDS
+
+    def tick(self, now: float) -> None:
+        """Control thread."""
+        if now >= self.next_freeze:
+            self.next_freeze = now + FREEZE_SECONDS
+            self.next_young = now + YOUNG_SECONDS
+            gc.collect(1)
+            gc.freeze()
+        elif now >= self.next_young:
+            self.next_young = now + YOUNG_SECONDS
+            gc.collect(0)
 
 
 def above_ordinary_tasks(priority: int) -> str:
@@ -135,6 +164,7 @@ class Daemon:
         self.stats_path: Path | None = None
         self.ui = None  # the live view (engine/ui), once started
         self.thread_priority = "normal priority"
+        self.collector = Collector()
 
     def start(self) -> None:
         """Start the music as soon as the initial state has one loop, then open the ears
@@ -156,7 +186,7 @@ class Daemon:
             generator,
             self.maker.synth_info.get("synth", "?"),
         )
-        keep_collections_short()  # before the audio thread needs the GIL
+        self.collector.start()  # before the audio thread needs the GIL
         # From here on, the threads this one starts run above the machine's ordinary tasks.
         self.thread_priority = above_ordinary_tasks(self.config.control_priority)
         log.info("control, OSC and live-view threads: %s", self.thread_priority)
@@ -231,6 +261,7 @@ class Daemon:
                     if self.config.watch and now >= next_watch:
                         next_watch = now + WATCH_SECONDS
                         self._watch()
+                    self.collector.tick(now)
                 self._sink_events()
                 self._send_outbox()
                 if self.ui is not None:
