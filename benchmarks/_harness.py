@@ -211,12 +211,8 @@ class StallWatch:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.kept = self.lines()
 
     def lines(self) -> list[str]:
@@ -437,6 +433,18 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def stop_process(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not gone within `grace_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _all_cores() -> None:
     """In a child before exec: undo a benchmark's own CPU pinning (children inherit it)."""
     with contextlib.suppress(AttributeError, OSError):
@@ -562,12 +570,8 @@ class Jack:
         return int(match.group(2)) if match else None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            stop_process(self.proc)
         if self.watch is not None:
             self.watch.stop()
         shutil.rmtree(self.folder, ignore_errors=True)

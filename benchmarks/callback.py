@@ -109,6 +109,21 @@ def editor(graph: Path, stop: threading.Event, every_s: float, counts: dict) -> 
     graph.write_text(original)
 
 
+def play_the_game(port: int, graph: Path, seconds: float, osc_rate: float, counts: dict) -> None:
+    """The measured window's load: the game's OSC traffic and the designer's graph edits
+    (every 5 s) for `seconds`, then half a second for the last of them to land."""
+    stop = threading.Event()
+    workers = [threading.Thread(target=traffic, args=(port, stop, osc_rate, counts, 3)),
+               threading.Thread(target=editor, args=(graph, stop, 5.0, counts))]  # fmt: skip
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join()
+    time.sleep(0.5)
+
+
 def slow_blocks(sink: dict, since: float, watch) -> dict:
     """Blocks that took a quarter of the block or more since `since`: the host's (inside a
     stall the stall watch saw) and Segue's. `segue` is None when the sink kept too few of
@@ -151,18 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                     for _ in range(args.busy_game)]  # fmt: skip
             capture = Capture(jack, daemon.folder / "played.wav").start()
-            stop = threading.Event()
-            game = (daemon.port, stop, args.osc_rate, counts, 3)
-            designer = (graph, stop, 5.0, counts)
-            workers = [threading.Thread(target=traffic, args=game),
-                       threading.Thread(target=editor, args=designer)]  # fmt: skip
-            for w in workers:
-                w.start()
-            time.sleep(seconds)
-            stop.set()
-            for w in workers:
-                w.join()
-            time.sleep(0.5)
+            play_the_game(daemon.port, graph, seconds, args.osc_rate, counts)
             final = daemon.client.status(timeout=3.0)
             played = capture.stop()
             for p in busy:

@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,12 +51,13 @@ from _harness import (  # noqa: E402
     header,
     host_stall_figures,
     load_average,
+    stop_process,
     summary,
     table,
     unexplained,
     write_result,
 )
-from callback import BUDGET_FRACTION, copy_graph, editor, slow_blocks, traffic  # noqa: E402
+from callback import BUDGET_FRACTION, copy_graph, play_the_game, slow_blocks  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -168,15 +168,6 @@ def plain_chromium(profile: str, url: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def click_latencies(page, client, clicks: int) -> tuple[list[float], list[float], int]:
     """Lit-node latency per click (ms, the page's clock), the part of it spent before the push
     that carried the new state reached the page, and how often status disagreed."""
@@ -256,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(8.0)  # start-up and first drawing settle (4-6 s on a busy host)
                     quiet[key] = measure(quiet_s, pid, profiles[key], url)
                 finally:
-                    stop_process(browser)
+                    stop_process(browser, grace_s=10.0)
             blank, on_page = quiet["blank"], quiet["page"]
             if on_page["pages"] != 1:  # a browser that never opened the page costs nothing
                 raise BenchError(f"the plain Chromium did not keep the page open "
@@ -275,19 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 latencies, arrivals, disagreements = click_latencies(page, daemon.client, clicks)
                 before = daemon.client.status(timeout=3.0)
                 loaded_from = time.monotonic()
-                stop = threading.Event()
-                workers = [
-                    threading.Thread(target=traffic, args=(daemon.port, stop, args.osc_rate,
-                                                           counts, 3)),
-                    threading.Thread(target=editor, args=(graph, stop, 5.0, counts)),
-                ]  # fmt: skip
-                for worker in workers:
-                    worker.start()
-                time.sleep(seconds)
-                stop.set()
-                for worker in workers:
-                    worker.join()
-                time.sleep(0.5)
+                play_the_game(daemon.port, graph, seconds, args.osc_rate, counts)
                 final = daemon.client.status(timeout=3.0)
                 page_health = page.evaluate("() => window.segueView.health")
                 page_errors = page.evaluate("() => window.segueView.error")
