@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -168,3 +169,18 @@ def test_the_fast_parser_reads_what_python_osc_reads(args):
             parse_message(data[:cut])
     with pytest.raises(ValueError):
         parse_message(data + b"\0\0\0\0")
+
+
+def test_an_unknown_type_tag_is_malformed_and_logs_one_line_of_ours(caplog):
+    """python-osc skips a tag it does not know with a warning of its own per datagram; Segue
+    counts it as malformed and rate-limits its line."""
+    server = OscServer(lambda c: None, "127.0.0.1", 0)
+    data = b"/segue/event\0\0\0\0,sQ\0" + b"abc\0" + b"\0\0\0\0"
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            server.receive(data, ("127.0.0.1", 9))
+    assert server.counters.malformed == 50
+    assert not [r for r in caplog.records if "Unhandled parameter" in r.getMessage()]
+    assert [r.getMessage() for r in caplog.records] == [
+        "malformed OSC datagram from 127.0.0.1:9 (28 bytes): unknown type tag 'Q'"
+    ]

@@ -82,3 +82,38 @@ def test_a_dead_or_hung_worker_is_replaced_and_commands_go_on(daemon, how):
     died = [line for line in text.splitlines() if "loop worker" in line and "new worker" in line]
     assert len(died) == 1, text
     assert proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("stale_s", "cpu_s", "busy_s", "stopped", "expected"),
+    [
+        (0.1, 0.05, 0.3, False, False),  # at work, beating
+        (3.0, 2.8, 3.0, False, True),  # spinning in C with the GIL held: no beat, full CPU
+        (3.0, 1.5, 3.0, False, True),  # ... on half a core
+        (3.0, 0.2, 3.0, False, False),  # starved by a busy machine: no beat, no CPU either
+        (30.0, 0.2, 9.0, False, False),  # long starved, its request still young
+        (1.0, 1.0, 21.0, False, True),  # a request unanswered past STUCK_SECONDS
+        (0.0, 0.0, 0.1, True, True),  # stopped (SIGSTOP, a debugger)
+        (2.0, 2.0, 2.0, False, False),  # the stamp no older than HUNG_SECONDS
+    ],
+)
+def test_a_worker_is_hung_only_when_it_runs_without_beating(stale_s, cpu_s, busy_s, stopped,
+                                                              expected):  # fmt: skip
+    from engine.making.supervisor import hung
+
+    assert hung(stale_s, cpu_s, busy_s, stopped) is expected
+
+
+def test_a_request_cancelled_with_its_worker_fails_its_waiting_future():
+    """A request forwarded to a worker that dies before running it completes the game's
+    future with an error (the pool takes another loop), and raises nowhere."""
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+
+    from engine.making.supervisor import _forward
+
+    source, target = cf.Future(), cf.Future()
+    _forward(source, target)
+    assert source.cancel()
+    with pytest.raises(BrokenProcessPool):
+        target.result(0)

@@ -4,7 +4,8 @@ case (a plain message with i, f, d, h, s, T, F, N arguments).
 The fast parser exists for floods: python-osc's general parser costs ~30 µs a message in
 Python, this one a few; anything it does not know (bundles, blobs, other tags) goes to
 python-osc. Both refuse what the spec says is malformed: a message shorter or longer than
-its type tags promise (python-osc would zero-pad a truncated argument).
+its type tags promise (python-osc would zero-pad a truncated argument), and a type tag
+that neither reads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import struct
 _UNPACK = {"i": struct.Struct(">i"), "f": struct.Struct(">f"), "d": struct.Struct(">d"),
            "h": struct.Struct(">q")}  # fmt: skip
 _CONSTANTS = {"T": True, "F": False, "N": None}
+# The tags python-osc reads; it skips any other with a warning of its own on the root logger
+# (a flood of such datagrams would be a flood of log lines): they are malformed here.
+_KNOWN_TAGS = frozenset("ifdhsbrmtTFN[]")
 
 
 def parse_message(data: bytes) -> tuple[str, list] | None:
@@ -45,8 +49,10 @@ def parse_message(data: bytes) -> tuple[str, list] | None:
             index = (stop // 4 + 1) * 4
         elif tag in _CONSTANTS:
             args.append(_CONSTANTS[tag])
-        else:
+        elif tag in _KNOWN_TAGS:
             return None
+        else:
+            raise ValueError(f"unknown type tag {tag!r}")
     if index != len(data):
         raise ValueError("truncated message or trailing bytes")
     return address, args

@@ -6,10 +6,12 @@
 - **Death** is seen at the next control tick: the process pool marks itself broken when its
   process exits (killed, crashed, out of memory). **A hang**, only while the worker has work:
   stopped (SIGSTOP, a debugger; seen in /proc at once), or its heartbeat (a thread that
-  stamps a shared clock every `HEARTBEAT_SECONDS`) older than `HUNG_SECONDS` (stuck in C with
-  the GIL held), or no answer to a request for `STUCK_SECONDS` (a loop takes well under one
-  second). A hung worker is killed and counts as dead. The limits are loose on purpose: a
-  worker at nice 10 on a busy two-core machine can miss its heartbeat for a second.
+  stamps a shared clock every `HEARTBEAT_SECONDS`) older than `HUNG_SECONDS` while the worker
+  burned at least `HUNG_CPU_SHARE` of that time on a CPU (spinning in C with the GIL held),
+  or no answer to a request for `STUCK_SECONDS` (a loop takes well under one second). A
+  worker at nice 10 on a busy machine misses its heartbeat for seconds without being hung:
+  it got no CPU, so its stale heartbeat alone never condemns it (see `hung`). A hung worker
+  is killed and counts as dead.
 - Each death is one log line and a count; a new worker is started at once, then with a
   doubling backoff while new workers die before they have loaded (`RESTART_BACKOFF_SECONDS`).
 - Requests made while no worker is ready wait, as futures, for the next one; the control
@@ -44,7 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("segue.worker")
 
 HEARTBEAT_SECONDS = 0.1  # the worker stamps its heartbeat this often
-HUNG_SECONDS = 2.0  # a worker with work and an older stamp is hung
+HUNG_SECONDS = 2.0  # a worker with work, an older stamp and CPU spent meanwhile is hung
+HUNG_CPU_SHARE = 0.5  # ... at least this share of the stamp's age on a CPU
 STUCK_SECONDS = 20.0  # a request unanswered this long: the worker is hung
 RESTART_BACKOFF_SECONDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # while new workers die loading
 DESCRIBE_TIMEOUT_SECONDS = 120.0
@@ -126,6 +129,7 @@ class WorkerMaker:
         self._inflight: dict[cf.Future, float] = {}  # worker requests and when they were sent
         self._unreceived: set[str] = set()  # shipped clip files not yet mapped
         self._next_hang_check = 0.0
+        self._beat_seen = (0.0, 0.0)  # the last heartbeat stamp seen, the worker's CPU then
         self._deferred: list[tuple[str, tuple, cf.Future]] = []
         self._start()
 
@@ -177,12 +181,14 @@ class WorkerMaker:
         # Only a worker that has loaded and has work can be hung: loading holds the GIL in C.
         if self.state != "ready" or self._heartbeat is None:
             return False
+        beat = self._heartbeat.value
+        if beat != self._beat_seen[0]:  # a fresh stamp: the CPU is counted from here
+            self._beat_seen = (beat, _cpu_seconds(self.worker_pid))
         busy = [started for f, started in self._inflight.items() if not f.done()]
         if not busy:
             return False
-        if now - self._heartbeat.value > HUNG_SECONDS or now - min(busy) > STUCK_SECONDS:
-            return True
-        return _stopped(self.worker_pid)
+        cpu = _cpu_seconds(self.worker_pid) - self._beat_seen[1]
+        return hung(now - beat, cpu, now - min(busy), _stopped(self.worker_pid))
 
     def _exit_code(self) -> str:
         for process in list(getattr(self._executor, "_processes", {}).values()):
@@ -289,12 +295,36 @@ def _stopped(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"T", b"t")
 
 
+def hung(stale_s: float, cpu_s: float, busy_s: float, stopped: bool) -> bool:
+    """Whether a loaded worker with work is hung: its heartbeat `stale_s` old, `cpu_s` of CPU
+    spent by it since that stamp, its oldest request `busy_s` old, stopped in /proc."""
+    if stopped or busy_s > STUCK_SECONDS:
+        return True
+    return stale_s > HUNG_SECONDS and cpu_s >= HUNG_CPU_SHARE * stale_s
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The process's CPU time (user + system) from /proc; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def _forward(source: cf.Future, target: cf.Future) -> None:
     """Complete `target` with `source`'s outcome (on whichever thread completes `source`)."""
 
     def copy(done: cf.Future) -> None:
         if not target.set_running_or_notify_cancel():
             return  # closed meanwhile
+        if done.cancelled():  # its worker died before it ran
+            target.set_exception(BrokenProcessPool("the loop worker went away"))
+            return
         exc = done.exception()
         if exc is not None:
             target.set_exception(exc)
