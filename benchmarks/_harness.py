@@ -365,9 +365,9 @@ def tree_rss_kb(pid: int) -> dict:
 
 
 def process_memory(pid: int) -> dict | None:
-    """One process's memory in KiB: RSS, PSS (shared pages split among their users), and
-    the clips it holds mapped from /dev/shm (mapped size, touched or not: a clip's pages
-    count in RSS only once played)."""
+    """One process's memory in KiB: RSS, PSS (shared pages split among their users), the
+    private heap (RssAnon), and the clips it holds mapped from /dev/shm (mapped size, touched
+    or not: a clip's pages count in RSS only once played)."""
     rss = rss_kb(pid)
     if rss is None:
         return None
@@ -388,6 +388,14 @@ def process_memory(pid: int) -> dict | None:
             elif line.startswith("Rss:") and name.startswith("/dev/shm/jack"):
                 out["audio_server_shm_kb"] += int(fields[1])
     out["rss_own_kb"] = rss - out["audio_server_shm_kb"]
+    # The private heap (Python's objects, numpy's arrays, the libraries' own allocations):
+    # where a leak shows. Not the clips mapped from /dev/shm, whose pages count in RSS as they
+    # are played and leave with their pool's loop, nor JACK's segment.
+    out["heap_kb"] = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                out["heap_kb"] = int(line.split()[1])
     with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
             if "segue-clip-" in line:
@@ -417,6 +425,7 @@ def tree_memory(pid: int) -> dict:
     return {"processes": procs,
             "total_rss_kb": sum(m["rss_kb"] for m in procs.values()),
             "total_rss_own_kb": sum(m["rss_own_kb"] for m in procs.values()),
+            "total_heap_kb": sum(m["heap_kb"] or 0 for m in procs.values()),
             "total_pss_kb": sum(m["pss_kb"] or 0 for m in procs.values())}  # fmt: skip
 
 
