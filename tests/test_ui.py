@@ -276,3 +276,31 @@ def test_a_bad_request_gets_one_line_and_no_traceback(daemon):
             answer += chunk
     assert answer.startswith("HTTP/1.1 400") and "a command is a small JSON object" in answer
     assert "Traceback" not in (daemon[2].parent.parent / "daemon.log").read_text()
+
+
+def test_the_backlog_for_a_late_page_is_bounded_in_bytes():
+    """At 1000 parameters a second a push carries a thousand rows; the backlog a late page
+    gets keeps the newest rows within BACKLOG_BYTES, not ten minutes of them."""
+    from engine.ui import server
+
+    class Busy:  # a second of a game sending parameters every frame
+        def build(self):
+            rows = [{"uid": i, "kind": "param", "param": "intensity", "value": i / 1000,
+                     "frame": 48 * i} for i in range(1000)]  # fmt: skip
+            return {"timeline": rows, "responses": [], "live": {}, "graph": None,
+                    "loop": None, "error": None, "health": None}  # fmt: skip
+
+    view = server.LiveView(daemon=None, submit=lambda c: None, host="127.0.0.1", port=0)
+    try:
+        view.snapshots = Busy()
+        for _ in range(200):
+            view._push()
+        held = sum(len(rows) + len(responses) for _, rows, responses in view.backlog)
+        push = len(view.backlog[-1][1])
+        assert view.backlog_bytes == held
+        assert server.BACKLOG_BYTES - push < held <= server.BACKLOG_BYTES
+        seq, body = view.message(0, {})  # a new page: the newest rows, in order
+        assert seq == 200 and len(body) < server.BACKLOG_BYTES + 1000
+        assert view.counters()["ui_backlog_bytes"] == held
+    finally:
+        view.httpd.server_close()

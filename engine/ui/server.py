@@ -36,7 +36,11 @@ DEFAULT_UI_HOST = "127.0.0.1"
 DEFAULT_UI_PORT = 8765
 PUSH_SECONDS = 0.1  # 10 pushes a second
 IDLE_PUSH_SECONDS = 1.0  # with no page open
-BACKLOG_PUSHES = 600  # a minute of timeline rows for a page that opens late
+BACKLOG_PUSHES = 600  # a minute of timeline rows for a page that opens late ...
+# ... and at most this much of them: at 1000 OSC parameters a second the rows of a minute
+# take megabytes, and with no page open (a push a second) 600 pushes were ten minutes of
+# them, held by the daemon (the soak's heap grew 5 MB a minute) and sent whole to a new page.
+BACKLOG_BYTES = 1 << 20
 STATIC = Path(__file__).resolve().parent / "static"
 TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -62,7 +66,8 @@ class LiveView:
         self.cond = threading.Condition()
         self.seq = 0
         self.live = b"{}"
-        self.backlog: collections.deque = collections.deque(maxlen=BACKLOG_PUSHES)
+        self.backlog: collections.deque = collections.deque()
+        self.backlog_bytes = 0  # timeline rows and responses held in the backlog
         # graph, loop, error, health: each sent to a page when it changed since its last
         self.slow: dict[str, tuple[int, bytes]] = {}
         self.clients = 0
@@ -143,6 +148,11 @@ class LiveView:
             self.slow = slow
             self.live = live
             self.backlog.append((seq, timeline, responses))
+            self.backlog_bytes += len(timeline) + len(responses)
+            while len(self.backlog) > BACKLOG_PUSHES or (self.backlog_bytes > BACKLOG_BYTES
+                                                         and len(self.backlog) > 1):  # fmt: skip
+                _, old_rows, old_responses = self.backlog.popleft()
+                self.backlog_bytes -= len(old_rows) + len(old_responses)
             self.seq = seq
             self.pushes += 1
             pages = list(self.pages)
@@ -174,7 +184,7 @@ class LiveView:
         return {"ui_pushes": self.pushes, "ui_commands": self.commands,
                 "ui_pages": self.clients, "ui_push_ms": round(self.push_ms_last, 3),
                 "ui_push_cpu_s": round(self.push_cpu_s, 6),
-                "ui_bytes": self.bytes_sent}  # fmt: skip
+                "ui_bytes": self.bytes_sent, "ui_backlog_bytes": self.backlog_bytes}  # fmt: skip
 
     # -- stream threads ----------------------------------------------------------------
 
