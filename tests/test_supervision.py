@@ -41,6 +41,11 @@ def status(client, timeout: float = 5.0) -> dict | None:
     return None
 
 
+def _nice(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[16])
+
+
 def wait_for(client, predicate, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,6 +61,9 @@ def test_a_dead_or_hung_worker_is_replaced_and_commands_go_on(daemon, how):
     proc, client, log = daemon
     first = status(client)["worker"]
     assert first["state"] == "ready" and first["deaths"] == 0
+    # The first worker took its share of the CPU for the first loop (nothing played before
+    # it), then stepped back behind the audio.
+    assert _nice(first["pid"]) == 10
     os.kill(first["pid"], signal.SIGKILL if how == "killed" else signal.SIGSTOP)
     if how == "hung":
         # A hung worker is only noticed while it has work: a reload asks every state anew.
@@ -72,6 +80,7 @@ def test_a_dead_or_hung_worker_is_replaced_and_commands_go_on(daemon, how):
                      and s["worker"]["pid"] != first["pid"])  # fmt: skip
     worker = after["worker"]
     assert worker["deaths"] == 1 and worker["restarts"] == 1
+    assert _nice(worker["pid"]) == 10  # a worker started while the music plays steps back
     assert worker["hangs"] == (1 if how == "hung" else 0)
     # Loops come from the new worker again: a transition takes a fresh one.
     made = after["counters"]["pool_made"]

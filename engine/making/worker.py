@@ -39,16 +39,30 @@ def _worker_init(soundfont: str, model: str | None, use_model: bool,
         os._exit(0)
 
     threading.Thread(target=exit_with_parent, name="segue-worker-watch", daemon=True).start()
-    # Writing loops must never take the CPU from the audio thread.
-    os.nice(10)
+    # Writing loops must never take the CPU from the audio thread: nice 10. The worker started
+    # before the music (the one that warms the initial state's sounds) is the music's start:
+    # nothing plays until its first loop, so it takes its share of the CPU until it has
+    # shipped that loop (`_worker_call`); every later worker is nice from the start.
+    global _nice_after_first
+    _nice_after_first = warm_graph is not None
+    if not _nice_after_first:
+        os.nice(NICE)
     _workshop = Workshop(soundfont, model, use_model, warm_graph)
+
+
+NICE = 10
+_nice_after_first = False
 
 
 def _worker_call(method: str, *args) -> Made:
     assert _workshop is not None
+    global _nice_after_first
     made = getattr(_workshop, method)(*args)
     shipped = replace(made, clip=_ship(made.clip))
     del made
+    if _nice_after_first:  # the first loop is made: the music can start, the worker steps back
+        _nice_after_first = False
+        os.nice(NICE)
     _release_free_memory()
     return shipped
 
