@@ -55,7 +55,9 @@ class Stage:
         self.sample_rate = sample_rate
         self.layers: list[Layer] = []  # those of the last published plan
         self.outbox: collections.deque = collections.deque(maxlen=4096)
-        self.responses: collections.deque = collections.deque(maxlen=4096)
+        # The recent ones (the live view, /segue/status): 4096 took 17 minutes to fill at the
+        # soak's rate, a slow climb that read like a leak.
+        self.responses: collections.deque = collections.deque(maxlen=1024)
         self._serial = 0
         self._unresolved: list[Response] = []
         self.ends: list[tuple[int, str, str]] = []  # (frame, from, to): transition ends to send
