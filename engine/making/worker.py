@@ -57,12 +57,14 @@ _nice_after_first = False
 def _worker_call(method: str, *args) -> Made:
     assert _workshop is not None
     global _nice_after_first
-    made = getattr(_workshop, method)(*args)
-    shipped = replace(made, clip=_ship(made.clip))
-    del made
-    if _nice_after_first:  # the first loop is made: the music can start, the worker steps back
-        _nice_after_first = False
-        os.nice(NICE)
+    try:
+        made = getattr(_workshop, method)(*args)
+        shipped = replace(made, clip=_ship(made.clip))
+        del made
+    finally:
+        if _nice_after_first:  # the first loop is made (or failed): the worker steps back
+            _nice_after_first = False
+            os.nice(NICE)
     _release_free_memory()
     return shipped
 
