@@ -182,13 +182,13 @@ class WorkerMaker:
         if self.state != "ready" or self._heartbeat is None:
             return False
         beat = self._heartbeat.value
+        stopped, cpu = _process_stat(self.worker_pid)
         if beat != self._beat_seen[0]:  # a fresh stamp: the CPU is counted from here
-            self._beat_seen = (beat, _cpu_seconds(self.worker_pid))
+            self._beat_seen = (beat, cpu)
         busy = [started for f, started in self._inflight.items() if not f.done()]
         if not busy:
             return False
-        cpu = _cpu_seconds(self.worker_pid) - self._beat_seen[1]
-        return hung(now - beat, cpu, now - min(busy), _stopped(self.worker_pid))
+        return hung(now - beat, cpu - self._beat_seen[1], now - min(busy), stopped)
 
     def _exit_code(self) -> str:
         for process in list(getattr(self._executor, "_processes", {}).values()):
@@ -285,14 +285,18 @@ class WorkerMaker:
             path.unlink(missing_ok=True)
 
 
-def _stopped(pid: int) -> bool:
-    """Whether the process is stopped (state T or t in /proc/PID/stat)."""
+def _process_stat(pid: int) -> tuple[bool, float]:
+    """(stopped: state T or t, CPU seconds: user + system) from /proc/PID/stat; (False, 0.0)
+    when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"T", b"t")
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return False, 0.0
+    return fields[0] in (b"T", b"t"), (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def hung(stale_s: float, cpu_s: float, busy_s: float, stopped: bool) -> bool:
@@ -301,19 +305,6 @@ def hung(stale_s: float, cpu_s: float, busy_s: float, stopped: bool) -> bool:
     if stopped or busy_s > STUCK_SECONDS:
         return True
     return stale_s > HUNG_SECONDS and cpu_s >= HUNG_CPU_SHARE * stale_s
-
-
-def _cpu_seconds(pid: int) -> float:
-    """The process's CPU time (user + system) from /proc; 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _forward(source: cf.Future, target: cf.Future) -> None:
