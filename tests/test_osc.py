@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from pythonosc.osc_bundle_builder import OscBundleBuilder
@@ -14,7 +17,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
 from engine.control import commands as cmd
-from engine.control.osc import BadMessage, OscServer, encode, to_command
+from engine.control.osc import BUSY_SHARE, BadMessage, OscServer, encode, to_command
 
 SENDER = ("127.0.0.1", 5555)
 
@@ -231,3 +234,39 @@ def test_double_and_int64_arguments_are_accepted(server, client):
     client.sendto(builder.build().dgram, server.address)
     assert wait_for(lambda: server.got)
     assert server.got[0].value == 0.25
+
+
+def _thread_cpu_s(native_id: int) -> float:
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+FLOOD = """
+import socket, sys, time
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+target = ("127.0.0.1", int(sys.argv[1]))
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    for _ in range(200):
+        sock.sendto(b"xx", target)  # not OSC: the cheapest datagram to refuse
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_a_flood_gets_at_most_its_share_of_a_core(server):
+    """The receive thread rests once its own CPU time (reads included) reaches BUSY_SHARE
+    of a window: the audio and control threads keep the rest of the core and the GIL."""
+    seconds = 2.0
+    sender = subprocess.Popen([sys.executable, "-c", FLOOD, str(server.address[1]), str(seconds)])
+    try:
+        assert wait_for(lambda: server.counters.malformed > 0, timeout=5.0)
+        cpu0, t0 = _thread_cpu_s(server._thread.native_id), time.monotonic()
+        datagrams0 = server.counters.datagrams
+        sender.wait(timeout=seconds + 10)
+        cpu1, t1 = _thread_cpu_s(server._thread.native_id), time.monotonic()
+    finally:
+        sender.kill()
+    assert server.counters.datagrams - datagrams0 > 1000  # it was flooded
+    assert server.counters.busy_rests > 0
+    share = (cpu1 - cpu0) / (t1 - t0)
+    assert share <= BUSY_SHARE + 0.15, f"the receive thread took {share:.0%} of a core"
