@@ -17,9 +17,12 @@ from engine.making.model import (
     ModelError,
     ModelGenerator,
     Sampling,
+    _skipped_pulses,
     default_model_path,
+    pulse_steps,
     sustain_pad,
 )
+from engine.making.tokens import BAR, EOS, POS0
 from engine.score.graph import loop_spec
 from engine.score.load import load_graph
 from engine.score.motif import development
@@ -283,6 +286,7 @@ def test_density_requests_order_the_loops(model: ModelGenerator) -> None:
 def test_priors_off_is_the_model_alone() -> None:
     off = dict(scale_bias=0.0, third_bias=0.0, density_bias=0.0, parts_bias=0.0)
     off |= dict(motif_interval_bias=0.0, motif_pitch_bias=0.0, density_floor=False, fill_bars=False)
+    off |= dict(pad_chord_bias=0.0, tonic_bias=0.0, pulse_bias=0.0)
     plain = ModelGenerator.load(sampling=Sampling(**off))
     shipped = ModelGenerator.load()
     s = spec(seed=11)
@@ -297,3 +301,67 @@ def test_the_pad_holds_until_its_next_onset() -> None:
     ]  # fmt: skip
     held = sustain_pad(notes, loop_beats=8.0)
     assert [n.duration_beats for n in held] == [3.0, 3.0, 0.5, 5.0]  # the last wraps to beat 0
+
+
+@pytest.mark.parametrize(
+    "meter,pulse,current,token,skipped",
+    [
+        (FOUR_FOUR, 4, -1, POS0 + 0, 0),  # the bar's first 16th: nothing skipped
+        (FOUR_FOUR, 4, -1, POS0 + 4, 1),  # the first beat left empty
+        (FOUR_FOUR, 4, -1, BAR, 4),  # an empty bar
+        (FOUR_FOUR, 4, 5, POS0 + 7, 0),  # within beat 2
+        (FOUR_FOUR, 4, 5, POS0 + 8, 0),  # beat 3's first 16th
+        (FOUR_FOUR, 4, 5, POS0 + 12, 1),  # beat 3 left empty
+        (FOUR_FOUR, 4, 5, EOS, 2),  # beats 3 and 4
+        (FOUR_FOUR, 4, 13, BAR, 0),  # on the last beat already
+        (Meter(6, 8), 6, 2, POS0 + 6, 0),  # 6/8 pulses in dotted quarters
+        (Meter(6, 8), 6, 2, BAR, 1),
+        (Meter(3, 4), 4, -1, BAR, 3),
+    ],
+)
+def test_skipped_pulses(meter: Meter, pulse: int, current: int, token: int, skipped: int) -> None:
+    steps = 16 * meter.beats_per_bar // meter.beat_unit
+    assert pulse_steps(meter) == pulse
+    assert _skipped_pulses(steps, pulse)[current + 1, token] == skipped
+
+
+def _pad_chords_tonic_and_empty_pulses(model: ModelGenerator) -> tuple[float, float, float]:
+    """Over low-density loops in A minor 4/4 and D major 6/8: the share of the pad's onsets
+    that start 2+ notes, of the bass's and the pad's downbeats in the first and last bars
+    that sound the tonic (lowest note), and of pulses with no onset at all."""
+    chords, tonic, empty = [], [], []
+    for seed in range(6):
+        for meter, mode, tonic_pc in ((FOUR_FOUR, "minor", 9), (Meter(6, 8), "major", 2)):
+            s = spec(meter=meter, seed=seed, density="low", mode=mode, tonic=tonic_pc)
+            notes = model.generate(s).notes
+            pad: dict[float, int] = {}
+            for n in notes:
+                if n.part == "pad":
+                    pad[n.start_beats] = pad.get(n.start_beats, 0) + 1
+            chords += [count >= 2 for count in pad.values()]
+            bar_beats = s.beats / s.bars
+            for part in ("bass", "pad"):
+                for downbeat in (0.0, (s.bars - 1) * bar_beats):  # the first and last bars
+                    here = [n.pitch for n in notes if n.part == part and n.start_beats == downbeat]
+                    if here:
+                        tonic.append(min(here) % 12 == s.tonic)
+            pulse = pulse_steps(meter) / 4  # in quarter notes
+            heard = {int(n.start_beats // pulse) for n in notes}
+            empty.append(1 - len(heard) / round(s.beats / pulse))
+    assert len(tonic) >= 12
+    return float(np.mean(chords)), float(np.mean(tonic)), float(np.mean(empty))
+
+
+def test_the_priors_give_pad_chords_a_stated_key_and_a_pulse(model: ModelGenerator) -> None:
+    """Each prior does what it names: without it, its own measure falls."""
+    chords, tonic, empty = _pad_chords_tonic_and_empty_pulses(model)
+    assert chords >= 0.6 and tonic >= 0.9
+    without = {
+        name: _pad_chords_tonic_and_empty_pulses(
+            ModelGenerator.load(sampling=Sampling(**{name: 0.0}))
+        )
+        for name in ("pad_chord_bias", "tonic_bias", "pulse_bias")
+    }
+    assert without["pad_chord_bias"][0] < chords - 0.3
+    assert without["tonic_bias"][1] < tonic - 0.1
+    assert without["pulse_bias"][2] > empty + 0.05

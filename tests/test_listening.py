@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from engine.score.music import Meter, Note
@@ -92,3 +95,17 @@ def test_a_note_past_the_loop_end_sounds_from_its_start():
     # A real excerpt is cut at its end instead: the two never meet.
     cut = Excerpt(tuple(held), 4.0, 1.0, 4, None, None, wraps=False)
     assert measures(cut)["pad_chords"] == 0.0
+
+
+def test_a_missing_model_is_one_line_not_a_traceback(tmp_path) -> None:
+    missing = tmp_path / "none.onnx"
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.train", "listen", "--model", str(missing), "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"python -m engine.train: model file not found: {missing}"
+    ]

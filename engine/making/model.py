@@ -13,8 +13,12 @@ Soft priors (see `Sampling`) lean the model's choices toward the state's request
 anything: a scale prior lowers out-of-scale pitches and raises the mode's third; a density prior
 favours longer or shorter gaps to the next onset while the loop so far is busier or sparser than
 requested; a parts prior makes a requested part likelier the longer it rests; a motif prior leans
-the motif's part toward the motif's intervals and pitch classes once it has been stated.
-models/EVALUATION.md reports control accuracy and motif development with and without them.
+the motif's part toward the motif's intervals and pitch classes once it has been stated. Three
+more give the loop a composer's frame: the pad voices chords (a third, fourth, fifth or sixth
+above its last note, up to a triad), the bass and the pad state the tonic on the downbeats of
+the first and last bars, and an onset that would leave a whole pulse empty is less likely.
+models/EVALUATION.md reports control accuracy and motif development with and without them;
+models/LISTENING.md what a listener hears (key, pulse, chords), model alone beside shipped.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum 
 BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
+PAD, BASS = PARTS.index("pad"), PARTS.index("bass")
+CHORD_INTERVALS = (3, 4, 5, 7, 8, 9)  # semitones above a chord's last note that join it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,15 @@ class Sampling:
     # previous note, and to pitches of the motif's pitch classes (0 = off).
     motif_interval_bias: float = 2.0
     motif_pitch_bias: float = 1.0
+    # The pad is the state's bed: once it has started a note, added to the pitches a third,
+    # fourth, fifth or sixth above its last note, until it sounds a triad (0 = off).
+    pad_chord_bias: float = 10.0
+    # The key stated where a listener looks for it: added to the tonic (every octave) for the
+    # bass's and the pad's first note on the downbeat of the loop's first and last bars.
+    tonic_bias: float = 4.0
+    # Taken from the next-onset choices once for each pulse (a quarter, or a dotted quarter in
+    # 6/8, 9/8, 12/8) they would leave without any onset: the music keeps its pulse (0 = off).
+    pulse_bias: float = 2.0
     # Hard guarantees of the grammar (engine.making.grammar.Grammar), beyond the loop's shape:
     # at least the requested density bucket's lowest onset rate, and no empty bar.
     density_floor: bool = True
@@ -106,6 +121,40 @@ def _log_gaps(steps_in_bar: int) -> np.ndarray:
         row[BAR] = row[EOS] = np.log(steps_in_bar - current)
     table.flags.writeable = False
     return table
+
+
+def pulse_steps(meter) -> int:
+    """16ths per pulse: a dotted quarter in compound meters (6/8, 9/8, 12/8), else a beat."""
+    if meter.beat_unit == 8 and meter.beats_per_bar % 3 == 0:
+        return 6
+    return max(1, 16 // meter.beat_unit)
+
+
+@lru_cache(maxsize=64)
+def _skipped_pulses(steps_in_bar: int, pulse: int) -> np.ndarray:
+    """[current position + 1, token] → pulses of the bar a next POS (or the bar's end) would
+    leave without an onset after the current position; zero for other tokens."""
+    table = np.zeros((MAX_BAR_STEPS + 1, len(VOCAB)), dtype=np.float32)
+    pulses = -(-steps_in_bar // pulse)
+    for current in range(-1, steps_in_bar):
+        row = table[current + 1]
+        here = current // pulse if current >= 0 else -1
+        for pos in range(current + 1, steps_in_bar):
+            row[POS0 + pos] = max(0, pos // pulse - here - 1)
+        row[BAR] = row[EOS] = max(0, pulses - 1 - here)
+    table.flags.writeable = False
+    return table
+
+
+@lru_cache(maxsize=512)
+def _chord_row(last_pitch: int, bias: float) -> np.ndarray:
+    """Logit offsets that lean a chord's next note to a consonance above `last_pitch`."""
+    row = np.zeros(len(VOCAB), dtype=np.float32)
+    for interval in CHORD_INTERVALS:
+        if NOTE0 <= last_pitch + interval < NOTE0 + N_NOTE:
+            row[last_pitch + interval] = bias
+    row.flags.writeable = False
+    return row
 
 
 def _density_pull(onsets: int, grammar: Grammar, target: float) -> float:
@@ -252,6 +301,10 @@ class ModelGenerator:
                 elif r % 12 == (3 if mode == "minor" else 4):
                     offsets[NOTE0 + r - REL_PITCH_LOW] = sampling.third_bias
             self._scale_bias[mode] = offsets
+        self._tonic = np.zeros(len(VOCAB), dtype=np.float32)  # the tonic, every octave
+        for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
+            if r % 12 == 0:
+                self._tonic[NOTE0 + r - REL_PITCH_LOW] = sampling.tonic_bias
 
     @classmethod
     def load(
@@ -366,6 +419,11 @@ class ModelGenerator:
         thinning[NOTE0:DV0] = -THIN_BIAS  # another chord note at this onset
         # (and another part once that part has played: a part not heard yet may still come in)
         gaps = _log_gaps(steps_in_bar) if sampling.density_bias else None
+        pulse = (
+            -sampling.pulse_bias * _skipped_pulses(steps_in_bar, pulse_steps(spec.meter))
+            if sampling.pulse_bias
+            else None
+        )
         target = DENSITY_TARGETS[spec.density]
         inv_temperature = 1.0 / sampling.temperature
         steps = _Steps(self._session, self._hidden_shape)
@@ -384,6 +442,9 @@ class ModelGenerator:
                 if gaps is not None and phase in ("bar", "dv"):
                     pull = _density_pull(grammar.onsets, grammar, target)
                     step_bias = bias + (sampling.density_bias * pull) * gaps[grammar.pos + 1]
+                if pulse is not None and phase in ("bar", "dv"):
+                    row = pulse[grammar.pos + 1]
+                    step_bias = row if step_bias is None else step_bias + row
                 if sampling.parts_bias and phase in ("pos", "dv"):
                     # A requested part gets likelier the longer it rests, fully after a bar.
                     step = grammar.bar * steps_in_bar + grammar.pos
@@ -391,9 +452,27 @@ class ModelGenerator:
                     for inst, last in last_played.items():
                         rest = min(1.0, (step - last) / steps_in_bar)
                         step_bias[inst] += sampling.parts_bias * rest
+                if (
+                    sampling.tonic_bias
+                    and phase == "inst"
+                    and grammar.pos == 0
+                    and grammar.part in (BASS, PAD)
+                    and grammar.bar in (0, spec.bars - 1)
+                ):
+                    step_bias = self._tonic + (0.0 if step_bias is None else step_bias)
                 if development is not None and phase == "inst":
                     step_bias = development.bias(grammar, step_bias)
-                if phase == "dv" and grammar.bar_tokens * steps_in_bar > (
+                chord = (
+                    phase == "dv"
+                    and sampling.pad_chord_bias
+                    and grammar.part == PAD
+                    and grammar.chord < MAX_CHORD_NOTES
+                )
+                if chord:
+                    step_bias = _chord_row(grammar.last_pitch, sampling.pad_chord_bias) + (
+                        0.0 if step_bias is None else step_bias
+                    )
+                elif phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)
                 ):
                     # Near the bar's token budget at this 16th: thin the texture (fewer notes

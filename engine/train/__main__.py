@@ -86,5 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    """main(), with a missing input (the dataset, a run, a model) said in one line."""
+    from engine.making.model_files import ModelError
+
+    try:
+        return main(argv)
+    except (FileNotFoundError, ModelError) as error:
+        print(f"python -m engine.train: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())
