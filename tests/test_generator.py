@@ -18,6 +18,7 @@ from engine.making.model import (
     ModelGenerator,
     Sampling,
     _skipped_pulses,
+    chord_plan,
     default_model_path,
     pulse_steps,
     sustain_pad,
@@ -286,7 +287,7 @@ def test_density_requests_order_the_loops(model: ModelGenerator) -> None:
 def test_priors_off_is_the_model_alone() -> None:
     off = dict(scale_bias=0.0, third_bias=0.0, density_bias=0.0, parts_bias=0.0)
     off |= dict(motif_interval_bias=0.0, motif_pitch_bias=0.0, density_floor=False, fill_bars=False)
-    off |= dict(pad_chord_bias=0.0, tonic_bias=0.0, pulse_bias=0.0)
+    off |= dict(pad_chord_bias=0.0, harmony_bias=0.0, pulse_bias=0.0)
     plain = ModelGenerator.load(sampling=Sampling(**off))
     shipped = ModelGenerator.load()
     s = spec(seed=11)
@@ -325,11 +326,11 @@ def test_skipped_pulses(meter: Meter, pulse: int, current: int, token: int, skip
     assert _skipped_pulses(steps, pulse)[current + 1, token] == skipped
 
 
-def _pad_chords_tonic_and_empty_pulses(model: ModelGenerator) -> tuple[float, float, float]:
+def _pad_chords_roots_and_empty_pulses(model: ModelGenerator) -> tuple[float, float, float]:
     """Over low-density loops in A minor 4/4 and D major 6/8: the share of the pad's onsets
-    that start 2+ notes, of the bass's and the pad's downbeats in the first and last bars
-    that sound the tonic (lowest note), and of pulses with no onset at all."""
-    chords, tonic, empty = [], [], []
+    that start 2+ notes, of the bass's downbeats whose lowest note is the root of the bar's
+    chord in the loop's plan, and of pulses with no onset at all."""
+    chords, roots, empty = [], [], []
     for seed in range(6):
         for meter, mode, tonic_pc in ((FOUR_FOUR, "minor", 9), (Meter(6, 8), "major", 2)):
             s = spec(meter=meter, seed=seed, density="low", mode=mode, tonic=tonic_pc)
@@ -340,28 +341,40 @@ def _pad_chords_tonic_and_empty_pulses(model: ModelGenerator) -> tuple[float, fl
                     pad[n.start_beats] = pad.get(n.start_beats, 0) + 1
             chords += [count >= 2 for count in pad.values()]
             bar_beats = s.beats / s.bars
-            for part in ("bass", "pad"):
-                for downbeat in (0.0, (s.bars - 1) * bar_beats):  # the first and last bars
-                    here = [n.pitch for n in notes if n.part == part and n.start_beats == downbeat]
-                    if here:
-                        tonic.append(min(here) % 12 == s.tonic)
+            for bar, (root, _) in enumerate(chord_plan(mode, s.bars, s.seed)):
+                here = [
+                    n.pitch for n in notes if n.part == "bass" and n.start_beats == bar * bar_beats
+                ]
+                if here:
+                    roots.append((min(here) - s.tonic - root) % 12 == 0)
             pulse = pulse_steps(meter) / 4  # in quarter notes
             heard = {int(n.start_beats // pulse) for n in notes}
             empty.append(1 - len(heard) / round(s.beats / pulse))
-    assert len(tonic) >= 12
-    return float(np.mean(chords)), float(np.mean(tonic)), float(np.mean(empty))
+    assert len(roots) >= 12
+    return float(np.mean(chords)), float(np.mean(roots)), float(np.mean(empty))
 
 
-def test_the_priors_give_pad_chords_a_stated_key_and_a_pulse(model: ModelGenerator) -> None:
+def test_the_priors_give_pad_chords_a_chord_plan_and_a_pulse(model: ModelGenerator) -> None:
     """Each prior does what it names: without it, its own measure falls."""
-    chords, tonic, empty = _pad_chords_tonic_and_empty_pulses(model)
-    assert chords >= 0.6 and tonic >= 0.9
+    chords, roots, empty = _pad_chords_roots_and_empty_pulses(model)
+    assert chords >= 0.6 and roots >= 0.8
     without = {
-        name: _pad_chords_tonic_and_empty_pulses(
+        name: _pad_chords_roots_and_empty_pulses(
             ModelGenerator.load(sampling=Sampling(**{name: 0.0}))
         )
-        for name in ("pad_chord_bias", "tonic_bias", "pulse_bias")
+        for name in ("pad_chord_bias", "harmony_bias", "pulse_bias")
     }
     assert without["pad_chord_bias"][0] < chords - 0.3
-    assert without["tonic_bias"][1] < tonic - 0.1
+    assert without["harmony_bias"][1] < roots - 0.2
     assert without["pulse_bias"][2] > empty + 0.05
+
+
+@pytest.mark.parametrize("mode", ["major", "minor"])
+@pytest.mark.parametrize("bars", [1, 2, 4, 8])
+def test_a_chord_plan_starts_on_the_tonic_and_returns(mode: str, bars: int) -> None:
+    for seed in range(8):
+        plan = chord_plan(mode, bars, seed)
+        assert len(plan) == bars
+        assert plan[0] == (0, 3 if mode == "minor" else 4)  # the tonic chord, in the mode
+        if bars > 1 and mode == "minor":
+            assert plan[-1] in ((7, 4), (0, 3))  # the major dominant, or home already

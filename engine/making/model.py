@@ -14,9 +14,11 @@ anything: a scale prior lowers out-of-scale pitches and raises the mode's third;
 favours longer or shorter gaps to the next onset while the loop so far is busier or sparser than
 requested; a parts prior makes a requested part likelier the longer it rests; a motif prior leans
 the motif's part toward the motif's intervals and pitch classes once it has been stated. Three
-more give the loop a composer's frame: the pad voices chords (a third, fourth, fifth or sixth
-above its last note, up to a triad), the bass and the pad state the tonic on the downbeats of
-the first and last bars, and an onset that would leave a whole pulse empty is less likely.
+more give the loop a composer's frame. Harmony first: each loop draws a chord plan for its
+mode (one chord a bar, from the tonic back to it, the minor's dominant major), and the bass's
+downbeats lean to the bar's root, the pad's and the lead's strong notes to its chord tones;
+the pad voices those chords (up to a triad); an onset that would leave a whole pulse empty
+is less likely.
 models/EVALUATION.md reports control accuracy and motif development with and without them;
 models/LISTENING.md what a listener hears (key, pulse, chords), model alone beside shipped.
 """
@@ -69,8 +71,26 @@ MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum 
 BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
-PAD, BASS = PARTS.index("pad"), PARTS.index("bass")
-CHORD_INTERVALS = (3, 4, 5, 7, 8, 9)  # semitones above a chord's last note that join it
+PAD, BASS, LEAD = PARTS.index("pad"), PARTS.index("bass"), PARTS.index("lead")
+# Chord plans for four bars, as (root in semitones above the tonic, third in semitones above
+# the root): common-practice and game-music progressions. In minor the chord before the
+# return is the major dominant (the harmonic minor's leading tone), which a minor key and
+# its relative major do not share.
+_MAJ, _MIN = 4, 3
+PROGRESSIONS = {
+    "major": (
+        ((0, _MAJ), (5, _MAJ), (7, _MAJ), (0, _MAJ)),  # I IV V I
+        ((0, _MAJ), (9, _MIN), (5, _MAJ), (7, _MAJ)),  # I vi IV V
+        ((0, _MAJ), (7, _MAJ), (9, _MIN), (5, _MAJ)),  # I V vi IV
+        ((0, _MAJ), (2, _MIN), (5, _MAJ), (7, _MAJ)),  # I ii IV V
+    ),
+    "minor": (
+        ((0, _MIN), (5, _MIN), (7, _MAJ), (0, _MIN)),  # i iv V i
+        ((0, _MIN), (8, _MAJ), (5, _MIN), (7, _MAJ)),  # i VI iv V
+        ((0, _MIN), (5, _MIN), (8, _MAJ), (7, _MAJ)),  # i iv VI V
+        ((0, _MIN), (5, _MIN), (0, _MIN), (7, _MAJ)),  # i iv i V
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +114,14 @@ class Sampling:
     # previous note, and to pitches of the motif's pitch classes (0 = off).
     motif_interval_bias: float = 2.0
     motif_pitch_bias: float = 1.0
-    # The pad is the state's bed: once it has started a note, added to the pitches a third,
-    # fourth, fifth or sixth above its last note, until it sounds a triad (0 = off).
+    # Harmony first: each loop follows a chord plan, one chord per bar drawn for its mode
+    # (`PROGRESSIONS`: from the tonic, back to it through the last bar). Added to the bar's
+    # chord root for the bass's first note on a downbeat, and to the bar's chord tones for the
+    # pad's first note of an onset and the lead's first note on a pulse (half) (0 = off).
+    harmony_bias: float = 8.0
+    # The pad is the state's bed: once it has started a note, added to the bar's chord tones
+    # above its last note, until it sounds a triad (0 = off).
     pad_chord_bias: float = 10.0
-    # The key stated where a listener looks for it: added to the tonic (every octave) for the
-    # bass's and the pad's first note on the downbeat of the loop's first and last bars.
-    tonic_bias: float = 4.0
     # Taken from the next-onset choices once for each pulse (a quarter, or a dotted quarter in
     # 6/8, 9/8, 12/8) they would leave without any onset: the music keeps its pulse (0 = off).
     pulse_bias: float = 2.0
@@ -146,13 +168,26 @@ def _skipped_pulses(steps_in_bar: int, pulse: int) -> np.ndarray:
     return table
 
 
-@lru_cache(maxsize=512)
-def _chord_row(last_pitch: int, bias: float) -> np.ndarray:
-    """Logit offsets that lean a chord's next note to a consonance above `last_pitch`."""
+def chord_plan(mode: str, bars: int, seed: int) -> list[tuple[int, int]]:
+    """One chord per bar, (root, third) in semitones: a progression drawn for `seed`, spread
+    over the bars (the first bar on the tonic chord, the last on the chord that returns)."""
+    plans = PROGRESSIONS["minor" if mode == "minor" else "major"]
+    plan = plans[np.random.default_rng([seed, 7]).integers(len(plans))]
+    last = len(plan) - 1
+    return [plan[round(b * last / (bars - 1)) if bars > 1 else 0] for b in range(bars)]
+
+
+@lru_cache(maxsize=1024)
+def _tones_row(root: int, third: int, bias: float, above: int = -1, only_root: bool = False):
+    """Logit offsets: `bias` on the pitch tokens (relative to the tonic) of a chord's root, or
+    of its root, third and fifth, above pitch token `above` within an octave (-1: anywhere)."""
+    classes = {root % 12} if only_root else {root % 12, (root + third) % 12, (root + 7) % 12}
     row = np.zeros(len(VOCAB), dtype=np.float32)
-    for interval in CHORD_INTERVALS:
-        if NOTE0 <= last_pitch + interval < NOTE0 + N_NOTE:
-            row[last_pitch + interval] = bias
+    for token in range(NOTE0, NOTE0 + N_NOTE):
+        if (token - NOTE0 + REL_PITCH_LOW) % 12 in classes and (
+            above < 0 or above < token <= above + 12
+        ):
+            row[token] = bias
     row.flags.writeable = False
     return row
 
@@ -296,15 +331,11 @@ class ModelGenerator:
         for mode in ("major", "minor"):
             offsets = np.zeros(len(VOCAB), dtype=np.float32)
             for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
-                if r % 12 not in scale_of(mode):
+                if r % 12 not in scale_of(mode) and not (mode == "minor" and r % 12 == 11):
                     offsets[NOTE0 + r - REL_PITCH_LOW] = -sampling.scale_bias
                 elif r % 12 == (3 if mode == "minor" else 4):
                     offsets[NOTE0 + r - REL_PITCH_LOW] = sampling.third_bias
             self._scale_bias[mode] = offsets
-        self._tonic = np.zeros(len(VOCAB), dtype=np.float32)  # the tonic, every octave
-        for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
-            if r % 12 == 0:
-                self._tonic[NOTE0 + r - REL_PITCH_LOW] = sampling.tonic_bias
 
     @classmethod
     def load(
@@ -419,8 +450,10 @@ class ModelGenerator:
         thinning[NOTE0:DV0] = -THIN_BIAS  # another chord note at this onset
         # (and another part once that part has played: a part not heard yet may still come in)
         gaps = _log_gaps(steps_in_bar) if sampling.density_bias else None
+        pulse_16ths = pulse_steps(spec.meter)
+        plan = chord_plan(spec.mode, spec.bars, spec.seed) if sampling.harmony_bias else None
         pulse = (
-            -sampling.pulse_bias * _skipped_pulses(steps_in_bar, pulse_steps(spec.meter))
+            -sampling.pulse_bias * _skipped_pulses(steps_in_bar, pulse_16ths)
             if sampling.pulse_bias
             else None
         )
@@ -452,14 +485,17 @@ class ModelGenerator:
                     for inst, last in last_played.items():
                         rest = min(1.0, (step - last) / steps_in_bar)
                         step_bias[inst] += sampling.parts_bias * rest
-                if (
-                    sampling.tonic_bias
-                    and phase == "inst"
-                    and grammar.pos == 0
-                    and grammar.part in (BASS, PAD)
-                    and grammar.bar in (0, spec.bars - 1)
-                ):
-                    step_bias = self._tonic + (0.0 if step_bias is None else step_bias)
+                if plan and phase == "inst":
+                    root, third = plan[grammar.bar]
+                    row = None
+                    if grammar.part == BASS and grammar.pos == 0:
+                        row = _tones_row(root, third, sampling.harmony_bias, only_root=True)
+                    elif grammar.part == PAD:
+                        row = _tones_row(root, third, sampling.harmony_bias)
+                    elif grammar.part == LEAD and grammar.pos % pulse_16ths == 0:
+                        row = _tones_row(root, third, sampling.harmony_bias / 2)
+                    if row is not None:
+                        step_bias = row if step_bias is None else step_bias + row
                 if development is not None and phase == "inst":
                     step_bias = development.bias(grammar, step_bias)
                 chord = (
@@ -469,9 +505,11 @@ class ModelGenerator:
                     and grammar.chord < MAX_CHORD_NOTES
                 )
                 if chord:
-                    step_bias = _chord_row(grammar.last_pitch, sampling.pad_chord_bias) + (
-                        0.0 if step_bias is None else step_bias
+                    root, third = (
+                        plan[grammar.bar] if plan else (0, 4 if spec.mode == "major" else 3)
                     )
+                    row = _tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch)
+                    step_bias = row if step_bias is None else step_bias + row
                 elif phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)
                 ):

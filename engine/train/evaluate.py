@@ -52,7 +52,7 @@ NO_PRIORS = {
     "motif_interval_bias": 0.0,
     "motif_pitch_bias": 0.0,
     "pad_chord_bias": 0.0,
-    "tonic_bias": 0.0,
+    "harmony_bias": 0.0,
     "pulse_bias": 0.0,
 }
 NO_GUARANTEES = {"density_floor": False, "fill_bars": False}
