@@ -13,16 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.making.model import (
-    ModelError,
-    ModelGenerator,
-    Sampling,
-    _skipped_pulses,
-    chord_plan,
-    default_model_path,
-    pulse_steps,
-    sustain_pad,
-)
+from engine.making.model import ModelError, ModelGenerator, default_model_path
+from engine.making.priors import Sampling, chord_plan, pulse_steps, skipped_pulses, sustain_pad
 from engine.making.tokens import BAR, EOS, POS0
 from engine.score.graph import loop_spec
 from engine.score.load import load_graph
@@ -320,10 +312,10 @@ def test_the_pad_holds_until_its_next_onset() -> None:
         (Meter(3, 4), 4, -1, BAR, 3),
     ],
 )
-def test_skipped_pulses(meter: Meter, pulse: int, current: int, token: int, skipped: int) -> None:
+def testskipped_pulses(meter: Meter, pulse: int, current: int, token: int, skipped: int) -> None:
     steps = 16 * meter.beats_per_bar // meter.beat_unit
     assert pulse_steps(meter) == pulse
-    assert _skipped_pulses(steps, pulse)[current + 1, token] == skipped
+    assert skipped_pulses(steps, pulse)[current + 1, token] == skipped
 
 
 def _pad_chords_roots_and_empty_pulses(model: ModelGenerator) -> tuple[float, float, float]:

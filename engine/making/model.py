@@ -9,18 +9,12 @@ play, no bar is empty, and the onset rate reaches the requested density bucket. 
 designer's motif is fixed in the grammar: its part plays it note for note from the loop
 start while the other parts play around it, and the model continues from there.
 
-Soft priors (see `Sampling`) lean the model's choices toward the state's request without forbidding
-anything: a scale prior lowers out-of-scale pitches and raises the mode's third; a density prior
-favours longer or shorter gaps to the next onset while the loop so far is busier or sparser than
-requested; a parts prior makes a requested part likelier the longer it rests; a motif prior leans
-the motif's part toward the motif's intervals and pitch classes once it has been stated. Three
-more give the loop a composer's frame. Harmony first: each loop draws a chord plan for its
-mode (one chord a bar, from the tonic back to it, the minor's dominant major), and the bass's
-downbeats lean to the bar's root, the pad's and the lead's strong notes to its chord tones;
-the pad voices those chords (up to a triad); an onset that would leave a whole pulse empty
-is less likely.
-models/EVALUATION.md reports control accuracy and motif development with and without them;
-models/LISTENING.md what a listener hears (key, pulse, chords), model alone beside shipped.
+Soft priors (engine.making.priors; their strengths in `Sampling`) lean the model's choices
+toward the state's request without forbidding anything: the scale and the mode's third, the
+requested density, every requested part kept playing, a designer's motif developed, and a
+composer's frame (a chord plan per loop that the bass, pad and lead lean on; the pad voicing
+chords; no empty pulse). models/EVALUATION.md reports control accuracy and motif development
+with and without them; models/LISTENING.md what a listener hears, model alone beside shipped.
 """
 
 from __future__ import annotations
@@ -28,8 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +31,29 @@ import onnxruntime as ort
 from engine.making import model_files as files
 from engine.making.grammar import Event, Grammar, grammar_events
 from engine.making.model_files import ModelError, default_model_path
+from engine.making.priors import (
+    BASS,
+    DENSITY_TARGETS,
+    LEAD,
+    PAD,
+    Development,
+    Sampling,
+    chord_plan,
+    density_pull,
+    log_gaps,
+    pulse_steps,
+    skipped_pulses,
+    sustain_pad,
+    tones_row,
+)
 from engine.making.tokens import (
     BAR,
     DV0,
     EOS,
     INST0,
-    MAX_BAR_STEPS,
-    N_NOTE,
     NOTE0,
-    POS0,
     REL_PITCH_HIGH,
     REL_PITCH_LOW,
-    STEPS_PER_BEAT,
     VOCAB,
     Controls,
     TokenError,
@@ -57,12 +61,8 @@ from engine.making.tokens import (
     prefix_tokens,
     tempo_bucket,
 )
-from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, Note, quadrant_of, scale_of
+from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, quadrant_of, scale_of
 
-# Onsets per beat (any part) that the density prior steers toward, inside each bucket of the
-# training labels (low < 1.5 <= medium < 3 <= high <= 4 on the 16th grid).
-DENSITY_TARGETS = {"low": 1.0, "medium": 2.1, "high": 3.6}
-DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
 # Most tokens one bar may take, per 16th of the bar (7 → 112 in 4/4), spent pro rata (see
@@ -71,135 +71,6 @@ MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum 
 BAR_TOKENS_PER_STEP = 7
 THIN_FROM = 0.7  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
-PAD, BASS, LEAD = PARTS.index("pad"), PARTS.index("bass"), PARTS.index("lead")
-# Chord plans for four bars, as (root in semitones above the tonic, third in semitones above
-# the root): common-practice and game-music progressions. In minor the chord before the
-# return is the major dominant (the harmonic minor's leading tone), which a minor key and
-# its relative major do not share.
-_MAJ, _MIN = 4, 3
-PROGRESSIONS = {
-    "major": (
-        ((0, _MAJ), (5, _MAJ), (7, _MAJ), (0, _MAJ)),  # I IV V I
-        ((0, _MAJ), (9, _MIN), (5, _MAJ), (7, _MAJ)),  # I vi IV V
-        ((0, _MAJ), (7, _MAJ), (9, _MIN), (5, _MAJ)),  # I V vi IV
-        ((0, _MAJ), (2, _MIN), (5, _MAJ), (7, _MAJ)),  # I ii IV V
-    ),
-    "minor": (
-        ((0, _MIN), (5, _MIN), (7, _MAJ), (0, _MIN)),  # i iv V i
-        ((0, _MIN), (8, _MAJ), (5, _MIN), (7, _MAJ)),  # i VI iv V
-        ((0, _MIN), (5, _MIN), (8, _MAJ), (7, _MAJ)),  # i iv VI V
-        ((0, _MIN), (5, _MIN), (0, _MIN), (7, _MAJ)),  # i iv i V
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    temperature: float = 1.0
-    top_p: float = 0.95
-    # Subtracted from the logits of out-of-scale pitches: a soft tonic/scale prior (0 = off).
-    scale_bias: float = 2.0
-    # Added to the logits of the mode's third (minor or major, every octave): the note that
-    # makes the mode audible, which a loop of roots and fifths leaves ambiguous (0 = off).
-    third_bias: float = 1.0
-    # Density prior: when the loop so far is busier than requested, log(gap to the next onset,
-    # in 16ths) times this (times the log-ratio of densities, within ±1) is added to the
-    # next-position choices; when sparser, subtracted (0 = off).
-    density_bias: float = 6.0
-    # Added to the part token of a requested part, times how long it has rested (up to one
-    # bar: full strength), so every part the state asks for keeps playing (0 = off).
-    parts_bias: float = 8.0
-    # Motif development, for the part that states a designer's motif, once it has been
-    # stated: added to pitches a motif interval (or its inversion) away from that part's
-    # previous note, and to pitches of the motif's pitch classes (0 = off).
-    motif_interval_bias: float = 2.0
-    motif_pitch_bias: float = 1.0
-    # Harmony first: each loop follows a chord plan, one chord per bar drawn for its mode
-    # (`PROGRESSIONS`: from the tonic, back to it through the last bar). Added to the bar's
-    # chord root for the bass's first note on a downbeat, and to the bar's chord tones for the
-    # pad's first note of an onset and the lead's first note on a pulse (half) (0 = off).
-    harmony_bias: float = 8.0
-    # The pad is the state's bed: once it has started a note, added to the bar's chord tones
-    # above its last note, until it sounds a triad (0 = off).
-    pad_chord_bias: float = 10.0
-    # Taken from the next-onset choices once for each pulse (a quarter, or a dotted quarter in
-    # 6/8, 9/8, 12/8) they would leave without any onset: the music keeps its pulse (0 = off).
-    pulse_bias: float = 2.0
-    # Hard guarantees of the grammar (engine.making.grammar.Grammar), beyond the loop's shape:
-    # at least the requested density bucket's lowest onset rate, and no empty bar.
-    density_floor: bool = True
-    fill_bars: bool = True
-
-
-@lru_cache(maxsize=64)
-def _log_gaps(steps_in_bar: int) -> np.ndarray:
-    """[current position + 1, token] → log(16ths from the current position to a next POS or
-    to the bar end); zero for other tokens (only position and bar-end tokens are affected)."""
-    table = np.zeros((MAX_BAR_STEPS + 1, len(VOCAB)), dtype=np.float32)
-    for current in range(-1, steps_in_bar):
-        row = table[current + 1]
-        for pos in range(current + 1, steps_in_bar):
-            row[POS0 + pos] = np.log(pos - current)
-        row[BAR] = row[EOS] = np.log(steps_in_bar - current)
-    table.flags.writeable = False
-    return table
-
-
-def pulse_steps(meter) -> int:
-    """16ths per pulse: a dotted quarter in compound meters (6/8, 9/8, 12/8), else a beat."""
-    if meter.beat_unit == 8 and meter.beats_per_bar % 3 == 0:
-        return 6
-    return max(1, 16 // meter.beat_unit)
-
-
-@lru_cache(maxsize=64)
-def _skipped_pulses(steps_in_bar: int, pulse: int) -> np.ndarray:
-    """[current position + 1, token] → pulses of the bar a next POS (or the bar's end) would
-    leave without an onset after the current position; zero for other tokens."""
-    table = np.zeros((MAX_BAR_STEPS + 1, len(VOCAB)), dtype=np.float32)
-    pulses = -(-steps_in_bar // pulse)
-    for current in range(-1, steps_in_bar):
-        row = table[current + 1]
-        here = current // pulse if current >= 0 else -1
-        for pos in range(current + 1, steps_in_bar):
-            row[POS0 + pos] = max(0, pos // pulse - here - 1)
-        row[BAR] = row[EOS] = max(0, pulses - 1 - here)
-    table.flags.writeable = False
-    return table
-
-
-def chord_plan(mode: str, bars: int, seed: int) -> list[tuple[int, int]]:
-    """One chord per bar, (root, third) in semitones: a progression drawn for `seed`, spread
-    over the bars (the first bar on the tonic chord, the last on the chord that returns)."""
-    plans = PROGRESSIONS["minor" if mode == "minor" else "major"]
-    plan = plans[np.random.default_rng([seed, 7]).integers(len(plans))]
-    last = len(plan) - 1
-    return [plan[round(b * last / (bars - 1)) if bars > 1 else 0] for b in range(bars)]
-
-
-@lru_cache(maxsize=1024)
-def _tones_row(root: int, third: int, bias: float, above: int = -1, only_root: bool = False):
-    """Logit offsets: `bias` on the pitch tokens (relative to the tonic) of a chord's root, or
-    of its root, third and fifth, above pitch token `above` within an octave (-1: anywhere)."""
-    classes = {root % 12} if only_root else {root % 12, (root + third) % 12, (root + 7) % 12}
-    row = np.zeros(len(VOCAB), dtype=np.float32)
-    for token in range(NOTE0, NOTE0 + N_NOTE):
-        if (token - NOTE0 + REL_PITCH_LOW) % 12 in classes and (
-            above < 0 or above < token <= above + 12
-        ):
-            row[token] = bias
-    row.flags.writeable = False
-    return row
-
-
-def _density_pull(onsets: int, grammar: Grammar, target: float) -> float:
-    """How far the loop so far is from the requested density: DENSITY_GAIN × log(ratio),
-    clipped to ±1; positive when too busy (favour longer gaps), negative when too sparse."""
-    elapsed_beats = (grammar.bar * grammar.steps_in_bar + grammar.pos + 1) / STEPS_PER_BEAT
-    if elapsed_beats < 1.0:
-        return 0.0  # too early to measure: the model starts the loop its own way
-    density = max(onsets, 0.5) / elapsed_beats  # silence so far counts as very sparse
-    return max(-1.0, min(1.0, DENSITY_GAIN * math.log(density / target)))
 
 
 class _Steps:
@@ -248,68 +119,6 @@ class _Steps:
             list(files.OUTPUTS), {"token": self.token, "hidden": self.hidden}
         )
         return logits
-
-
-def sustain_pad(notes: list[Note], loop_beats: float) -> list[Note]:
-    """The pad is the state's bed: each pad chord holds until the pad's next onset (the last
-    one across the loop's end, which the synth wraps), so a sparse loop has no silent gaps.
-    Notes are only ever lengthened."""
-    onsets = sorted({n.start_beats for n in notes if n.part == "pad"})
-    if not onsets:
-        return notes
-    following = dict(zip(onsets, [*onsets[1:], onsets[0] + loop_beats], strict=True))
-    return [
-        replace(n, duration_beats=max(n.duration_beats, following[n.start_beats] - n.start_beats))
-        if n.part == "pad"
-        else n
-        for n in notes
-    ]
-
-
-class _Development:
-    """The motif prior: after its statement, the motif's part leans toward the motif's
-    intervals (and inversions) from its previous note, and toward its pitch classes."""
-
-    __slots__ = ("part", "after_step", "intervals", "pitches", "interval_bias", "_rows")
-
-    def __init__(
-        self, motif: tuple[Note, ...], events: list[Event], tonic: int, sampling: Sampling
-    ) -> None:
-        self.part = events[0][1]
-        self.after_step = max(e[0] for e in events)
-        from engine.score.motif import material  # mido: imported only when a state has a motif
-
-        classes, intervals = material(motif)
-        self.intervals = sorted(intervals)
-        key_classes = {(c - tonic) % 12 for c in classes}  # pitch tokens are key-relative
-        self.pitches = np.zeros(len(VOCAB), dtype=np.float32)
-        for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
-            if r % 12 in key_classes:
-                self.pitches[NOTE0 + r - REL_PITCH_LOW] = sampling.motif_pitch_bias
-        self.interval_bias = sampling.motif_interval_bias
-        self._rows: dict[int | None, np.ndarray] = {}
-
-    @classmethod
-    def of(cls, spec: LoopSpec, events: list[Event], sampling: Sampling) -> _Development | None:
-        if not events or not (sampling.motif_interval_bias or sampling.motif_pitch_bias):
-            return None
-        melodic = tuple(n for n in spec.motif if n.part != "drums")
-        return cls(melodic, events, spec.tonic, sampling)
-
-    def bias(self, grammar: Grammar, bias: np.ndarray | None) -> np.ndarray | None:
-        """`bias` plus the prior, when the motif's part chooses the first pitch of an onset."""
-        step = grammar.bar * grammar.steps_in_bar + grammar.pos
-        if grammar.part != self.part or step <= self.after_step:
-            return bias
-        previous = next((e[2] for e in reversed(grammar.events) if e[1] == self.part), None)
-        row = self._rows.get(previous)
-        if row is None:
-            row = self.pitches.copy()
-            for interval in self.intervals if previous is not None else ():
-                if NOTE0 <= previous + interval < NOTE0 + N_NOTE:
-                    row[previous + interval] += self.interval_bias
-            self._rows[previous] = row
-        return row if bias is None else bias + row
 
 
 class ModelGenerator:
@@ -437,7 +246,7 @@ class ModelGenerator:
             )
         except TokenError as error:
             raise ModelError(str(error)) from None
-        development = _Development.of(spec, motif, self.sampling)
+        development = Development.of(spec, motif, self.sampling)
         rng = np.random.default_rng(spec.seed)
         sampling = self.sampling
         steps_in_bar = grammar.steps_in_bar
@@ -449,11 +258,11 @@ class ModelGenerator:
         thinning = np.zeros(len(VOCAB), dtype=np.float32)
         thinning[NOTE0:DV0] = -THIN_BIAS  # another chord note at this onset
         # (and another part once that part has played: a part not heard yet may still come in)
-        gaps = _log_gaps(steps_in_bar) if sampling.density_bias else None
+        gaps = log_gaps(steps_in_bar) if sampling.density_bias else None
         pulse_16ths = pulse_steps(spec.meter)
         plan = chord_plan(spec.mode, spec.bars, spec.seed) if sampling.harmony_bias else None
         pulse = (
-            -sampling.pulse_bias * _skipped_pulses(steps_in_bar, pulse_16ths)
+            -sampling.pulse_bias * skipped_pulses(steps_in_bar, pulse_16ths)
             if sampling.pulse_bias
             else None
         )
@@ -473,7 +282,7 @@ class ModelGenerator:
                 phase = grammar.phase
                 step_bias = bias if phase != "pitch" else None  # no prior touches durations
                 if gaps is not None and phase in ("bar", "dv"):
-                    pull = _density_pull(grammar.onsets, grammar, target)
+                    pull = density_pull(grammar.onsets, grammar, target)
                     step_bias = bias + (sampling.density_bias * pull) * gaps[grammar.pos + 1]
                 if pulse is not None and phase in ("bar", "dv"):
                     row = pulse[grammar.pos + 1]
@@ -489,11 +298,11 @@ class ModelGenerator:
                     root, third = plan[grammar.bar]
                     row = None
                     if grammar.part == BASS and grammar.pos == 0:
-                        row = _tones_row(root, third, sampling.harmony_bias, only_root=True)
+                        row = tones_row(root, third, sampling.harmony_bias, only_root=True)
                     elif grammar.part == PAD:
-                        row = _tones_row(root, third, sampling.harmony_bias)
+                        row = tones_row(root, third, sampling.harmony_bias)
                     elif grammar.part == LEAD and grammar.pos % pulse_16ths == 0:
-                        row = _tones_row(root, third, sampling.harmony_bias / 2)
+                        row = tones_row(root, third, sampling.harmony_bias / 2)
                     if row is not None:
                         step_bias = row if step_bias is None else step_bias + row
                 if development is not None and phase == "inst":
@@ -508,7 +317,7 @@ class ModelGenerator:
                     root, third = (
                         plan[grammar.bar] if plan else (0, 4 if spec.mode == "major" else 3)
                     )
-                    row = _tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch)
+                    row = tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch)
                     step_bias = row if step_bias is None else step_bias + row
                 elif phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)

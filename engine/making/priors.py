@@ -1,0 +1,236 @@
+"""The decoding's priors: what the model's choices are leaned toward, never forbidden.
+
+`Sampling` holds their strengths (0 turns one off; engine.train.evaluate.NO_PRIORS turns all
+off for "the model alone"). Each is a row of logit offsets over the vocabulary, built once and
+cached, that engine.making.model adds at the decoding step it concerns:
+- scale and third (in ModelGenerator): out-of-scale pitches lower, the mode's third higher;
+- density (`log_gaps`, `density_pull`): longer or shorter gaps to the next onset while the
+  loop so far is busier or sparser than asked;
+- parts: a requested part likelier the longer it rests;
+- pulse (`skipped_pulses`): an onset that would leave a whole pulse empty less likely;
+- harmony (`chord_plan`, `tones_row`): the loop's chord plan, one chord a bar, that the
+  bass's roots, the pad's chords and the lead's strong notes lean on;
+- motif (`Development`): after a designer's motif, its part leans to its intervals and pitch
+  classes.
+`sustain_pad` holds each pad chord until the pad's next onset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+
+from engine.making.grammar import Event, Grammar
+from engine.making.tokens import (
+    BAR,
+    EOS,
+    MAX_BAR_STEPS,
+    N_NOTE,
+    NOTE0,
+    POS0,
+    REL_PITCH_HIGH,
+    REL_PITCH_LOW,
+    STEPS_PER_BEAT,
+    VOCAB,
+)
+from engine.score.music import PARTS, LoopSpec, Note
+
+# Onsets per beat (any part) that the density prior steers toward, inside each bucket of the
+# training labels (low < 1.5 <= medium < 3 <= high <= 4 on the 16th grid).
+DENSITY_TARGETS = {"low": 1.0, "medium": 2.1, "high": 3.6}
+DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
+
+PAD, BASS, LEAD = PARTS.index("pad"), PARTS.index("bass"), PARTS.index("lead")
+# Chord plans for four bars, as (root in semitones above the tonic, third in semitones above
+# the root): common-practice and game-music progressions. In minor the chord before the
+# return is the major dominant (the harmonic minor's leading tone), which a minor key and
+# its relative major do not share.
+_MAJ, _MIN = 4, 3
+PROGRESSIONS = {
+    "major": (
+        ((0, _MAJ), (5, _MAJ), (7, _MAJ), (0, _MAJ)),  # I IV V I
+        ((0, _MAJ), (9, _MIN), (5, _MAJ), (7, _MAJ)),  # I vi IV V
+        ((0, _MAJ), (7, _MAJ), (9, _MIN), (5, _MAJ)),  # I V vi IV
+        ((0, _MAJ), (2, _MIN), (5, _MAJ), (7, _MAJ)),  # I ii IV V
+    ),
+    "minor": (
+        ((0, _MIN), (5, _MIN), (7, _MAJ), (0, _MIN)),  # i iv V i
+        ((0, _MIN), (8, _MAJ), (5, _MIN), (7, _MAJ)),  # i VI iv V
+        ((0, _MIN), (5, _MIN), (8, _MAJ), (7, _MAJ)),  # i iv VI V
+        ((0, _MIN), (5, _MIN), (0, _MIN), (7, _MAJ)),  # i iv i V
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    temperature: float = 1.0
+    top_p: float = 0.95
+    # Subtracted from the logits of out-of-scale pitches: a soft tonic/scale prior (0 = off).
+    scale_bias: float = 2.0
+    # Added to the logits of the mode's third (minor or major, every octave): the note that
+    # makes the mode audible, which a loop of roots and fifths leaves ambiguous (0 = off).
+    third_bias: float = 1.0
+    # Density prior: when the loop so far is busier than requested, log(gap to the next onset,
+    # in 16ths) times this (times the log-ratio of densities, within ±1) is added to the
+    # next-position choices; when sparser, subtracted (0 = off).
+    density_bias: float = 6.0
+    # Added to the part token of a requested part, times how long it has rested (up to one
+    # bar: full strength), so every part the state asks for keeps playing (0 = off).
+    parts_bias: float = 8.0
+    # Motif development, for the part that states a designer's motif, once it has been
+    # stated: added to pitches a motif interval (or its inversion) away from that part's
+    # previous note, and to pitches of the motif's pitch classes (0 = off).
+    motif_interval_bias: float = 2.0
+    motif_pitch_bias: float = 1.0
+    # Harmony first: each loop follows a chord plan, one chord per bar drawn for its mode
+    # (`PROGRESSIONS`: from the tonic, back to it through the last bar). Added to the bar's
+    # chord root for the bass's first note on a downbeat, and to the bar's chord tones for the
+    # pad's first note of an onset and the lead's first note on a pulse (half) (0 = off).
+    harmony_bias: float = 8.0
+    # The pad is the state's bed: once it has started a note, added to the bar's chord tones
+    # above its last note, until it sounds a triad (0 = off).
+    pad_chord_bias: float = 10.0
+    # Taken from the next-onset choices once for each pulse (a quarter, or a dotted quarter in
+    # 6/8, 9/8, 12/8) they would leave without any onset: the music keeps its pulse (0 = off).
+    pulse_bias: float = 2.0
+    # Hard guarantees of the grammar (engine.making.grammar.Grammar), beyond the loop's shape:
+    # at least the requested density bucket's lowest onset rate, and no empty bar.
+    density_floor: bool = True
+    fill_bars: bool = True
+
+
+@lru_cache(maxsize=64)
+def log_gaps(steps_in_bar: int) -> np.ndarray:
+    """[current position + 1, token] → log(16ths from the current position to a next POS or
+    to the bar end); zero for other tokens (only position and bar-end tokens are affected)."""
+    table = np.zeros((MAX_BAR_STEPS + 1, len(VOCAB)), dtype=np.float32)
+    for current in range(-1, steps_in_bar):
+        row = table[current + 1]
+        for pos in range(current + 1, steps_in_bar):
+            row[POS0 + pos] = np.log(pos - current)
+        row[BAR] = row[EOS] = np.log(steps_in_bar - current)
+    table.flags.writeable = False
+    return table
+
+
+def pulse_steps(meter) -> int:
+    """16ths per pulse: a dotted quarter in compound meters (6/8, 9/8, 12/8), else a beat."""
+    if meter.beat_unit == 8 and meter.beats_per_bar % 3 == 0:
+        return 6
+    return max(1, 16 // meter.beat_unit)
+
+
+@lru_cache(maxsize=64)
+def skipped_pulses(steps_in_bar: int, pulse: int) -> np.ndarray:
+    """[current position + 1, token] → pulses of the bar a next POS (or the bar's end) would
+    leave without an onset after the current position; zero for other tokens."""
+    table = np.zeros((MAX_BAR_STEPS + 1, len(VOCAB)), dtype=np.float32)
+    pulses = -(-steps_in_bar // pulse)
+    for current in range(-1, steps_in_bar):
+        row = table[current + 1]
+        here = current // pulse if current >= 0 else -1
+        for pos in range(current + 1, steps_in_bar):
+            row[POS0 + pos] = max(0, pos // pulse - here - 1)
+        row[BAR] = row[EOS] = max(0, pulses - 1 - here)
+    table.flags.writeable = False
+    return table
+
+
+def chord_plan(mode: str, bars: int, seed: int) -> list[tuple[int, int]]:
+    """One chord per bar, (root, third) in semitones: a progression drawn for `seed`, spread
+    over the bars (the first bar on the tonic chord, the last on the chord that returns)."""
+    plans = PROGRESSIONS["minor" if mode == "minor" else "major"]
+    plan = plans[np.random.default_rng([seed, 7]).integers(len(plans))]
+    last = len(plan) - 1
+    return [plan[round(b * last / (bars - 1)) if bars > 1 else 0] for b in range(bars)]
+
+
+@lru_cache(maxsize=1024)
+def tones_row(root: int, third: int, bias: float, above: int = -1, only_root: bool = False):
+    """Logit offsets: `bias` on the pitch tokens (relative to the tonic) of a chord's root, or
+    of its root, third and fifth, above pitch token `above` within an octave (-1: anywhere)."""
+    classes = {root % 12} if only_root else {root % 12, (root + third) % 12, (root + 7) % 12}
+    row = np.zeros(len(VOCAB), dtype=np.float32)
+    for token in range(NOTE0, NOTE0 + N_NOTE):
+        if (token - NOTE0 + REL_PITCH_LOW) % 12 in classes and (
+            above < 0 or above < token <= above + 12
+        ):
+            row[token] = bias
+    row.flags.writeable = False
+    return row
+
+
+def density_pull(onsets: int, grammar: Grammar, target: float) -> float:
+    """How far the loop so far is from the requested density: DENSITY_GAIN × log(ratio),
+    clipped to ±1; positive when too busy (favour longer gaps), negative when too sparse."""
+    elapsed_beats = (grammar.bar * grammar.steps_in_bar + grammar.pos + 1) / STEPS_PER_BEAT
+    if elapsed_beats < 1.0:
+        return 0.0  # too early to measure: the model starts the loop its own way
+    density = max(onsets, 0.5) / elapsed_beats  # silence so far counts as very sparse
+    return max(-1.0, min(1.0, DENSITY_GAIN * math.log(density / target)))
+
+
+def sustain_pad(notes: list[Note], loop_beats: float) -> list[Note]:
+    """The pad is the state's bed: each pad chord holds until the pad's next onset (the last
+    one across the loop's end, which the synth wraps), so a sparse loop has no silent gaps.
+    Notes are only ever lengthened."""
+    onsets = sorted({n.start_beats for n in notes if n.part == "pad"})
+    if not onsets:
+        return notes
+    following = dict(zip(onsets, [*onsets[1:], onsets[0] + loop_beats], strict=True))
+    return [
+        replace(n, duration_beats=max(n.duration_beats, following[n.start_beats] - n.start_beats))
+        if n.part == "pad"
+        else n
+        for n in notes
+    ]
+
+
+class Development:
+    """The motif prior: after its statement, the motif's part leans toward the motif's
+    intervals (and inversions) from its previous note, and toward its pitch classes."""
+
+    __slots__ = ("part", "after_step", "intervals", "pitches", "interval_bias", "_rows")
+
+    def __init__(
+        self, motif: tuple[Note, ...], events: list[Event], tonic: int, sampling: Sampling
+    ) -> None:
+        self.part = events[0][1]
+        self.after_step = max(e[0] for e in events)
+        from engine.score.motif import material  # mido: imported only when a state has a motif
+
+        classes, intervals = material(motif)
+        self.intervals = sorted(intervals)
+        key_classes = {(c - tonic) % 12 for c in classes}  # pitch tokens are key-relative
+        self.pitches = np.zeros(len(VOCAB), dtype=np.float32)
+        for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
+            if r % 12 in key_classes:
+                self.pitches[NOTE0 + r - REL_PITCH_LOW] = sampling.motif_pitch_bias
+        self.interval_bias = sampling.motif_interval_bias
+        self._rows: dict[int | None, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, spec: LoopSpec, events: list[Event], sampling: Sampling) -> Development | None:
+        if not events or not (sampling.motif_interval_bias or sampling.motif_pitch_bias):
+            return None
+        melodic = tuple(n for n in spec.motif if n.part != "drums")
+        return cls(melodic, events, spec.tonic, sampling)
+
+    def bias(self, grammar: Grammar, bias: np.ndarray | None) -> np.ndarray | None:
+        """`bias` plus the prior, when the motif's part chooses the first pitch of an onset."""
+        step = grammar.bar * grammar.steps_in_bar + grammar.pos
+        if grammar.part != self.part or step <= self.after_step:
+            return bias
+        previous = next((e[2] for e in reversed(grammar.events) if e[1] == self.part), None)
+        row = self._rows.get(previous)
+        if row is None:
+            row = self.pitches.copy()
+            for interval in self.intervals if previous is not None else ():
+                if NOTE0 <= previous + interval < NOTE0 + N_NOTE:
+                    row[previous + interval] += self.interval_bias
+            self._rows[previous] = row
+        return row if bias is None else bias + row
