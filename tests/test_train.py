@@ -128,3 +128,26 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
     assert all(0 <= n.start_beats < spec.beats and n.part in spec.parts for n in loop.notes)
     bar_beats = spec.beats / spec.bars
     assert {int(n.start_beats // bar_beats) for n in loop.notes} == set(range(spec.bars))
+
+
+@pytest.mark.parametrize(
+    "before,now,carried",
+    [
+        ({"int8": 1.5371, "fp32": 1.5360, "torch_fp32_all": 1.4893}, 1.5372, True),  # same model
+        ({"int8": 1.6000, "fp32": 1.5360, "torch_fp32_all": 1.4893}, 1.5372, False),  # another
+        (None, 1.5372, False),  # no earlier evaluation
+    ],
+)
+def test_fp32_figures_carry_over_only_for_the_same_model(tmp_path: Path, before, now, carried):
+    from engine.train.evaluate import _fp32_carried_over
+
+    previous = tmp_path / "evaluation.json"
+    if before is not None:
+        previous.write_text(json.dumps({"nll_nats_per_token": before}))
+    nll = {"int8": now, "fp32": None, "torch_fp32_all": None}
+    got = _fp32_carried_over(previous, nll)
+    if carried:
+        assert got == {"fp32": 1.5360, "torch_fp32_all": 1.4893,
+                       "carried_over": ["fp32", "torch_fp32_all"]}  # fmt: skip
+    else:
+        assert got == {}

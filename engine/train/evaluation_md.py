@@ -37,7 +37,13 @@ def markdown(r: dict) -> str:
         f"| ONNX fp32 twin | {nll['onnx_windows']} | {_num(nll['fp32'], 4)} |",
         f"| ONNX int8, shipped | {nll['onnx_windows']} | {_num(nll['int8'], 4)} |",
         "",
-        f"int8 vs fp32 on the same windows: {_num(nll.get('int8_vs_fp32_percent'), 2)} %",
+        f"int8 vs fp32 on the same windows: {_num(nll.get('int8_vs_fp32_percent'), 2)} %"
+        + (
+            f" (fp32 rows from the previous evaluation of this model: {', '.join(carried)} "
+            "need torch and the training run's fp32 twin, absent here)"
+            if (carried := nll.get("carried_over"))
+            else ""
+        ),
         "",
         f"## Control accuracy ({first['loops']} generated 4-bar loops per column)",
         "",
