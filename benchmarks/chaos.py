@@ -326,7 +326,7 @@ def flood(daemon: Daemon, jack: Jack, seconds: float, failures: list, label: str
         "rejects": rejects, "rate_limited": delta("osc_rate_limited"),
         "subscribers_max": subscribers_max, "subscribers_evicted": delta("osc_subscribers_evicted"),
         "status_answered": f"{answered}/{asked}", "underruns": underruns,
-        "receive_rests": delta("osc_busy_rests"),
+        "receive_busy_windows": delta("osc_busy_windows"), "shed": delta("osc_shed"),
     }  # fmt: skip
     accounted = figures["datagrams_received"] + figures["kernel_drops"]
     if answered < 0.9 * asked:  # each poll is five tries: the kernel's drops are random

@@ -108,8 +108,9 @@ def above_ordinary_tasks(priority: int) -> str:
     busy machine (a game beside Segue) an ordinary thread holding the GIL is preempted by the
     game's threads for milliseconds, and the audio thread waits behind it: underruns. At
     SCHED_FIFO, below the audio thread's own priority, no ordinary task preempts a thread that
-    holds the GIL. The cost is bounded: the OSC thread rests after half of each 20 ms window
-    of work, the other threads do little, and the kernel keeps 5 % of each CPU for ordinary
+    holds the GIL. The cost is bounded: the OSC thread parses for at most half of each 20 ms
+    window and reads for at most a quarter more (engine/control/osc.py), the other threads do
+    little, and the kernel keeps 5 % of each CPU for ordinary
     tasks whatever real-time threads do."""
     if priority <= 0:
         return "normal priority"

@@ -38,7 +38,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 MAX_DATAGRAM = 65536
 BUSY_WINDOW_S = 0.02  # the receive thread's CPU is measured over windows this long ...
-BUSY_SHARE = 0.5  # ... and it rests once it was busy this share of one
+BUSY_SHARE = 0.5  # ... and it only sheds once it was busy this share of one
+SHED_SHARE = 0.25  # ... and rests once shedding (reading only) took this share more
+ALWAYS_PARSED = (b"/segue/status", b"/segue/ping")  # parsed even while shedding
 
 
 class Double(float):
@@ -71,7 +73,8 @@ class OscCounters:
     rate_limited: int = 0  # status/reload requests over a sender's budget
     subscribe_refused: int = 0  # subscriptions naming another host than the sender's
     subscribers_evicted: int = 0  # the oldest, when a new one came at the cap
-    busy_rests: int = 0  # times the receive thread rested after half a window of work
+    busy_windows: int = 0  # windows in which the receive thread spent its parse budget
+    shed: int = 0  # datagrams read past that budget and dropped unparsed (not status or ping)
 
 
 class RateLimitedLog:
@@ -130,13 +133,17 @@ class OscServer:
         self._sock.close()
 
     def _serve(self) -> None:
-        """Receive thread. Under a flood it takes at most BUSY_SHARE of a core (and of the
-        GIL): past that it rests until the window ends, and the kernel drops (and counts)
-        what does not fit in the socket's buffer. The audio and control threads go on."""
-        # Busy is this thread's own CPU time, the reads included: under a flood the
-        # recvfrom calls cost as much as the parsing.
-        budget = BUSY_SHARE * BUSY_WINDOW_S
+        """Receive thread. Under a flood it parses for at most BUSY_SHARE of each window of
+        its own CPU time (reads included), then sheds until the window ends: it reads on,
+        so the socket's buffer keeps room and the kernel drops less, but parses only
+        `/segue/status` and `/segue/ping` (a prefix test) and drops the rest, counted. Past
+        SHED_SHARE more it rests until the window ends. So a flood costs the audio and control
+        threads little of the GIL (a read holds it for a microsecond), the thread never takes
+        more than BUSY_SHARE + SHED_SHARE of a core, and a game's status request gets through
+        a flood the thread can read."""
+        budget, shed_budget = BUSY_SHARE * BUSY_WINDOW_S, SHED_SHARE * BUSY_WINDOW_S
         window_start, cpu_start = time.perf_counter(), time.thread_time()
+        shedding = False
         while not self._stop.is_set():
             try:
                 data, sender = self._sock.recvfrom(MAX_DATAGRAM)
@@ -146,14 +153,21 @@ class OscServer:
                 if self._stop.is_set():
                     return
                 continue
-            self.receive(data, sender)
+            if not shedding or data.startswith(ALWAYS_PARSED):
+                self.receive(data, sender)
+            else:
+                self.counters.datagrams += 1
+                self.counters.shed += 1
             now = time.perf_counter()
             if now - window_start >= BUSY_WINDOW_S:
-                window_start, cpu_start = now, time.thread_time()
-            elif time.thread_time() - cpu_start > budget:
-                self.counters.busy_rests += 1
-                time.sleep(window_start + BUSY_WINDOW_S - now)
-                window_start, cpu_start = time.perf_counter(), time.thread_time()
+                window_start, cpu_start, shedding = now, time.thread_time(), False
+                continue
+            busy = time.thread_time() - cpu_start
+            if not shedding and busy > budget:
+                shedding = True
+                self.counters.busy_windows += 1
+            elif shedding and busy > budget + shed_budget:  # a flood beyond reading: rest,
+                time.sleep(window_start + BUSY_WINDOW_S - now)  # the kernel drops (counted)
 
     def receive(self, data: bytes, sender: tuple[str, int]) -> None:
         """Parse and dispatch one datagram (receive thread). Never raises."""

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     li.add_argument("--model", type=Path, default=None)
     li.add_argument("--loops", type=int, default=6, help="loops per state spec and maker")
     li.add_argument("--out", type=Path, default=Path("models"))
+    li.add_argument("--tuning", action="store_true", help="the tuning specs instead (printed)")
     args = parser.parse_args(argv)
 
     if args.command == "data":
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "listen":
         from engine.train.listening import main as listen
 
-        return listen(args.model, args.loops, args.out)
+        return listen(args.model, args.loops, args.out, args.tuning)
     if args.command == "sweep":
         from engine.train.evaluate import sweep
 

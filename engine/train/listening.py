@@ -21,7 +21,8 @@ densities and moods none of statemachines/game.yaml's), six loops each: the mode
 (no priors, no guarantees), the model as Segue ships it, and the rule-based fallback; beside
 the same measures on held-out game music (Freedoom's level music in the data's val and test
 splits, in 8-bar windows). Writes LISTENING.md, listening.json and listening.png (piano rolls
-side by side) to `--out`.
+side by side) to `--out`. `--tuning` prints the same table for `TUNING_SPECS`, the eight specs
+the decoding's frame (harmony, pad chords, pulse) was tuned on, and writes nothing.
 """
 
 from __future__ import annotations
@@ -71,6 +72,19 @@ SPECS: tuple[LoopSpec, ...] = (
     _spec("summit", "triumphant", "major", "B", 108, (4, 4), "medium", FULL, {"lead": 60}),
     _spec("lab", "scary", "minor", "D", 100, (3, 4), "high", FULL, {"pad": 92}),
     _spec("dawn", "dreamy", "major", "F#", 70, (4, 4), "medium", TRIO),
+)  # fmt: skip
+
+# Where the decoding's frame (harmony, pad chords, pulse: engine.making.priors) was tuned:
+# keys, meters and tempi of their own. `python -m engine.train listen --tuning` measures them.
+TUNING_SPECS: tuple[LoopSpec, ...] = (
+    _spec("d1", "happy", "major", "C", 96, (4, 4), "medium", FULL),
+    _spec("d2", "sad", "minor", "G", 72, (4, 4), "low", TRIO),
+    _spec("d3", "tense", "minor", "B", 150, (4, 4), "high", FULL),
+    _spec("d4", "calm", "major", "F", 88, (3, 4), "medium", ("pad", "lead")),
+    _spec("d5", "dark", "minor", "A", 112, (6, 8), "medium", FULL),
+    _spec("d6", "triumphant", "major", "E", 126, (4, 4), "high", FULL),
+    _spec("d7", "mysterious", "minor", "F#", 80, (3, 4), "low", FULL),
+    _spec("d8", "peaceful", "major", "Bb", 64, (6, 8), "low", TRIO),
 )  # fmt: skip
 
 
@@ -253,17 +267,20 @@ def real_excerpts() -> list[Excerpt]:
     return out
 
 
-def evaluate(model: Path | None = None, loops: int = 6) -> dict:
+def evaluate(model: Path | None = None, loops: int = 6, tuning: bool = False) -> dict:
+    """The held-out specs (seeds from 1000), or with `tuning` the tuning specs (from 500)."""
     from tqdm import tqdm
 
-    result: dict = {"specs": [s.state for s in SPECS], "loops_per_spec": loops, "makers": {}}
+    specs, seed0 = (TUNING_SPECS, 500) if tuning else (SPECS, 1000)
+    result: dict = {"specs": [s.state for s in specs], "loops_per_spec": loops, "makers": {},
+                    "held_out": not tuning}  # fmt: skip
     sheets: dict[str, list] = {}
     jobs = [(name, make, spec, seed) for name, make in makers(model).items()
-            for spec in SPECS for seed in range(loops)]  # fmt: skip
+            for spec in specs for seed in range(loops)]  # fmt: skip
     rows: dict[str, list] = {}
     for name, make, spec, seed in tqdm(jobs, desc="loops", unit="loop"):
-        loop = make(replace(spec, seed=1000 + seed))
-        m = measures(of_loop(loop)) | {"spec": spec.state, "seed": 1000 + seed}
+        loop = make(replace(spec, seed=seed0 + seed))
+        m = measures(of_loop(loop)) | {"spec": spec.state, "seed": seed0 + seed}
         rows.setdefault(name, []).append((m, spec.density))
         if spec.state == SHEET_SPEC and seed == 0:
             sheets[f"{name}: {spec.state} ({spec.meter}, {spec.density})"] = of_loop(loop)
@@ -272,7 +289,7 @@ def evaluate(model: Path | None = None, loops: int = 6) -> dict:
             "overall": summary([m for m, _ in pairs], [d for _, d in pairs]),
             "per_spec": {s.state: summary([m for m, _ in pairs if m["spec"] == s.state],
                                           [d for m, d in pairs if m["spec"] == s.state])
-                         for s in SPECS},
+                         for s in specs},
             "loops": [m for m, _ in pairs],
         }  # fmt: skip
     real = real_excerpts()
@@ -300,7 +317,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Loops as a listener hears them",
         "",
-        f"{len(r['specs'])} held-out state specs × {r['loops_per_spec']} loops per maker; real "
+        f"{len(r['specs'])} {'held-out' if r.get('held_out', True) else 'tuning'} state specs "
+        f"× {r['loops_per_spec']} loops per maker; real "
         f"music: {r['real']['source']} ({r['real']['loops']} windows). Definitions: "
         "engine/train/listening.py. `python -m engine.train listen` wrote this file.",
         "",
@@ -359,8 +377,12 @@ def piano_rolls(sheets: dict[str, Excerpt], path: Path) -> None:
     plt.close(fig)
 
 
-def main(model: Path | None, loops: int, out: Path) -> int:
-    r = evaluate(model, loops)
+def main(model: Path | None, loops: int, out: Path, tuning: bool = False) -> int:
+    r = evaluate(model, loops, tuning)
+    if tuning:  # what the priors were tuned on: printed, never written over the held-out files
+        r.pop("_sheets")
+        print(markdown(r))
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     piano_rolls(r.pop("_sheets"), out / "listening.png")
     (out / "listening.json").write_text(json.dumps(r, indent=1) + "\n")
