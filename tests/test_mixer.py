@@ -187,19 +187,3 @@ def test_a_plan_replaced_before_any_block_is_heard_with_its_successor():
     mixer.render(256)
     assert mixer.start_frame(1) == mixer.start_frame(2) == 256
     assert mixer.seen_ns(1) == mixer.seen_ns(2) == 7_000_000
-
-
-@pytest.mark.parametrize("fails", [False, True], ids=["mixes", "raises"])
-def test_rendering_is_said_while_a_block_is_mixed(monkeypatch, fails: bool) -> None:
-    mixer = Mixer()
-    seen = []
-
-    def mix(out, frames):
-        seen.append(mixer.rendering)
-        if fails:
-            raise RuntimeError("a fault in the mix")
-
-    monkeypatch.setattr(mixer, "_mix", mix)
-    assert mixer.rendering is False
-    mixer.render(256)
-    assert seen == [True] and mixer.rendering is False

@@ -123,10 +123,6 @@ class Mixer:
         self.clock_ns = clock_ns  # the offline renderer passes its virtual clock
         self.plan = MixPlan(serial=0)
         self.frames_rendered = 0
-        # True while `render` runs. The audio thread is Python and needs the GIL: a busy thread
-        # (the OSC receive thread under a flood, the control thread) that sees it sleeps
-        # instead of taking the GIL back every switch interval in the middle of a block.
-        self.rendering = False
         self.counters = MixerCounters()
         # Audio-thread state, all preallocated.
         self._out = np.zeros((max_block_frames, 2), np.float32)
@@ -170,14 +166,11 @@ class Mixer:
         (an error writes silence and is counted).
         """
         out = self._out[:frames]
-        self.rendering = True  # other threads step aside (see `rendering`)
         try:
             self._mix(out, frames)
         except Exception:  # noqa: BLE001 - the stream must go on
             out.fill(0.0)
             self.counters.errors += 1
-        finally:
-            self.rendering = False
         self.frames_rendered += frames
         self.counters.blocks += 1
         self.counters.frames += frames

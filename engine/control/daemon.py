@@ -25,7 +25,7 @@ from pathlib import Path
 from engine.control import addresses
 from engine.control import commands as cmd
 from engine.control.engine import Engine
-from engine.control.osc import DEFAULT_HOST, DEFAULT_PORT, STEP_ASIDE_S, OscServer
+from engine.control.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
 from engine.making.supervisor import WorkerMaker
 from engine.score.graph import Graph
 from engine.score.music import SAMPLE_RATE
@@ -155,7 +155,6 @@ class Daemon:
             allow=config.allow,
             max_subscribers=config.max_subscribers,
             subscribe_any_host=config.subscribe_any_host,
-            audio_busy=lambda: self.mixer.rendering,
         )
         self.stop_event = threading.Event()
         self.generator = "?"
@@ -233,7 +232,7 @@ class Daemon:
     def _control(self) -> None:
         """Apply commands as they come; tick the conductor every TICK_SECONDS, not per
         command, so a flood of OSC costs the process (and the audio callback's GIL) little."""
-        conductor, mixer = self.conductor, self.mixer
+        conductor = self.conductor
         scheduled: list[tuple[int, int, cmd.Command]] = []
         order = 0
         next_tick = time.monotonic()
@@ -247,8 +246,6 @@ class Daemon:
                 command = self.inbox.get(timeout=timeout)
             except queue.Empty:
                 command = None
-            while mixer.rendering:  # the audio thread renders a block: leave it the GIL
-                time.sleep(STEP_ASIDE_S)
             try:
                 if command is not None:
                     if command.due_ns and command.due_ns > time.monotonic_ns():

@@ -41,7 +41,6 @@ BUSY_WINDOW_S = 0.02  # the receive thread's CPU is measured over windows this l
 BUSY_SHARE = 0.5  # ... and it only sheds once it was busy this share of one
 SHED_SHARE = 0.25  # ... and rests once shedding (reading only) took this share more
 ALWAYS_PARSED = (b"/segue/status", b"/segue/ping")  # parsed even while shedding
-STEP_ASIDE_S = 0.0002  # a busy thread's sleep while the audio thread renders a block
 
 
 class Double(float):
@@ -109,10 +108,8 @@ class OscServer:
         allow: tuple = (),
         max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
         subscribe_any_host: bool = False,
-        audio_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.on_command = on_command
-        self.audio_busy = audio_busy  # the receive thread sleeps while it says so
         self.counters = OscCounters()
         self.gate = SenderGate(allow)
         self.subscribers = Subscribers(max_subscribers, subscribe_any_host)
@@ -156,8 +153,6 @@ class OscServer:
                 if self._stop.is_set():
                     return
                 continue
-            while self.audio_busy():  # the audio thread renders: leave it the GIL
-                time.sleep(STEP_ASIDE_S)
             if not shedding or data.startswith(ALWAYS_PARSED):
                 self.receive(data, sender)
             else:
