@@ -320,7 +320,12 @@ def markdown(r: dict) -> str:
         f"{len(r['specs'])} {'held-out' if r.get('held_out', True) else 'tuning'} state specs "
         f"× {r['loops_per_spec']} loops per maker; real "
         f"music: {r['real']['source']} ({r['real']['loops']} windows). Definitions: "
-        "engine/train/listening.py. `python -m engine.train listen` wrote this file.",
+        "engine/train/listening.py. "
+        + (
+            "`python -m engine.train listen` wrote this file."
+            if r.get("held_out", True)
+            else "`python -m engine.train listen --tuning` printed this."
+        ),
         "",
         "| measure | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
