@@ -260,7 +260,7 @@ class ModelGenerator:
         # (and another part once that part has played: a part not heard yet may still come in)
         gaps = log_gaps(steps_in_bar) if sampling.density_bias else None
         pulse_16ths = pulse_steps(spec.meter)
-        plan = chord_plan(spec.mode, spec.bars, spec.seed) if sampling.harmony_bias else None
+        plan = chord_plan(spec.mode, spec.bars, spec.seed)  # harmony and pad chords lean on it
         pulse = (
             -sampling.pulse_bias * skipped_pulses(steps_in_bar, pulse_16ths)
             if sampling.pulse_bias
@@ -294,7 +294,7 @@ class ModelGenerator:
                     for inst, last in last_played.items():
                         rest = min(1.0, (step - last) / steps_in_bar)
                         step_bias[inst] += sampling.parts_bias * rest
-                if plan and phase == "inst":
+                if sampling.harmony_bias and phase == "inst":
                     root, third = plan[grammar.bar]
                     row = None
                     if grammar.part == BASS and grammar.pos == 0:
@@ -314,9 +314,7 @@ class ModelGenerator:
                     and grammar.chord < MAX_CHORD_NOTES
                 )
                 if chord:
-                    root, third = (
-                        plan[grammar.bar] if plan else (0, 4 if spec.mode == "major" else 3)
-                    )
+                    root, third = plan[grammar.bar]
                     row = tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch)
                     step_bias = row if step_bias is None else step_bias + row
                 elif phase == "dv" and grammar.bar_tokens * steps_in_bar > (

@@ -70,6 +70,8 @@ class Sampling:
     temperature: float = 1.0
     top_p: float = 0.95
     # Subtracted from the logits of out-of-scale pitches: a soft tonic/scale prior (0 = off).
+    # The minor's raised seventh is spared: the harmonic minor's leading tone, the third of
+    # the major dominant in the chord plans.
     scale_bias: float = 2.0
     # Added to the logits of the mode's third (minor or major, every octave): the note that
     # makes the mode audible, which a loop of roots and fifths leaves ambiguous (0 = off).
