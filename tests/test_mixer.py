@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-import time
 import tracemalloc
 
 import numpy as np
@@ -136,62 +133,6 @@ def test_render_allocates_no_audio_buffers():
     tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert grown < 4096, f"render() kept {grown} bytes over 200 blocks"
-
-
-def busy_plan(level: float = 0.1) -> MixPlan:
-    """Two loops crossfading and a stem mix ramping; at the default level the limiter works."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((48000, 2)).astype(np.float32) * level
-    stems = np.stack([a, a * 0.5, a * 2.0, a * 8.0])
-    return MixPlan(1, (
-        Layer(a, 0, 0, 0, fade_start=0, fade_frames=96000, gain_from=1.0, gain_to=0.0),
-        Layer(a, 0, 100, 0, fade_start=0, fade_frames=96000, gain_from=0.0, gain_to=1.0,
-              curve=S_CURVE),
-        Layer(a, 0, 7, 0, stems=stems, stem_from=(1.0, 0.0, 1.0, 0.0),
-              stem_to=(0.2, 1.0, 0.2, 1.0), stem_start=0, stem_frames=96000),
-    ))  # fmt: skip
-
-
-def test_a_block_is_mixed_without_letting_go_of_the_gil():
-    """numpy hands the GIL over around every loop of more than 500 elements, and under a
-    flood of OSC each hand-over cost the audio thread a switch interval. Here a second
-    thread waits for the GIL all along (the switch interval is too long to force it over),
-    so it can only count while a block is mixed if mixing lets go of it."""
-    mixer = Mixer()
-    mixer.publish(busy_plan())
-    counted, stop = [0], []
-
-    def waiting() -> None:
-        while not stop:
-            counted[0] += 1
-            time.sleep(0)  # hands the GIL back to the test at once
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1000.0)
-    thread = threading.Thread(target=waiting, daemon=True)
-    try:
-        thread.start()
-        blocks_with_company = 0
-        for _ in range(200):
-            before = counted[0]
-            mixer.render(256)
-            blocks_with_company += counted[0] != before
-            if _ % 20 == 0:
-                time.sleep(0.001)  # the other thread runs, then waits for the GIL again
-    finally:
-        stop.append(True)
-        sys.setswitchinterval(interval)
-        thread.join()
-    assert mixer.counters.limited_blocks > 0 and mixer.counters.errors == 0
-    assert blocks_with_company == 0, f"{blocks_with_company} of 200 blocks let go of the GIL"
-
-
-def test_mixing_in_pieces_gives_the_same_samples_as_whole_blocks():
-    whole, pieces = Mixer(), Mixer()
-    whole.publish(busy_plan(level=0.01))  # the limiter's gain moves per block: left out
-    pieces.publish(busy_plan(level=0.01))
-    np.testing.assert_array_equal(pull(whole, 20000, block=997), pull(pieces, 20000, block=97))
-    assert whole.counters.limited_blocks == 0
 
 
 def test_gain_at_matches_what_the_audio_thread_plays():

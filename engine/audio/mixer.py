@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.audio import GIL_HELD_FRAMES
-
 LINEAR, EQUAL_POWER, S_CURVE = 0, 1, 2
 CURVES = {"linear": LINEAR, "equal_power": EQUAL_POWER, "s_curve": S_CURVE}
 
@@ -190,20 +188,6 @@ class Mixer:
                 self._seen_ns[serial & _MASK] = seen_ns
             self._seen_serial = plan.serial
             self.counters.plans_seen += 1
-        # In pieces numpy mixes without letting go of the GIL (engine/audio/__init__.py).
-        # Every operation is per frame, so the pieces add up to the same samples, bit for bit.
-        peak = 0.0
-        for first in range(0, frames, GIL_HELD_FRAMES):
-            n = min(GIL_HELD_FRAMES, frames - first)
-            piece = out[first : first + n]
-            self._mix_layers(plan, piece, now + first, n)
-            absolute = self._abs[:n]
-            np.abs(piece, out=absolute)
-            peak = max(peak, float(absolute.max()))
-        self._limit(out, frames, peak)
-
-    def _mix_layers(self, plan: MixPlan, out: np.ndarray, now: int, frames: int) -> None:
-        """out[:frames] = the plan's layers from frame `now`, each with its gains."""
         starts = self._starts
         out.fill(0.0)
         tmp = self._tmp[:frames]
@@ -224,6 +208,7 @@ class Mixer:
                 self._mix_stems(layer, t + lo - layer.anchor, ts, lo, hi, tmp)
             self._apply_gain(layer, tf, lo, hi, tmp, gain)
             np.add(out[lo:hi], tmp[lo:hi], out=out[lo:hi])
+        self._limit(out, frames)
 
     @staticmethod
     def _read(audio: np.ndarray, position: int, dest: np.ndarray) -> None:
@@ -313,10 +298,13 @@ class Mixer:
         np.clip(x, min(layer.gain_from, layer.gain_to), max(layer.gain_from, layer.gain_to), out=x)
         np.multiply(tmp[lo:hi], x[:, np.newaxis], out=tmp[lo:hi])
 
-    def _limit(self, out: np.ndarray, frames: int, peak: float) -> None:
+    def _limit(self, out: np.ndarray, frames: int) -> None:
         """Master limiter: block-rate gain with instant attack, slow release, then a
         hard ceiling as the last guard. Loops are loudness-normalised with headroom,
-        so on the shipped graphs this rarely engages. `peak`: the block's, before it."""
+        so on the shipped graphs this rarely engages."""
+        absolute = self._abs[:frames]
+        np.abs(out, out=absolute)
+        peak = float(absolute.max()) if frames else 0.0
         if peak > 0.0 and not self.counters.first_sound_ns:
             self.counters.first_sound_ns = self.clock_ns()  # start-up figure
         g = self._limiter_gain
@@ -324,9 +312,7 @@ class Mixer:
             g = self.LIMIT_CEILING / peak
             self.counters.limited_blocks += 1
         if g != 1.0:
-            for first in range(0, frames, GIL_HELD_FRAMES):
-                piece = out[first : first + GIL_HELD_FRAMES]
-                np.multiply(piece, g, out=piece)
-                np.clip(piece, -self.LIMIT_CEILING, self.LIMIT_CEILING, out=piece)
+            np.multiply(out, g, out=out)
+            np.clip(out, -self.LIMIT_CEILING, self.LIMIT_CEILING, out=out)
             g = min(1.0, g + self.LIMIT_RELEASE_PER_BLOCK)
         self._limiter_gain = g

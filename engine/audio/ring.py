@@ -68,8 +68,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.audio import copy_held
-
 MAGIC = int.from_bytes(b"SEGUERNG", "little")
 VERSION = 1
 CACHE_LINE_BYTES = 64
@@ -342,9 +340,9 @@ class RingWriter:
         frames_count = frames.shape[0]
         start = self._write_index % self.capacity_frames
         first = min(frames_count, self.capacity_frames - start)
-        copy_held(self._data[start : start + first], frames[:first])
+        np.copyto(self._data[start : start + first], frames[:first])
         if first < frames_count:
-            copy_held(self._data[: frames_count - first], frames[first:])
+            np.copyto(self._data[: frames_count - first], frames[first:])
         # Data first, then the index: the consumer never sees frames that are not there yet.
         self._write_index += frames_count
         self._map.header[_W] = self._write_index

@@ -11,7 +11,6 @@ import os
 import threading
 import time
 
-from engine.audio import copy_held
 from engine.audio.sinks.base import Pull, Sink, SinkError
 from engine.audio.sinks.device import find_device, sounddevice
 from engine.audio.sinks.timing import BlockTimer
@@ -48,7 +47,7 @@ class DirectDeviceSink(Sink):
         try:
             if status.output_underflow:
                 self.underruns += 1
-            copy_held(outdata, self._pull(frames))
+            outdata[:] = self._pull(frames)
         except Exception:  # noqa: BLE001 - never raise into PortAudio
             outdata.fill(0)
             self.errors += 1
