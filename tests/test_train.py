@@ -17,6 +17,7 @@ from engine.making.tokens import PREFIX_LEN, VOCAB
 from engine.score.music import Instrument, LoopSpec, Meter
 from engine.train import controls as ctl
 from engine.train.data import Dataset, assign_parts, build, split_of
+from engine.train.sources import SOURCE_SHARE, corpus_files, draw_weights
 from engine.train.wad import WadError, midi_lumps
 
 WAD = Path("/usr/share/games/doom/freedoom2.wad")
@@ -35,6 +36,27 @@ def test_wad_rejects_other_files(tmp_path: Path) -> None:
     path.write_bytes(b"not a wad at all")
     with pytest.raises(WadError):
         midi_lumps(path)
+
+
+def test_the_corpus_gives_multipart_works_and_leaves_out_reserved_encodings() -> None:
+    files = corpus_files()
+    chamber = [path for path, source in files if source == "classical_chamber"]
+    assert sum("/beethoven/" in p for p in chamber) >= 20  # the string quartets
+    assert any("/haydn/" in p for p in chamber) and any("/mozart/" in p for p in chamber)
+    for reserved in ("/palestrina/", "/monteverdi/", "/trecento/", "/essenFolksong/", "/webern/"):
+        assert not any(reserved in path for path, _ in files), reserved
+    assert not any(p.endswith(".rntxt") for p in chamber)  # analyses, not music
+
+
+def test_each_source_is_drawn_by_its_share_not_its_size() -> None:
+    sources = np.array(["ryans_mammoth"] * 900 + ["freedoom"] * 100 + ["user:studio"] * 10)
+    weights = draw_weights(sources)
+    drawn = {name: weights[sources == name].sum() for name in np.unique(sources)}
+    total = SOURCE_SHARE["ryans_mammoth"] + SOURCE_SHARE["freedoom"] + 0.25
+    assert drawn["ryans_mammoth"] == pytest.approx(SOURCE_SHARE["ryans_mammoth"] / total)
+    assert drawn["freedoom"] == pytest.approx(SOURCE_SHARE["freedoom"] / total)
+    assert drawn["freedoom"] > drawn["ryans_mammoth"]  # a tenth of the windows, most draws
+    assert weights.sum() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

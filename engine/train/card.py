@@ -75,7 +75,11 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
     splits = data["splits"]
     lines += [
         "",
-        "Not used: music21's Essen folksongs (non-commercial licence) and the rest of its corpus.",
+        data.get(
+            "left_out",
+            "Not used: music21's Essen folksongs (non-commercial licence) and the rest of its "
+            "corpus.",
+        ),
         "Split by piece (hash of the piece id): "
         + ", ".join(f"{k} {v['pieces']} pieces / {v['windows']} windows" for k, v in splits.items())
         + ".",
@@ -97,7 +101,14 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         f"{training['steps']} steps in {training['minutes']} min on "
         f"{training['config'].get('threads', 1)} CPU thread(s) "
         f"(stopped by {training['stopped_by']}); best validation NLL {training['best_val_nll']:.4f}"
-        " nats/token. Seeded; AdamW, early stopping on validation NLL.",
+        " nats/token. Seeded; AdamW, early stopping on validation NLL."
+        + (
+            " Training windows drawn by source share (not by window count): "
+            + ", ".join(f"{k} {100 * v:.1f} %" for k, v in training["draw_shares"].items())
+            + "."
+            if training.get("draw_shares")
+            else ""
+        ),
         "",
         "Produced by:",
         "",

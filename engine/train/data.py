@@ -2,7 +2,8 @@
 
 Sources (each recorded with its size and licence in data/dataset.json):
 - the music21 package's bundled corpus: Bach chorales, Ryan's Mammoth Collection,
-  O'Neill's 1850 (the Essen folksongs are left out: non-commercial licence);
+  O'Neill's 1850, and its multi-part works whose encodings reserve no rights
+  (`classical_chamber`: string quartets and others, see CHAMBER_FOLDERS);
 - the MIDI lumps `D_*` of Freedoom's WADs (Debian package `freedoom`);
 - any folder of `.mid` files a user passes (a studio fine-tuning on its own music).
 
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from engine.making.tokens import METERS, PREFIX_LEN, Controls, encode, tempo_bucket
 from engine.score.music import PARTS, Note
 from engine.train import controls as ctl
+from engine.train.sources import LEFT_OUT, SOURCES, corpus_files
 from engine.train.wad import midi_lumps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,28 +47,6 @@ DENSITY_EDGES = (1.5, 3.0)
 FREEDOOM_WADS = ("/usr/share/games/doom/freedoom1.wad", "/usr/share/games/doom/freedoom2.wad")
 # Tempo ranges (bpm) for pieces with no tempo marking: a window draws one uniformly.
 UNMARKED_TEMPO_BPM = {"bach_chorales": (60.0, 100.0), "default": (84.0, 150.0)}
-
-SOURCES = {
-    "bach_chorales": {
-        "what": "J. S. Bach chorales (4-part), music21 corpus bach/*.mxl|*.xml",
-        "licence": "compositions in the public domain; encodings distributed with music21 "
-        "(BSD-3-Clause; music21/corpus/license.txt: licensed for use)",
-    },
-    "ryans_mammoth": {
-        "what": "Ryan's Mammoth Collection (1883) fiddle tunes, music21 corpus ryansMammoth/",
-        "licence": "tunes in the public domain (published 1883); ABC transcriptions "
-        "contributed for free use, distributed with music21 (BSD-3-Clause corpus)",
-    },
-    "oneills_1850": {
-        "what": "O'Neill's Music of Ireland (1903), 1850 tunes, music21 corpus oneills1850/",
-        "licence": "tunes in the public domain (published 1903); ABC by Norbert Paap, "
-        "distributed with music21 (BSD-3-Clause corpus)",
-    },
-    "freedoom": {
-        "what": "Freedoom 1 and 2 level music: MIDI lumps D_* of freedoom{1,2}.wad",
-        "licence": "BSD-3-Clause (Freedoom licence, Debian package freedoom)",
-    },
-}
 
 
 @dataclass
@@ -206,21 +186,6 @@ def _parse_corpus_file(args: tuple[str, str]) -> list[Piece]:
         if piece is not None and piece.bars:
             pieces.append(piece)
     return pieces
-
-
-def corpus_files() -> list[tuple[str, str]]:
-    from music21 import corpus
-
-    files = []
-    for path in corpus.getPaths():
-        text = str(path)
-        if "/bach/" in text and path.suffix in (".mxl", ".xml"):
-            files.append((text, "bach_chorales"))
-        elif "/ryansMammoth/" in text:
-            files.append((text, "ryans_mammoth"))
-        elif "/oneills1850/" in text:
-            files.append((text, "oneills_1850"))
-    return sorted(files)
 
 
 def read_pieces(
@@ -381,6 +346,7 @@ def build(
         "stride_bars": STRIDE_BARS,
         "density_edges": edges,
         "duplicate_pieces_skipped": duplicates,
+        "left_out": LEFT_OUT if builtin_sources else "",
         "median_density": median,
         "sources": {
             name: {

@@ -16,9 +16,7 @@ from tqdm import tqdm
 from engine.making.tokens import PAD, PREFIX_LEN, VOCAB
 from engine.train.data import DATA_DIR, Dataset
 from engine.train.model import ModelConfig, SegueGRU
-
-# Freedoom is the only source with drums and four-part textures: show it more often.
-SOURCE_WEIGHT = {"freedoom": 4.0}
+from engine.train.sources import draw_weights
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,7 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
     rng = np.random.default_rng(config.seed)
     data = Dataset.load(data_dir)
     train_seqs = data.sequences("train")
-    weights = np.array([SOURCE_WEIGHT.get(s, 1.0) for s in data.sources_of("train")])
-    weights /= weights.sum()
+    weights = draw_weights(data.sources_of("train"))
     val_seqs = data.sequences("val")
     if not val_seqs:  # a tiny fine-tuning folder may hash no piece into validation
         tqdm.write("no validation pieces: validating on training windows")
@@ -183,6 +180,10 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
         "command": command,
         "train_windows": len(train_seqs),
         "val_windows_scored": len(val_seqs),
+        "draw_shares": {
+            str(name): round(float(weights[data.sources_of("train") == name].sum()), 4)
+            for name in np.unique(data.sources_of("train"))
+        },
     }
     (run_dir / "train.json").write_text(json.dumps(summary, indent=2))
     return best_path

@@ -1,0 +1,95 @@
+"""Where Segue's training music comes from: each source with what it is and its licence,
+which of music21's corpus folders are read, and each source's share of the training draws."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SOURCES = {
+    "bach_chorales": {
+        "what": "J. S. Bach chorales (4-part), music21 corpus bach/*.mxl|*.xml",
+        "licence": "compositions in the public domain; encodings distributed with music21 "
+        "(BSD-3-Clause; music21/corpus/license.txt: licensed for use)",
+    },
+    "ryans_mammoth": {
+        "what": "Ryan's Mammoth Collection (1883) fiddle tunes, music21 corpus ryansMammoth/",
+        "licence": "tunes in the public domain (published 1883); ABC transcriptions "
+        "contributed for free use, distributed with music21 (BSD-3-Clause corpus)",
+    },
+    "oneills_1850": {
+        "what": "O'Neill's Music of Ireland (1903), 1850 tunes, music21 corpus oneills1850/",
+        "licence": "tunes in the public domain (published 1903); ABC by Norbert Paap, "
+        "distributed with music21 (BSD-3-Clause corpus)",
+    },
+    "freedoom": {
+        "what": "Freedoom 1 and 2 level music: MIDI lumps D_* of freedoom{1,2}.wad",
+        "licence": "BSD-3-Clause (Freedoom licence, Debian package freedoom)",
+    },
+    "classical_chamber": {
+        "what": "multi-part works of music21's corpus: string quartets of Haydn, Mozart and "
+        "Beethoven, Mozart's K. 545, Corelli, C. P. E. Bach, Handel, R. Schumann, Chopin, "
+        "Weber, Verdi, Joplin, Lusitano, J. R. Johnson, Liliuokalani (.mxl, .xml, .krn)",
+        "licence": "compositions in the public domain; encodings distributed with music21 "
+        "(BSD-3-Clause corpus; music21/corpus/license.txt: licensed for use), none with "
+        "rights of its own reserved, except Corelli's (CC-BY, 2014: attribution in the card)",
+    },
+}
+# music21 corpus folders read as "classical_chamber". Left out of it, for the rights their
+# encodings reserve: Palestrina ("Copyright 2000, John Miller. Rights to all derivative
+# electronic formats reserved"), Monteverdi ("(c) Ut Orpheus Edizioni 2003"), the trecento
+# repertory, Schubert and Clara Schumann (a copyright notice each), Beach (a 2017
+# engraving), Luca and Ciconia (CC-BY-SA); Schoenberg and Webern (20th-century works); the
+# Essen folksongs (non-commercial); and what is not music (demos, leadSheet,
+# theoryExercises, roman-numeral analyses).
+CHAMBER_FOLDERS = (
+    "beethoven", "mozart", "haydn", "corelli", "cpebach", "handel", "schumann_robert",
+    "chopin", "weber", "verdi", "joplin", "lusitano", "johnson_j_r", "liliuokalani",
+)  # fmt: skip
+SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")
+LEFT_OUT = (
+    "Not used, for the rights their encodings reserve: music21's Palestrina (John Miller "
+    "2000, derivative formats reserved), Monteverdi (Ut Orpheus 2003), trecento, Schubert, "
+    "Clara Schumann, Beach, Luca and Ciconia (CC-BY-SA) and Essen folksongs (non-commercial); "
+    "nor its 20th-century works (Schoenberg, Webern), demos, lead sheets, exercises and "
+    "roman-numeral analyses."
+)
+
+
+def corpus_files() -> list[tuple[str, str]]:
+    from music21 import corpus
+
+    files = []
+    for path in corpus.getPaths():
+        text = str(path)
+        if "/bach/" in text and path.suffix in (".mxl", ".xml"):
+            files.append((text, "bach_chorales"))
+        elif "/ryansMammoth/" in text:
+            files.append((text, "ryans_mammoth"))
+        elif "/oneills1850/" in text:
+            files.append((text, "oneills_1850"))
+        elif any(f"/corpus/{folder}/" in text for folder in CHAMBER_FOLDERS):
+            if path.suffix in SCORE_SUFFIXES:
+                files.append((text, "classical_chamber"))
+    return sorted(files)
+
+
+# Each source's share of the training draws, whatever its size: single-line fiddle tunes are
+# three in four of the windows, and would otherwise teach that a four-part request yields one
+# line. Freedoom is the only source with drums. A source not named here (a studio's own MIDI
+# folder) gets DEFAULT_SHARE.
+SOURCE_SHARE = {
+    "freedoom": 0.3,
+    "classical_chamber": 0.25,
+    "bach_chorales": 0.2,
+    "ryans_mammoth": 0.125,
+    "oneills_1850": 0.125,
+}
+DEFAULT_SHARE = 0.25
+
+
+def draw_weights(sources: np.ndarray) -> np.ndarray:
+    """Per window: its source's share over the source's window count (sums to 1)."""
+    names, index, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    shares = np.array([SOURCE_SHARE.get(str(name), DEFAULT_SHARE) for name in names])
+    weights = (shares / counts)[index]
+    return weights / weights.sum()
