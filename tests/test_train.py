@@ -40,12 +40,19 @@ def test_wad_rejects_other_files(tmp_path: Path) -> None:
 
 def test_the_corpus_gives_multipart_works_and_leaves_out_reserved_encodings() -> None:
     files = corpus_files()
-    chamber = [path for path, source in files if source == "classical_chamber"]
+    chamber = [path for path, source, _ in files if source == "classical_chamber"]
     assert sum("/beethoven/" in p for p in chamber) >= 20  # the string quartets
     assert any("/haydn/" in p for p in chamber) and any("/mozart/" in p for p in chamber)
     for reserved in ("/palestrina/", "/monteverdi/", "/trecento/", "/essenFolksong/", "/webern/"):
-        assert not any(reserved in path for path, _ in files), reserved
+        assert not any(reserved in path for path, _, _ in files), reserved
     assert not any(p.endswith(".rntxt") for p in chamber)  # analyses, not music
+    names = [(source, name) for _, source, name in files]
+    assert len(set(names)) == len(names)  # a piece's id, hence its split, is its own
+    assert sum(
+        split_of(f"classical_chamber/{n}#0") == "train"
+        for s, n in names
+        if s == "classical_chamber"
+    ) < 0.95 * len(chamber)
 
 
 def test_each_source_is_drawn_by_its_share_not_its_size() -> None:

@@ -168,8 +168,8 @@ def read_score(score, piece_id: str, source: str) -> Piece | None:
     return Piece(piece_id, source, notes, bars, tempo_bpm)
 
 
-def _parse_corpus_file(args: tuple[str, str]) -> list[Piece]:
-    path, source = args
+def _parse_corpus_file(args: tuple[str, str, str]) -> list[Piece]:
+    path, source, name = args
     from music21 import converter, stream
 
     try:
@@ -180,7 +180,7 @@ def _parse_corpus_file(args: tuple[str, str]) -> list[Piece]:
     pieces = []
     for i, score in enumerate(scores):
         try:
-            piece = read_score(score, f"{source}/{Path(path).name}#{i}", source)
+            piece = read_score(score, f"{source}/{name}#{i}", source)
         except Exception:
             piece = None
         if piece is not None and piece.bars:

@@ -55,21 +55,24 @@ LEFT_OUT = (
 )
 
 
-def corpus_files() -> list[tuple[str, str]]:
+def corpus_files() -> list[tuple[str, str, str]]:
+    """(path, source, name) of the music21 corpus files Segue trains on; `name` is unique in
+    its source and makes the piece's id, hence its split: the file name, or for the chamber
+    works, whose files are named movement1.mxl in many folders, the path under the corpus."""
     from music21 import corpus
 
     files = []
     for path in corpus.getPaths():
         text = str(path)
         if "/bach/" in text and path.suffix in (".mxl", ".xml"):
-            files.append((text, "bach_chorales"))
+            files.append((text, "bach_chorales", path.name))
         elif "/ryansMammoth/" in text:
-            files.append((text, "ryans_mammoth"))
+            files.append((text, "ryans_mammoth", path.name))
         elif "/oneills1850/" in text:
-            files.append((text, "oneills_1850"))
+            files.append((text, "oneills_1850", path.name))
         elif any(f"/corpus/{folder}/" in text for folder in CHAMBER_FOLDERS):
             if path.suffix in SCORE_SUFFIXES:
-                files.append((text, "classical_chamber"))
+                files.append((text, "classical_chamber", text.rsplit("/corpus/", 1)[1]))
     return sorted(files)
 
 
