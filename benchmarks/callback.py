@@ -227,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * figures['p99_9_fraction_of_block']:.1f} % of the block) - reported",
               file=sys.stderr)  # fmt: skip
     if slow["segue"] is None or slow["segue"] > allowed:
+        count = (f"more than the {SLOW_KEPT} the sink keeps" if slow["segue"] is None
+                 else str(slow["segue"]))  # fmt: skip
         failures.append(breach(f"callback p99.9 ≥ {BUDGET_FRACTION:.0%} of the {block_ms} ms "
-                               f"block: {slow['segue']} block(s) that slow outside the host's "
+                               f"block: {count} block(s) that slow outside the host's "
                                f"stalls, {allowed} allowed in {figures['blocks_in_window']} "
                                f"(p99.9 of all blocks {timing.get('p99_9')} ms)"))  # fmt: skip
     failures += underrun_breaches("callback", figures["underruns"])
