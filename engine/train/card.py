@@ -73,13 +73,13 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
             f"{source['windows']} | {source['tokens']} |"
         )
     splits = data["splits"]
+    left_out = data.get(
+        "left_out",
+        "Not used: music21's Essen folksongs (non-commercial licence) and the rest of its corpus.",
+    )
     lines += [
         "",
-        data.get(
-            "left_out",
-            "Not used: music21's Essen folksongs (non-commercial licence) and the rest of its "
-            "corpus.",
-        ),
+        *([left_out] if left_out else []),  # "": a build from a studio's folder alone
         "Split by piece (hash of the piece id): "
         + ", ".join(f"{k} {v['pieces']} pieces / {v['windows']} windows" for k, v in splits.items())
         + ".",

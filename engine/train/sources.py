@@ -31,16 +31,12 @@ SOURCES = {
         "Weber, Verdi, Joplin, Lusitano, J. R. Johnson, Liliuokalani (.mxl, .xml, .krn)",
         "licence": "compositions in the public domain; encodings distributed with music21 "
         "(BSD-3-Clause corpus; music21/corpus/license.txt: licensed for use), none with "
-        "rights of its own reserved, except Corelli's (CC-BY, 2014: attribution in the card)",
+        "rights of its own reserved, except Corelli's Sonata da chiesa op. 3 no. 1, encoded by "
+        "Michael Scott Cuthbert, CC-BY (2014)",
     },
 }
-# music21 corpus folders read as "classical_chamber". Left out of it, for the rights their
-# encodings reserve: Palestrina ("Copyright 2000, John Miller. Rights to all derivative
-# electronic formats reserved"), Monteverdi ("(c) Ut Orpheus Edizioni 2003"), the trecento
-# repertory, Schubert and Clara Schumann (a copyright notice each), Beach (a 2017
-# engraving), Luca and Ciconia (CC-BY-SA); Schoenberg and Webern (20th-century works); the
-# Essen folksongs (non-commercial); and what is not music (demos, leadSheet,
-# theoryExercises, roman-numeral analyses).
+# music21 corpus folders read as "classical_chamber"; the others are left out, and LEFT_OUT
+# (printed in the model card) says why.
 CHAMBER_FOLDERS = (
     "beethoven", "mozart", "haydn", "corelli", "cpebach", "handel", "schumann_robert",
     "chopin", "weber", "verdi", "joplin", "lusitano", "johnson_j_r", "liliuokalani",
@@ -77,7 +73,7 @@ def corpus_files() -> list[tuple[str, str, str]]:
 
 
 # Each source's share of the training draws, whatever its size: single-line fiddle tunes are
-# three in four of the windows, and would otherwise teach that a four-part request yields one
+# three windows in five, and would otherwise teach that a four-part request yields one
 # line. Freedoom is the only source with drums. A source not named here (a studio's own MIDI
 # folder) gets DEFAULT_SHARE.
 SOURCE_SHARE = {

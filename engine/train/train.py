@@ -90,7 +90,8 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
     rng = np.random.default_rng(config.seed)
     data = Dataset.load(data_dir)
     train_seqs = data.sequences("train")
-    weights = draw_weights(data.sources_of("train"))
+    train_sources = data.sources_of("train")
+    weights = draw_weights(train_sources)
     val_seqs = data.sequences("val")
     if not val_seqs:  # a tiny fine-tuning folder may hash no piece into validation
         tqdm.write("no validation pieces: validating on training windows")
@@ -181,8 +182,8 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
         "train_windows": len(train_seqs),
         "val_windows_scored": len(val_seqs),
         "draw_shares": {
-            str(name): round(float(weights[data.sources_of("train") == name].sum()), 4)
-            for name in np.unique(data.sources_of("train"))
+            str(name): round(float(weights[train_sources == name].sum()), 4)
+            for name in np.unique(train_sources)
         },
     }
     (run_dir / "train.json").write_text(json.dumps(summary, indent=2))
