@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,27 @@ def _nice(pid: int) -> int:
         return int(f.read().rsplit(b")", 1)[1].split()[16])
 
 
+def _ordinary_threads(pid: int) -> list[str]:
+    """Names of the threads of `pid` that run SCHED_OTHER."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if os.sched_getscheduler(int(tid)) == os.SCHED_OTHER:
+                out.append(Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip())
+        except (OSError, ValueError):
+            pass  # ended meanwhile
+    return out
+
+
+def _all_lifted(pid: int, timeout: float = 10.0) -> list[str]:
+    """The daemon's ordinary threads once its sweep has had time to lift them (none, if it
+    works)."""
+    deadline = time.monotonic() + timeout
+    while (left := _ordinary_threads(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def wait_for(client, predicate, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,6 +86,12 @@ def test_a_dead_or_hung_worker_is_replaced_and_commands_go_on(daemon, how):
     # The first worker took its share of the CPU for the first loop (nothing played before
     # it), then stepped back behind the audio.
     assert _nice(first["pid"]) == 10
+    # Every thread of the daemon runs above ordinary tasks (a preempted ordinary thread holding
+    # the GIL would stall the audio thread); the worker process does not.
+    lifted = "SCHED_FIFO" in log.read_text()
+    if lifted:
+        assert _all_lifted(proc.pid) == []
+        assert os.sched_getscheduler(first["pid"]) == os.SCHED_OTHER
     os.kill(first["pid"], signal.SIGKILL if how == "killed" else signal.SIGSTOP)
     if how == "hung":
         # A hung worker is only noticed while it has work: a reload asks every state anew.
@@ -82,6 +110,9 @@ def test_a_dead_or_hung_worker_is_replaced_and_commands_go_on(daemon, how):
     assert worker["deaths"] == 1 and worker["restarts"] == 1
     assert _nice(worker["pid"]) == 10  # a worker started while the music plays steps back
     assert worker["hangs"] == (1 if how == "hung" else 0)
+    if lifted:  # the new worker's pool threads too, and the new worker runs ordinary
+        assert _all_lifted(proc.pid) == []
+        assert os.sched_getscheduler(worker["pid"]) == os.SCHED_OTHER
     # Loops come from the new worker again: a transition takes a fresh one.
     made = after["counters"]["pool_made"]
     client.send("/segue/state", "explore")
@@ -126,3 +157,30 @@ def test_a_request_cancelled_with_its_worker_fails_its_waiting_future():
     assert source.cancel()
     with pytest.raises(BrokenProcessPool):
         target.result(0)
+
+
+def test_the_time_a_worker_waits_for_a_cpu_is_read_from_the_kernel():
+    """A starved worker is not a stuck one: the supervisor subtracts the time its main thread
+    waited, runnable, for a CPU. Three busy processes pinned to one CPU each run a third of the
+    time and wait two thirds; a sleeping one waits for nothing."""
+    import subprocess
+    import sys
+
+    from engine.making.supervisor import _process_stat, run_queue_seconds
+
+    cpu = min(os.sched_getaffinity(0))
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+            for _ in range(3)]  # fmt: skip
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(1.5)
+        for p in busy:
+            waited, ran = run_queue_seconds(p.pid), _process_stat(p.pid)[1]
+            assert waited > 0.3 and waited > 1.3 * ran, (waited, ran)
+        assert run_queue_seconds(sleeper.pid) < 0.05
+    finally:
+        for p in (*busy, sleeper):
+            p.kill()
+            p.wait()
+    assert run_queue_seconds(busy[0].pid) == 0.0  # gone: nothing to say

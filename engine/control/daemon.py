@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.control import addresses
+from engine.control import addresses, priority
 from engine.control import commands as cmd
 from engine.control.engine import Engine
 from engine.control.osc import DEFAULT_HOST, DEFAULT_PORT, OscServer
@@ -98,37 +98,6 @@ class Collector:
             gc.collect(0)
 
 
-def above_ordinary_tasks(priority: int) -> str:
-    """SCHED_FIFO `priority` for every thread of this process so far (the calling one, and
-    those already running, such as the worker pool's result thread) and every thread they
-    start from now on (threads inherit it), reset to normal in any process they start (the
-    loop worker, the device host): what this run got, for the log.
-
-    Why: the audio thread needs the GIL, and any thread of this process may hold it. On a
-    busy machine (a game beside Segue) an ordinary thread holding the GIL is preempted by the
-    game's threads for milliseconds, and the audio thread waits behind it: underruns. At
-    SCHED_FIFO, below the audio thread's own priority, no ordinary task preempts a thread that
-    holds the GIL. The cost is bounded: the OSC thread parses for at most half of each 20 ms
-    window and reads for at most a quarter more (engine/control/osc.py), the other threads do
-    little, and the kernel keeps 5 % of each CPU for ordinary
-    tasks whatever real-time threads do."""
-    if priority <= 0:
-        return "normal priority"
-    try:
-        policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
-        os.sched_setscheduler(0, policy, os.sched_param(priority))
-    except (OSError, AttributeError):
-        return "normal priority (no right to real-time scheduling)"
-    for thread in threading.enumerate():  # a thread that already runs at its own priority
-        if thread.native_id and thread is not threading.current_thread():  # keeps it
-            try:
-                if os.sched_getscheduler(thread.native_id) == os.SCHED_OTHER:
-                    os.sched_setscheduler(thread.native_id, policy, os.sched_param(priority))
-            except OSError:
-                pass  # it has ended meanwhile
-    return f"SCHED_FIFO {priority}"
-
-
 class Daemon:
     def __init__(self, config: DaemonConfig, graph: Graph, sink) -> None:
         self.config = config
@@ -188,14 +157,15 @@ class Daemon:
             self.maker.synth_info.get("synth", "?"),
         )
         self.collector.start()  # before the audio thread needs the GIL
-        # From here on, the threads this one starts run above the machine's ordinary tasks.
-        self.thread_priority = above_ordinary_tasks(self.config.control_priority)
+        # From here on, this process's threads run above the machine's ordinary tasks.
+        self.thread_priority = priority.lift(self.config.control_priority)
         log.info("control, OSC and live-view threads: %s", self.thread_priority)
         control = threading.Thread(target=self._control, name="segue-control", daemon=True)
         audio = threading.Thread(target=self._sink, name="segue-sink", daemon=True)
         self._threads = [control, audio]
         control.start()
         audio.start()
+        priority.sweep(self.config.control_priority)
         # Answer the game only once sound flows (or the sink has failed and said so).
         while not self.sink.started.wait(0.05) and not self.stop_event.is_set():
             pass
@@ -204,6 +174,7 @@ class Daemon:
         log.info("listening for OSC on %s:%d; output: %s", host, port, self.sink.name)
         if self.config.ui_port is not None:
             self._start_ui()
+        priority.sweep(self.config.control_priority)
 
     def _start_ui(self) -> None:
         from engine.ui import LiveView
@@ -237,6 +208,7 @@ class Daemon:
         order = 0
         next_tick = time.monotonic()
         next_watch = time.monotonic() + WATCH_SECONDS
+        next_sweep, restarts = 0.0, 0
         while not self.stop_event.is_set():
             now = time.monotonic()
             timeout = max(0.0, next_tick - now)
@@ -263,6 +235,12 @@ class Daemon:
                         next_watch = now + WATCH_SECONDS
                         self._watch()
                     self.collector.tick(now)
+                    # Threads started since (a new loop worker's pool and queue threads, the
+                    # device's): lifted at once after a worker restart, else within a sweep.
+                    if now >= next_sweep or self.maker.counters.restarts != restarts:
+                        restarts = self.maker.counters.restarts
+                        next_sweep = now + priority.SWEEP_SECONDS
+                        priority.sweep(self.config.control_priority)
                 self._sink_events()
                 self._send_outbox()
                 if self.ui is not None:

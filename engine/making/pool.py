@@ -23,6 +23,9 @@ from engine.score.graph import Graph, loop_spec
 from engine.score.music import Clip, LoopSpec
 
 log = logging.getLogger("segue.pool")
+# A request its worker never finished: the worker died with it (a broken pool), or it was
+# cancelled with the dead worker's queue. Asked again, never reported as a failed loop.
+_LOST = (BrokenProcessPool, cf.CancelledError)
 
 
 def _next_states(graph: Graph) -> dict[str, list[str]]:
@@ -152,7 +155,7 @@ class LoopPool:
                     continue
                 try:
                     made: Made = self.maker.receive(future.result())
-                except BrokenProcessPool:
+                except _LOST:
                     self.counters.lost += 1  # asked again below, by fill()
                     continue
                 except Exception as exc:  # noqa: BLE001 - a failed loop is counted and logged
@@ -219,7 +222,7 @@ class LoopPool:
             args = self._extra_args.pop(key)
             try:
                 self.extras[key] = self.maker.receive(future.result()).clip
-            except BrokenProcessPool:
+            except _LOST:
                 self.counters.lost += 1
                 self.request_extra(key, *args)
                 return None

@@ -8,10 +8,11 @@
   stopped (SIGSTOP, a debugger; seen in /proc at once), or its heartbeat (a thread that
   stamps a shared clock every `HEARTBEAT_SECONDS`) older than `HUNG_SECONDS` while the worker
   burned at least `HUNG_CPU_SHARE` of that time on a CPU (spinning in C with the GIL held),
-  or no answer to a request for `STUCK_SECONDS` (a loop takes well under one second). A
-  worker at nice 10 on a busy machine misses its heartbeat for seconds without being hung:
-  it got no CPU, so its stale heartbeat alone never condemns it (see `hung`). A hung worker
-  is killed and counts as dead.
+  or no answer to a request for `STUCK_SECONDS` of the worker's own time (a loop takes well
+  under one second). A worker at nice 10 on a busy machine (a game on every core) waits for a
+  CPU for seconds without being hung: it got no CPU, so neither its stale heartbeat nor the
+  time its main thread spent waiting in the run queue (/proc/PID/schedstat) counts against
+  it (see `hung`). A hung worker is killed and counts as dead.
 - Each death is one log line and a count; a new worker is started at once, then with a
   doubling backoff while new workers die before they have loaded (`RESTART_BACKOFF_SECONDS`).
 - Requests made while no worker is ready wait, as futures, for the next one; the control
@@ -48,7 +49,7 @@ log = logging.getLogger("segue.worker")
 HEARTBEAT_SECONDS = 0.1  # the worker stamps its heartbeat this often
 HUNG_SECONDS = 2.0  # a worker with work, an older stamp and CPU spent meanwhile is hung
 HUNG_CPU_SHARE = 0.5  # ... at least this share of the stamp's age on a CPU
-STUCK_SECONDS = 20.0  # a request unanswered this long: the worker is hung
+STUCK_SECONDS = 20.0  # a request unanswered this long, not counting waits for a CPU: hung
 RESTART_BACKOFF_SECONDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # while new workers die loading
 DESCRIBE_TIMEOUT_SECONDS = 120.0
 
@@ -126,7 +127,8 @@ class WorkerMaker:
         self._ready_future: cf.Future | None = None
         self._restart_at: float | None = None
         self._deaths_young = 0
-        self._inflight: dict[cf.Future, float] = {}  # worker requests and when they were sent
+        # worker requests: when they were sent, and the worker's run-queue wait then
+        self._inflight: dict[cf.Future, tuple[float, float]] = {}
         self._unreceived: set[str] = set()  # shipped clip files not yet mapped
         self._next_hang_check = 0.0
         self._beat_seen = (0.0, 0.0)  # the last heartbeat stamp seen, the worker's CPU then
@@ -185,10 +187,12 @@ class WorkerMaker:
         stopped, cpu = _process_stat(self.worker_pid)
         if beat != self._beat_seen[0]:  # a fresh stamp: the CPU is counted from here
             self._beat_seen = (beat, cpu)
-        busy = [started for f, started in self._inflight.items() if not f.done()]
+        busy = [sent for f, sent in self._inflight.items() if not f.done()]
         if not busy:
             return False
-        return hung(now - beat, cpu - self._beat_seen[1], now - min(busy), stopped)
+        sent, waited_then = min(busy)
+        waited = run_queue_seconds(self.worker_pid) - waited_then  # starved, not stuck
+        return hung(now - beat, cpu - self._beat_seen[1], now - sent - waited, stopped)
 
     def _exit_code(self) -> str:
         for process in list(getattr(self._executor, "_processes", {}).values()):
@@ -246,7 +250,7 @@ class WorkerMaker:
             except (BrokenProcessPool, RuntimeError):
                 self._died(f"died ({self._exit_code()})", hung=False)
             else:
-                self._inflight[future] = time.monotonic()
+                self._inflight[future] = (time.monotonic(), run_queue_seconds(self.worker_pid))
                 future.add_done_callback(self._shipped)
                 return future
         self.counters.deferred += 1
@@ -299,9 +303,20 @@ def _process_stat(pid: int) -> tuple[bool, float]:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_seconds(pid: int) -> float:
+    """How long the main thread of `pid` has waited, runnable, for a CPU (the second field of
+    /proc/PID/schedstat); 0.0 where the kernel does not say or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def hung(stale_s: float, cpu_s: float, busy_s: float, stopped: bool) -> bool:
     """Whether a loaded worker with work is hung: its heartbeat `stale_s` old, `cpu_s` of CPU
-    spent by it since that stamp, its oldest request `busy_s` old, stopped in /proc."""
+    spent by it since that stamp, its oldest request `busy_s` old (less the time the worker
+    waited for a CPU meanwhile), stopped in /proc."""
     if stopped or busy_s > STUCK_SECONDS:
         return True
     return stale_s > HUNG_SECONDS and cpu_s >= HUNG_CPU_SHARE * stale_s
