@@ -168,19 +168,23 @@ def test_the_time_a_worker_waits_for_a_cpu_is_read_from_the_kernel():
 
     from engine.making.supervisor import _process_stat, run_queue_seconds
 
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); "
+                                "time.sleep(30)"], stdout=subprocess.PIPE)  # fmt: skip
+    sleeper.stdout.readline()  # started, and going to sleep
+    slept_from = run_queue_seconds(sleeper.pid)
     cpu = min(os.sched_getaffinity(0))
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-            for _ in range(3)]  # fmt: skip
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
     try:
+        for p in busy:  # pinned from here (a preexec_fn could deadlock a threaded parent)
+            os.sched_setaffinity(p.pid, {cpu})
         time.sleep(1.5)
         for p in busy:
             waited, ran = run_queue_seconds(p.pid), _process_stat(p.pid)[1]
             assert waited > 0.3 and waited > 1.3 * ran, (waited, ran)
-        assert run_queue_seconds(sleeper.pid) < 0.05
+        assert run_queue_seconds(sleeper.pid) - slept_from < 0.01
     finally:
         for p in (*busy, sleeper):
             p.kill()
             p.wait()
+        sleeper.stdout.close()
     assert run_queue_seconds(busy[0].pid) == 0.0  # gone: nothing to say
