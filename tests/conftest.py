@@ -38,6 +38,25 @@ def model_workshop():
     return shop
 
 
+@pytest.fixture(autouse=True)
+def ordinary_scheduling():
+    """Each test starts and ends with this process's main thread as an ordinary task. A sink run
+    in the test's own thread raises it to SCHED_FIFO; everything started from it afterwards
+    (a daemon, its loop worker, a busy helper process) would inherit that and could starve
+    the machine."""
+    _ordinary()
+    yield
+    _ordinary()
+
+
+def _ordinary() -> None:
+    try:
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -188,3 +188,24 @@ def test_the_time_a_worker_waits_for_a_cpu_is_read_from_the_kernel():
             p.wait()
         sleeper.stdout.close()
     assert run_queue_seconds(busy[0].pid) == 0.0  # gone: nothing to say
+
+
+def test_the_worker_runs_ordinary_whoever_started_the_daemon(tmp_path):
+    """A daemon run from a real-time shell (`chrt -f 1 segue run`) hands its policy to what it
+    starts; the loop worker must still write loops as an ordinary task, never beside the
+    audio at real-time priority."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        pytest.skip("no right to real-time scheduling here")
+    try:
+        proc, client, _, _ = start_daemon(tmp_path, dict(os.environ), "--no-model", "--output",
+                                          "null")  # fmt: skip
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        worker = status(client)["worker"]
+        assert os.sched_getscheduler(worker["pid"]) == os.SCHED_OTHER
+        assert _nice(worker["pid"]) == 10
+    finally:
+        stop(proc)

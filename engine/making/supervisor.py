@@ -59,6 +59,13 @@ def _heartbeat_init(heartbeat, soundfont: str, model: str | None, use_model: boo
     """Worker process: start the heartbeat, then load the workshop."""
     from engine.making.worker import _worker_init
 
+    # An ordinary task whoever started it (a daemon run from a real-time shell passes its policy
+    # on): loops are written with what the audio leaves, at nice 10 (engine/making/worker.py).
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
     def beat() -> None:
         while True:
             heartbeat.value = time.monotonic()
