@@ -35,25 +35,22 @@ def lift(priority: int) -> str:
     return f"SCHED_FIFO {priority}"
 
 
-def sweep(priority: int) -> int:
+def sweep(priority: int) -> None:
     """Lift the threads that still run SCHED_OTHER (threads at their own real-time priority,
-    like the sink's writer, keep it); how many were lifted."""
+    like the sink's writer, keep it)."""
     if priority <= 0:
-        return 0
-    lifted = 0
+        return
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
-        return 0
+        return
     for name in tasks:
         tid = int(name)
         try:
             if os.sched_getscheduler(tid) == os.SCHED_OTHER:
                 os.sched_setscheduler(tid, _policy(), os.sched_param(priority))
-                lifted += 1
         except OSError:
             pass  # it has ended meanwhile, or we may not
-    return lifted
 
 
 def _policy() -> int:
