@@ -333,8 +333,9 @@ def test_realtime_priority_is_used_or_declined_in_one_line(segment, caplog):
 
 
 def test_a_late_paced_block_is_an_underrun_with_its_time():
-    """The null sink's clock: a block pulled more than a block late is an underrun, and
-    /segue/status says when (CLOCK_MONOTONIC), so it can be set beside other clocks."""
+    """The null sink's clock: each block it wanted before the buffer had it is an underrun,
+    and /segue/status says when the gap came (CLOCK_MONOTONIC), so it can be set beside
+    other clocks."""
     from engine.audio.sinks.paced import NullSink
 
     sink = NullSink(block_frames=256, sample_rate=48000)
@@ -352,6 +353,7 @@ def test_a_late_paced_block_is_an_underrun_with_its_time():
 
     sink.run(pull, stop)
     stats = sink.stats()
-    assert stats["underruns"] >= 1, stats
+    # 50 ms is 9.4 blocks of 5.33 ms; the two buffered blocks cover the first two.
+    assert stats["underruns"] >= 7, stats
     assert all(0 <= t - stalled_at[0] < 0.2 for t in stats["underrun_times"]), stats
-    assert len(stats["underrun_times"]) == stats["underruns"]
+    assert 1 <= len(stats["underrun_times"]) <= stats["underruns"]

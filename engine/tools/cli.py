@@ -51,10 +51,11 @@ def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     from engine.audio.sinks.base import SinkError
     from engine.audio.sinks.paced import NullSink, WavSink
 
+    paced = max(1, buffer_blocks)  # the clock's own buffer, as deep as the device's ring
     if output == "null":
-        return NullSink(block_frames)
+        return NullSink(block_frames, buffer_blocks=paced)
     if output.startswith("wav:"):
-        return WavSink(output[4:], block_frames)
+        return WavSink(output[4:], block_frames, buffer_blocks=paced)
     if output.startswith("shm:"):
         from urllib.parse import parse_qs
 
@@ -305,7 +306,7 @@ def build_parser(tools: bool = True) -> argparse.ArgumentParser:
         default=2,
         help="blocks kept ahead for the device (1+: a supervised device process plays "
         "them; 0: PortAudio's callback in the daemon, one block less latency, sensitive "
-        "to a busy process and not supervised)",
+        "to a busy process and not supervised); null and wav: keep as many (at least 1)",
     )
     run.add_argument(
         "--host",
