@@ -245,20 +245,22 @@ def test_ping_pong(daemon):
 def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
     _, client, graph, _ = daemon
     client.send("/segue/state", "idle")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30.0  # waits, not budgets: a busy machine takes longer
     while time.monotonic() < deadline:
         status = client.status()
         if (
-            status["state"] == "idle"
+            status
+            and status["state"] == "idle"
             and status["pending"] is None
             and status["loop"].startswith("idle")
         ):
             break
+    assert status and status["state"] == "idle" and status["loop"].startswith("idle"), status
     time.sleep(0.5)  # let the crossfade finish
     original = graph.read_text()
     broken = original.replace("tempo: 84", "tempo: [84", 1)
     graph.write_text(broken)
-    error = client.receive("/segue/error", timeout=3.0)
+    error = client.receive("/segue/error", timeout=30.0)
     assert error and error[0].startswith(f"{graph}:") and "YAML syntax" in error[0]
     line_col = error[0][len(str(graph)) + 1 :].split(":")[:2]
     assert all(part.isdigit() for part in line_col)
@@ -269,7 +271,7 @@ def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
     before = status["loop"]
     edited = original.replace("tempo: 84", "tempo: 96", 1)
     graph.write_text(edited)
-    deadline = time.monotonic() + 20.0  # a wait, not a budget: the benchmarks time reloads
+    deadline = time.monotonic() + 60.0  # a wait, not a budget: the benchmarks time reloads
     while time.monotonic() < deadline:
         status = client.status(timeout=0.3)
         if status and status["tempo"] == 96.0 and status["loop"] != before:
