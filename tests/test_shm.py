@@ -332,6 +332,50 @@ def test_realtime_priority_is_used_or_declined_in_one_line(segment, caplog):
         assert len(warnings) == 1 and "no real-time priority" in warnings[0]
 
 
+class _VirtualTime:
+    """The paced sink's clock, advanced only by its sleeps and by the test."""
+
+    def __init__(self) -> None:
+        self.ns = 1_000_000_000
+
+    def monotonic_ns(self) -> int:
+        return self.ns
+
+    def monotonic(self) -> float:
+        return self.ns / 1e9
+
+    def perf_counter_ns(self) -> int:
+        return self.ns
+
+    def sleep(self, seconds: float) -> None:
+        self.ns += round(seconds * 1e9)
+
+
+@pytest.mark.parametrize(("stall_blocks", "underruns"), [(1.5, 0), (2.5, 1), (6.5, 5)])
+def test_the_paced_clock_plays_through_its_buffer(monkeypatch, stall_blocks, underruns):
+    """A stall shorter than the two buffered blocks is not heard; a longer one is, one
+    underrun per block the clock wanted before it was written (virtual time: exact)."""
+    from engine.audio.sinks import paced
+
+    clock = _VirtualTime()
+    monkeypatch.setattr(paced, "time", clock)
+    sink = paced.NullSink(block_frames=256, sample_rate=48000)
+    period_ns = 256 * 1_000_000_000 // 48000
+    stop = threading.Event()
+    block = np.zeros((256, 2), np.float32)
+
+    def pull(frames):
+        if sink.blocks == 20:
+            clock.ns += round(stall_blocks * period_ns)  # this block took that long
+        elif sink.blocks >= 60:
+            stop.set()
+        return block
+
+    sink.run(pull, stop)
+    assert sink.stats()["underruns"] == underruns
+    assert len(sink.stats()["underrun_times"]) == min(underruns, 1)
+
+
 def test_a_late_paced_block_is_an_underrun_with_its_time():
     """The null sink's clock: each block it wanted before the buffer had it is an underrun,
     and /segue/status says when the gap came (CLOCK_MONOTONIC), so it can be set beside

@@ -63,15 +63,16 @@ class PacedSink(Sink):
             self.state = "playing"
             self.started.set()
             while not stop.is_set():
-                # Blocks the clock has started to read by now: block k is read at origin + k·period.
-                read = (time.monotonic_ns() - origin) // period_ns + 1
-                if read > self.blocks:  # it wanted block `blocks` before it was written
-                    self.late_blocks += read - self.blocks
+                index = self.blocks
+                self._pull(pull)
+                # Block `index` is read at origin + index·period: written later, it came
+                # too late, and the clock played silence for as many blocks as it waited.
+                late = time.monotonic_ns() - (origin + index * period_ns)
+                if late > 0:
+                    gap = -(-late // period_ns)
+                    self.late_blocks += gap
                     self.underrun_times.append(time.monotonic())
-                    origin += (read - self.blocks) * period_ns  # it played that time as silence
-                    read = self.blocks
-                while self.blocks < read + lead:
-                    self._pull(pull)
+                    origin += gap * period_ns
                 # Wake when the clock starts on the next block, and top the buffer up again.
                 delay = origin + (self.blocks - lead) * period_ns - time.monotonic_ns()
                 if delay > 0:
