@@ -30,7 +30,7 @@ from engine.control.osc_guard import (
     enlarge_receive_buffer,
     kernel_drops,
 )
-from engine.control.osc_wire import message_length, parse_message
+from engine.control.osc_wire import encode_strings, message_length, parse_message
 
 log = logging.getLogger("segue.osc")
 
@@ -48,17 +48,9 @@ class Double(float):
     resolution at a clock reading of hours is milliseconds)."""
 
 
-def _padded(text: str) -> bytes:
-    """An OSC string: UTF-8, NUL-terminated, padded with NULs to a multiple of 4 bytes."""
-    data = text.encode()
-    return data + b"\0" * (4 - len(data) % 4)
-
-
 def encode(address: str, *args) -> bytes:
-    if all(type(arg) is str for arg in args):
-        # Strings only (status, errors, reload answers): python-osc builds a string byte by
-        # byte, 0.38 ms for a 3.4 KB status reply; this is the same bytes in 2 µs.
-        return _padded(address) + _padded("," + "s" * len(args)) + b"".join(map(_padded, args))
+    if all(type(arg) is str for arg in args):  # status, errors, reload answers
+        return encode_strings(address, *args)
     builder = OscMessageBuilder(address)
     for arg in args:
         if isinstance(arg, Double):

@@ -86,7 +86,7 @@ def open_sink(output: str, device, block_frames: int, buffer_blocks: int = 2):
     except SinkError as exc:
         fallback = "segue-output.wav"
         log.warning("%s; writing to %s instead", exc, fallback)
-        return WavSink(fallback, block_frames)
+        return WavSink(fallback, block_frames, buffer_blocks=paced)
 
 
 def _stop_on_sigterm() -> None:
