@@ -66,6 +66,16 @@ _ANY_NOTE = (-1, 0, -1, (), NOTE0, NOTE0 + N_NOTE, 0, 0)
 _CHOICES: dict[tuple, np.ndarray] = {}
 
 
+def _readonly(tokens: np.ndarray) -> np.ndarray:
+    tokens.flags.writeable = False
+    return tokens
+
+
+_DV_CHOICES = _readonly(np.arange(DV0, DV0 + N_DV, dtype=np.int64))
+_DRUM_CHOICES = _readonly(np.arange(DRUM0, DRUM0 + N_DRUM, dtype=np.int64))
+_NOTE_CHOICES = _readonly(np.arange(NOTE0, NOTE0 + N_NOTE, dtype=np.int64))
+
+
 class Grammar:
     """The loop grammar as a state machine over the tokens after the control prefix.
 
@@ -234,6 +244,12 @@ class Grammar:
 
     def choices(self) -> np.ndarray:
         """The allowed token ids, ascending (a shared array: do not modify it)."""
+        if self.part != self._fixed_part and not self.done:  # two tokens of three: a note's
+            phase = self.phase
+            if phase == "pitch":
+                return _DV_CHOICES
+            if phase == "inst":
+                return _DRUM_CHOICES if self.part == 0 else _NOTE_CHOICES
         key = self._options()
         tokens = _CHOICES.get(key)
         if tokens is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,7 +79,7 @@ class _Steps:
     (hidden state A → B, then B → A) over buffers of our own: no feed dict, no new arrays and
     no rebinding per token, about 20 % of a token's model time. `step` returns the logits
     as a view that the next step overwrites. Falls back to `session.run` if the binding API
-    differs. One per loop: a generator serves several threads."""
+    differs. One per thread (a generator serves several), `reset` before each loop."""
 
     def __init__(self, session: ort.InferenceSession, hidden_shape: tuple[int, ...]) -> None:
         self.token = np.zeros(1, dtype=np.int64)
@@ -88,6 +89,7 @@ class _Steps:
         try:
             other = np.zeros(hidden_shape, dtype=np.float32)
             self.logits = np.zeros((1, len(VOCAB)), dtype=np.float32)
+            self._row = self.logits[0]
             values = [ort.OrtValue.ortvalue_from_numpy(x)
                       for x in (self.token, self.hidden, other, self.logits)]  # fmt: skip
             token, first, second, logits = values
@@ -108,17 +110,54 @@ class _Steps:
         except Exception:  # noqa: BLE001 - any difference in the binding: use the public API
             self._bindings = []
 
+    def reset(self) -> None:
+        """A new loop: the hidden state back to zeros."""
+        self.hidden[:] = 0.0
+        self._flip = 0
+
     def step(self, token: int) -> np.ndarray:
-        """Feed one token; the logits for the next, shape (1, vocabulary)."""
+        """Feed one token; the logits for the next, shape (vocabulary,)."""
         self.token[0] = token
         if self._bindings:
             self._run(self._bindings[self._flip], self._options)
             self._flip ^= 1
-            return self.logits
+            return self._row
         logits, self.hidden = self._session.run(
             list(files.OUTPUTS), {"token": self.token, "hidden": self.hidden}
         )
-        return logits
+        return logits[0]
+
+
+def _plus(bias: np.ndarray | None, row: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """bias + row, in `work` (which `bias` may already be); `row` itself when bias is None."""
+    if bias is None:
+        return row
+    return np.add(bias, row, out=work)
+
+
+def _sample(
+    logits: np.ndarray,
+    choices: np.ndarray,
+    inv_temperature: float,
+    top_p: float,
+    rng: np.random.Generator,
+) -> int:
+    """Temperature + top-p sampling among the allowed tokens (ascending token ids) of the
+    (biased) logits."""
+    z = logits.take(choices)
+    if choices[0] <= BAR:  # EOS or BAR: the grammar never allows PAD or BOS
+        # End of bar and end of loop are one event; the grammar says which one it is
+        # (BAR and EOS are the lowest allowed ids, so it sits first).
+        z[0] = np.logaddexp(logits[BAR], logits[EOS])
+    if inv_temperature != 1.0:
+        z *= inv_temperature
+    z -= np.maximum.reduce(z)
+    p = np.exp(z)
+    order = z.argsort()[::-1]
+    cumulative = p.take(order).cumsum()
+    keep = int(cumulative.searchsorted(top_p * cumulative[-1])) + 1
+    pick = int(cumulative.searchsorted(rng.random() * cumulative[keep - 1], side="right"))
+    return int(choices[order[min(pick, keep - 1)]])
 
 
 class ModelGenerator:
@@ -133,6 +172,7 @@ class ModelGenerator:
         self.manifest = manifest
         self.path = path
         self.sampling = sampling
+        self._local = threading.local()  # each thread's _Steps
         arch = manifest["architecture"]
         self._hidden_shape = (arch["layers"], 1, arch["hidden"])
         # Logit offsets of the scale prior: out-of-scale pitches lose `scale_bias`.
@@ -268,7 +308,13 @@ class ModelGenerator:
         )
         target = DENSITY_TARGETS[spec.density]
         inv_temperature = 1.0 / sampling.temperature
-        steps = _Steps(self._session, self._hidden_shape)
+        top_p = sampling.top_p
+        steps = self._steps()
+        # The priors of one step add up in `work`, the biased logits go to `biased`: two
+        # buffers per loop instead of a new array per addition (the sums are the same).
+        work = np.empty(len(VOCAB), dtype=np.float32)
+        biased = np.empty(len(VOCAB), dtype=np.float32)
+        played = np.array(sorted(last_played), dtype=np.int64)
         sequence = prefix_tokens(controls)
         for t in sequence:
             logits = steps.step(t)
@@ -280,20 +326,25 @@ class ModelGenerator:
                 t = int(choices[0])
             else:
                 phase = grammar.phase
+                # step_bias: None, a shared row (read-only), or `work`.
                 step_bias = bias if phase != "pitch" else None  # no prior touches durations
                 if gaps is not None and phase in ("bar", "dv"):
                     pull = density_pull(grammar.onsets, grammar, target)
-                    step_bias = bias + (sampling.density_bias * pull) * gaps[grammar.pos + 1]
+                    np.multiply(gaps[grammar.pos + 1], sampling.density_bias * pull, out=work)
+                    work += bias
+                    step_bias = work
                 if pulse is not None and phase in ("bar", "dv"):
-                    row = pulse[grammar.pos + 1]
-                    step_bias = row if step_bias is None else step_bias + row
+                    step_bias = _plus(step_bias, pulse[grammar.pos + 1], work)
                 if sampling.parts_bias and phase in ("pos", "dv"):
                     # A requested part gets likelier the longer it rests, fully after a bar.
                     step = grammar.bar * steps_in_bar + grammar.pos
-                    step_bias = step_bias.copy() if step_bias is bias else step_bias
-                    for inst, last in last_played.items():
-                        rest = min(1.0, (step - last) / steps_in_bar)
-                        step_bias[inst] += sampling.parts_bias * rest
+                    if step_bias is not work:
+                        np.copyto(work, step_bias)
+                        step_bias = work
+                    parts_bias = sampling.parts_bias
+                    work[played] += np.array(
+                        [parts_bias * min(1.0, (step - last_played[inst]) / steps_in_bar)
+                         for inst in played.tolist()], dtype=np.float32)  # fmt: skip
                 if sampling.harmony_bias and phase == "inst":
                     root, third = plan[grammar.bar]
                     row = None
@@ -304,7 +355,7 @@ class ModelGenerator:
                     elif grammar.part == LEAD and grammar.pos % pulse_16ths == 0:
                         row = tones_row(root, third, sampling.harmony_bias / 2)
                     if row is not None:
-                        step_bias = row if step_bias is None else step_bias + row
+                        step_bias = _plus(step_bias, row, work)
                 if development is not None and phase == "inst":
                     step_bias = development.bias(grammar, step_bias)
                 chord = (
@@ -316,14 +367,16 @@ class ModelGenerator:
                 if chord:
                     root, third = plan[grammar.bar]
                     row = tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch)
-                    step_bias = row if step_bias is None else step_bias + row
+                    step_bias = _plus(step_bias, row, work)
                 elif phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)
                 ):
                     # Near the bar's token budget at this 16th: thin the texture (fewer notes
                     # at this onset) before the budget stops adding them.
-                    step_bias = thinning if step_bias is None else step_bias + thinning
-                t = self._sample(logits[0], choices, step_bias, inv_temperature, rng)
+                    step_bias = _plus(step_bias, thinning, work)
+                if step_bias is not None:
+                    logits = np.add(logits, step_bias, out=biased)
+                t = _sample(logits, choices, inv_temperature, top_p, rng)
             grammar.take(t)
             sequence.append(t)
             if t in last_played:
@@ -334,31 +387,13 @@ class ModelGenerator:
                 logits = steps.step(t)
         return sequence, grammar
 
-    def _sample(
-        self,
-        logits: np.ndarray,
-        choices: np.ndarray,
-        bias: np.ndarray | None,
-        inv_temperature: float,
-        rng: np.random.Generator,
-    ) -> int:
-        """Temperature + top-p sampling among the allowed tokens (ascending token ids)."""
-        if bias is not None:
-            logits = logits + bias
-        z = logits[choices]
-        if choices[0] in (BAR, EOS):
-            # End of bar and end of loop are one event; the grammar says which one it is
-            # (BAR and EOS are the lowest allowed ids, so it sits first).
-            z[0] = np.logaddexp(logits[BAR], logits[EOS])
-        if inv_temperature != 1.0:
-            z *= inv_temperature
-        z -= z.max()
-        p = np.exp(z)
-        order = z.argsort()[::-1]
-        cumulative = p[order].cumsum()
-        keep = int(cumulative.searchsorted(self.sampling.top_p * cumulative[-1])) + 1
-        pick = int(cumulative.searchsorted(rng.random() * cumulative[keep - 1], side="right"))
-        return int(choices[order[min(pick, keep - 1)]])
+    def _steps(self) -> _Steps:
+        """This thread's model calls (their bindings are made once per thread, not per loop)."""
+        steps = getattr(self._local, "steps", None)
+        if steps is None:
+            steps = self._local.steps = _Steps(self._session, self._hidden_shape)
+        steps.reset()
+        return steps
 
     def generate(self, spec: LoopSpec):
         """A new loop for `spec`; raises ModelError if the model cannot write one."""
