@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from engine.score.music import Meter, Note
-from engine.train.listening import Excerpt, key_as_heard, listener_beat, measures
+from engine.train.listening import Excerpt, key_as_heard, listener_beat, measures, summary
 
 
 def notes(part, *events):
@@ -84,6 +84,19 @@ def test_pad_chords_polyphony_entropy_and_scale():
     assert m["pc_entropy"] == pytest.approx(3.585, abs=1e-3)  # log2(12)
     assert m["scale_consistency"] == pytest.approx(7 / 12)
     assert m["pad_chords"] is None
+
+
+def test_each_part_s_notes_per_bar_and_register():
+    bass = notes("bass", *[(36 + 7 * (i % 2), 2.0 * i, 2.0) for i in range(8)])  # C2, G2
+    lead = notes("lead", (72, 0.0, 4.0), (76, 4.0, 4.0), (79, 8.0, 8.0))
+    m = measures(excerpt(triads(C_MAJOR) + bass + lead))
+    assert m["parts"]["bass"] == {"notes_per_bar": 2.0, "register": 39.5}
+    assert m["parts"]["lead"] == {"notes_per_bar": 0.75, "register": 76.0}
+    assert m["parts"]["pad"]["notes_per_bar"] == 3.0
+    assert "drums" not in m["parts"]  # a part that does not play is not counted as silent
+    rows = [m, measures(excerpt(lead))]
+    assert summary(rows, ["medium", "medium"])["parts"]["lead"]["notes_per_bar"] == 0.75
+    assert summary(rows, ["medium", "medium"])["parts"]["bass"]["notes_per_bar"] == 2.0
 
 
 def test_a_note_past_the_loop_end_sounds_from_its_start():

@@ -2,7 +2,7 @@
 
 python -m engine.train data [--midi DIR ...]   # rebuild the cached dataset under data/
 python -m engine.train all  [--minutes 35]     # train, export, quantize, evaluate → models/
-python -m engine.train listen [--loops 6]       # the loops as a listener hears them → models/
+python -m engine.train listen [--loops 20]      # the loops as a listener hears them → models/
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--loops", type=int, default=96)
     li = sub.add_parser("listen", help="loops as a listener hears them, beside real game music")
     li.add_argument("--model", type=Path, default=None)
-    li.add_argument("--loops", type=int, default=6, help="loops per state spec and maker")
+    li.add_argument("--loops", type=int, default=20, help="loops per state spec and maker")
     li.add_argument("--out", type=Path, default=Path("models"))
     li.add_argument("--tuning", action="store_true", help="the tuning specs instead (printed)")
     args = parser.parse_args(argv)
