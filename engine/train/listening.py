@@ -192,9 +192,14 @@ def measures(x: Excerpt) -> dict:
         "scale_consistency": consistency,
         "polyphony": float(np.mean(polyphony)) if polyphony else 0.0,
         "pad_chords": sounding_time(pad, 2) / pad_sounding if pad_sounding else None,
-        "parts": {part: {"notes_per_bar": len(ns) / x.bars,
-                         "register": float(np.median([n.pitch for n in ns]))}
-                  for part in PARTS if (ns := [n for n in x.notes if n.part == part])},
+        "parts": {
+            part: {
+                "notes_per_bar": len(ns) / x.bars,
+                "register": float(np.median([n.pitch for n in ns])),
+            }
+            for part in PARTS
+            if (ns := [n for n in x.notes if n.part == part])
+        },
     }
     if x.requested is not None:
         key = key_as_heard(sounding)
