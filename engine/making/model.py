@@ -161,7 +161,7 @@ def _sample(
 
 
 class ModelGenerator:
-    """Writes loops with the int8 GRU. Thread-safe: each call keeps its own state."""
+    """Writes loops with the int8 GRU. Thread-safe: each thread keeps its own decoding state."""
 
     name = "model"
 
