@@ -155,12 +155,7 @@ class Grammar:
         position, part tokens, first and end pitch token, first and end DV token)."""
         if self.done:
             return (-1, 0, -1, (), 0, 0, 0, 0)
-        phase = self.phase
-        if self.part != self._fixed_part:  # the common cases first (the sampler's hot path)
-            if phase == "pitch":
-                return _ANY_DV
-            if phase == "inst":
-                return _ANY_DRUM if self.part == 0 else _ANY_NOTE
+        phase = self.phase  # (a note's pitch and DV away from a fixed part: see `choices`)
         step = self.bar * self.steps_in_bar + self.pos
         fixed_here = self._fixed.get(step) if phase != "bar" else None
         pending = None  # fixed notes of this step not all written yet
@@ -244,8 +239,8 @@ class Grammar:
 
     def choices(self) -> np.ndarray:
         """The allowed token ids, ascending (a shared array: do not modify it)."""
-        if self.part != self._fixed_part and not self.done:  # two tokens of three: a note's
-            phase = self.phase
+        if self.part != self._fixed_part and not self.done:  # the hot path: two tokens of
+            phase = self.phase  # three are a note's pitch or DV, whatever the rest of the state
             if phase == "pitch":
                 return _DV_CHOICES
             if phase == "inst":

@@ -314,7 +314,8 @@ class ModelGenerator:
         # buffers per loop instead of a new array per addition (the sums are the same).
         work = np.empty(len(VOCAB), dtype=np.float32)
         biased = np.empty(len(VOCAB), dtype=np.float32)
-        played = np.array(sorted(last_played), dtype=np.int64)
+        insts = tuple(sorted(last_played))
+        played = np.array(insts, dtype=np.int64)
         sequence = prefix_tokens(controls)
         for t in sequence:
             logits = steps.step(t)
@@ -344,7 +345,7 @@ class ModelGenerator:
                     parts_bias = sampling.parts_bias
                     work[played] += np.array(
                         [parts_bias * min(1.0, (step - last_played[inst]) / steps_in_bar)
-                         for inst in played.tolist()], dtype=np.float32)  # fmt: skip
+                         for inst in insts], dtype=np.float32)  # fmt: skip
                 if sampling.harmony_bias and phase == "inst":
                     root, third = plan[grammar.bar]
                     row = None
