@@ -16,7 +16,8 @@ def loop(base: int = 1, **kw) -> Layer:
     clip = FakeClip(96_000)
     kw.setdefault("stem_from", (1.0, 0.5))
     kw.setdefault("stem_to", kw["stem_from"])
-    return Layer(clip.mix, base=base, anchor=0, start=0, stems=clip.stems, tag="loop", **kw)
+    kw.setdefault("tag", "loop")
+    return Layer(clip.mix, base=base, anchor=0, start=0, stems=clip.stems, **kw)
 
 
 def stinger() -> Layer:
@@ -182,3 +183,52 @@ def test_a_bridge_plays_first_and_the_loop_comes_in_after_it() -> None:
 
 def _fields(transition) -> dict:
     return {f: getattr(transition, f) for f in transition.__dataclass_fields__}
+
+
+def test_loops_left_fading_by_earlier_changes_past_the_limit_are_stolen() -> None:
+    # Four loops that earlier changes sent away (fading from plan 2, started at 4_800, over
+    # 96_000 frames from these gains), one still playing, and a stinger. At now=10_000 each
+    # leaving loop sits at gain_from * (1 - 5_200 / 96_000) on a linear fade.
+    leaving = [loop(tag=f"away{g}", gain_from=g, gain_to=0.0, fade_base=2, fade_frames=96_000,
+                    curve=LINEAR) for g in (0.9, 0.2, 0.6, 0.4)]  # fmt: skip
+    shot = stinger()
+    grid = Main(CALM, FakeClip(384_000), layer=None, anchor=0)
+    where = layers.Where(10_000, 256, RATE, STARTED)
+    plan = layers.change(rule("done"), FIGHT, FakeClip(192_000), None, None,
+                         [*leaving, loop(tag="main"), shot], serial=5, exit_at=None, grid=grid,
+                         where=where)  # fmt: skip
+    tags = [x.tag for x in plan.layers]
+    assert tags == ["away0.2", "away0.4", "away0.9", "away0.6", "main", shot.tag, "loop"]
+    assert len([x for x in plan.layers if layers.leaving(x)]) == layers.MAX_LEAVING + 3
+    steal = round(layers.STEAL_SECONDS * RATE)
+    at_now = 1 - 5_200 / 96_000
+    for stolen, gain in zip(plan.layers[:2], (0.2, 0.4), strict=True):
+        # from where it is, to silence, over the steal fade from the change's own plan
+        assert (stolen.fade_base, stolen.fade_start, stolen.fade_frames) == (5, 0, steal)
+        assert stolen.gain_from == pytest.approx(gain * at_now)
+        assert stolen.gain_to == 0.0
+        assert layers.finished(stolen, {**{1: 0, 2: 4_800}, 5: 10_256}.get, 10_256 + steal)
+    # the two loudest keep the change's own fade-out, like the loop that was playing
+    assert {x.fade_frames for x in plan.layers[2:5]} == {plan.fade_out}
+
+
+@pytest.mark.parametrize("limit", [layers.MAX_LEAVING, 1_000])
+def test_rapid_changes_mix_a_bounded_number_of_loops(monkeypatch, limit) -> None:
+    # A change every 1_000 frames, each fading out over two beats (48_000): without a limit
+    # (1_000) the loops of the last 48 changes are all still sounding.
+    monkeypatch.setattr(layers, "MAX_LEAVING", limit)
+    starts = {}
+    playing: list = [loop(tag="first")]
+    most = 0
+    for serial in range(1, 60):
+        now = 10_000 + 1_000 * serial
+        starts[serial] = now + 256
+        where = layers.Where(now, 256, RATE, starts.get)
+        grid = Main(CALM, FakeClip(384_000), layer=None, anchor=0)
+        plan = layers.change(rule("done"), FIGHT, FakeClip(192_000), None, None, playing,
+                             serial=serial, exit_at=None, grid=grid, where=where)  # fmt: skip
+        playing = [x for x in plan.layers if not layers.finished(x, starts.get, now + 256)]
+        most = max(most, len(playing))
+    # the kept leaving loops, the one sent away now, the new one, and the one stolen now
+    bound = layers.MAX_LEAVING + 3
+    assert (most <= bound) is (limit == layers.MAX_LEAVING), most
