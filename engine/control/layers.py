@@ -169,9 +169,7 @@ def steal(
     away, going = [], set()
     for i, x in enumerate(playing):
         if leaving(x):
-            fade_base_start = start_frame(x.fade_base)
-            ends = None if fade_base_start is None else fade_base_start + x.fade_start
-            if ends is not None and ends + x.fade_frames <= now + frames:
+            if finished(x, start_frame, now + frames):
                 going.add(i)
             else:
                 away.append((gain_now(x, start_frame, now), i))
@@ -203,11 +201,7 @@ def fade_out_all(
         if is_stinger(layer):
             kept.append(layer)  # a stinger rings out over the change
             continue
-        fade_base_start = start_frame(layer.fade_base)
-        if fade_base_start is None:
-            gain = layer.gain_from
-        else:
-            gain = layer.gain_at(at - fade_base_start)
+        gain = gain_now(layer, start_frame, at)
         first = begins(layer, start_frame)
         if gain <= 0.0 and (first is None or first >= at or layer.gain_to == 0.0):
             continue  # silent now and never heard again
