@@ -122,3 +122,30 @@ def test_a_missing_model_is_one_line_not_a_traceback(tmp_path) -> None:
     assert out.stderr.strip().splitlines() == [
         f"python -m engine.train: model file not found: {missing}"
     ]
+
+
+def test_repetition_reads_a_held_groove_as_one_and_a_fresh_one_as_low():
+    from engine.train.listening import repetition
+
+    def bars(*patterns):
+        """One drum pattern per bar, each as (key, start in the bar, duration) triples."""
+        return [n for bar, pattern in enumerate(patterns)
+                for n in notes("drums", *[(p, bar * 4 + s, d) for p, s, d in pattern])]  # fmt: skip
+
+    beat = [(36, 0.0, 0.25), (42, 0.5, 0.25), (38, 1.0, 0.25), (42, 1.5, 0.25)]
+    other = [(36, 0.0, 0.25), (36, 2.5, 0.25), (38, 3.0, 0.25)]
+    held = bars(beat, beat, beat, beat)
+    assert repetition(held, 4.0, 4, by_pitch=True) == 1.0
+    # A two-bar pattern (A B A B): bars 3 and 4 repeat the bar two before them; bar 2 shares
+    # one onset of six with bar 1.
+    ab = repetition(bars(beat, other, beat, other), 4.0, 4, by_pitch=True)
+    assert ab == pytest.approx((1 / 6 + 1 + 1) / 3)
+    # Each bar on onsets of its own: nothing shared.
+    fresh = bars([(36, 0.0, 0.25)], [(38, 0.25, 0.25)], [(42, 0.5, 0.25)], [(36, 0.75, 0.25)])
+    assert repetition(fresh, 4.0, 4, by_pitch=True) == 0.0
+    # The same rhythm on other drums: the groove's keys differ, the rhythm is the same.
+    swapped = bars(*[[(p + bar, s, d) for p, s, d in beat] for bar in range(4)])
+    assert repetition(swapped, 4.0, 4, by_pitch=True) == 0.0
+    assert repetition(swapped, 4.0, 4, by_pitch=False) == 1.0
+    assert repetition([], 4.0, 4, by_pitch=True) is None
+    assert repetition(held, 4.0, 1, by_pitch=True) is None

@@ -166,6 +166,27 @@ def sounding_time(notes, at_least: int) -> float:
     return total
 
 
+def repetition(notes, bar_quarters: float, bars: int, by_pitch: bool) -> float | None:
+    """How much each bar repeats one of the two before it: the Jaccard overlap of their onsets
+    on a 16th grid (with the pitch or drum key when `by_pitch`), the better of the two, averaged
+    over bars 2 onward. A groove that holds reads near 1; onsets drawn afresh each bar, near 0.
+    None with fewer than two bars or no onsets."""
+    grid = [set() for _ in range(bars)]
+    for n in notes:
+        bar = int(n.start_beats // bar_quarters)
+        if 0 <= bar < bars:
+            step = round((n.start_beats - bar * bar_quarters) * 4)
+            grid[bar].add((step, n.pitch) if by_pitch else step)
+    if bars < 2 or not any(grid):
+        return None
+
+    def overlap(a: set, b: set) -> float:
+        return len(a & b) / len(a | b) if a or b else 1.0
+
+    return float(np.mean([max(overlap(grid[b], grid[a]) for a in range(max(0, b - 2), b))
+                          for b in range(1, bars)]))  # fmt: skip
+
+
 def measures(x: Excerpt) -> dict:
     sounding = x.sounding()
     pitched = [n for n in x.notes if n.part != "drums"]
@@ -192,6 +213,10 @@ def measures(x: Excerpt) -> dict:
         "scale_consistency": consistency,
         "polyphony": float(np.mean(polyphony)) if polyphony else 0.0,
         "pad_chords": sounding_time(pad, 2) / pad_sounding if pad_sounding else None,
+        "rhythm_repeats": repetition(x.notes, x.bar_quarters, x.bars, by_pitch=False),
+        "groove_repeats": repetition(
+            [n for n in x.notes if n.part == "drums"], x.bar_quarters, x.bars, by_pitch=True
+        ),  # fmt: skip
         "parts": {
             part: {
                 "notes_per_bar": len(ns) / x.bars,
@@ -218,7 +243,8 @@ def summary(rows: list[dict], densities: list[str | None]) -> dict:
         return [r[key] for r in rows if r.get(key) is not None]
 
     out = {key: float(np.mean(values(key))) if values(key) else None
-           for key in ("key_heard", "mode_heard", "pad_chords")}  # fmt: skip
+           for key in ("key_heard", "mode_heard", "pad_chords", "rhythm_repeats",
+                       "groove_repeats")}  # fmt: skip
     out |= {key: float(np.median(values(key))) if values(key) else None
             for key in ("empty_beats", *OTHERS)}  # fmt: skip
     out["empty_beats_mean"] = (
@@ -352,7 +378,9 @@ def markdown(r: dict) -> str:
             ("pitch-class entropy, bits", "pc_entropy", False),
             ("scale consistency", "scale_consistency", False),
             ("polyphony at onsets", "polyphony", False),
-            ("pad sounds 2+ notes (share of its time)", "pad_chords", True)]  # fmt: skip
+            ("pad sounds 2+ notes (share of its time)", "pad_chords", True),
+            ("rhythm: a bar repeats one of the two before it", "rhythm_repeats", True),
+            ("drums: a bar repeats one of the two before it", "groove_repeats", True)]  # fmt: skip
     for label, key, pct in rows:
         lines.append(f"| {label} | " + " | ".join(_fmt(o.get(key), pct) for o in overall) + " |")
     for d in ("low", "medium", "high", "all"):
