@@ -279,7 +279,7 @@ def test_density_requests_order_the_loops(model: ModelGenerator) -> None:
 def test_priors_off_is_the_model_alone() -> None:
     off = dict(scale_bias=0.0, third_bias=0.0, density_bias=0.0, parts_bias=0.0)
     off |= dict(motif_interval_bias=0.0, motif_pitch_bias=0.0, density_floor=False, fill_bars=False)
-    off |= dict(pad_chord_bias=0.0, harmony_bias=0.0, pulse_bias=0.0)
+    off |= dict(pad_chord_bias=0.0, harmony_bias=0.0, pulse_bias=0.0, groove_bias=0.0)
     plain = ModelGenerator.load(sampling=Sampling(**off))
     shipped = ModelGenerator.load()
     s = spec(seed=11)
@@ -359,6 +359,29 @@ def test_the_priors_give_pad_chords_a_chord_plan_and_a_pulse(model: ModelGenerat
     assert without["pad_chord_bias"][0] < chords - 0.3
     assert without["harmony_bias"][1] < roots - 0.2
     assert without["pulse_bias"][2] > empty + 0.05
+
+
+def _repeats(model: ModelGenerator) -> tuple[float, float]:
+    """Over drum-led loops in 4/4 and 6/8: how much each bar's onsets, and its drums, repeat
+    the bar before or the one before that (engine/train/listening.py's measure)."""
+    from engine.train.listening import repetition
+
+    rhythm, drums = [], []
+    for seed in range(6):
+        for meter in (FOUR_FOUR, Meter(6, 8)):
+            s = spec(parts=("drums", "bass", "pad"), meter=meter, seed=seed, density="medium")
+            notes = model.generate(s).notes
+            bar = s.beats / s.bars
+            rhythm.append(repetition(notes, bar, s.bars, by_pitch=False))
+            drums.append(repetition([n for n in notes if n.part == "drums"], bar, s.bars, True))
+    return float(np.mean(rhythm)), float(np.mean(drums))
+
+
+def test_the_groove_prior_makes_bars_repeat_the_one_before(model: ModelGenerator) -> None:
+    rhythm, drums = _repeats(model)
+    rhythm_off, drums_off = _repeats(ModelGenerator.load(sampling=Sampling(groove_bias=0.0)))
+    assert drums > drums_off + 0.15
+    assert rhythm > rhythm_off
 
 
 @pytest.mark.parametrize("mode", ["major", "minor"])

@@ -13,8 +13,9 @@ Soft priors (engine.making.priors; their strengths in `Sampling`) lean the model
 toward the state's request without forbidding anything: the scale and the mode's third, the
 requested density, every requested part kept playing, a designer's motif developed, and a
 composer's frame (a chord plan per loop that the bass, pad and lead lean on; the pad voicing
-chords; no empty pulse). models/EVALUATION.md reports control accuracy and motif development
-with and without them; models/LISTENING.md what a listener hears, model alone beside shipped.
+chords; no empty pulse; a groove each bar takes from the one before). models/EVALUATION.md
+reports control accuracy and motif development with and without them; models/LISTENING.md
+what a listener hears, model alone beside shipped.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from engine.making.priors import (
     LEAD,
     PAD,
     Development,
+    Groove,
     Sampling,
     chord_plan,
     density_pull,
@@ -287,6 +289,7 @@ class ModelGenerator:
         except TokenError as error:
             raise ModelError(str(error)) from None
         development = Development.of(spec, motif, self.sampling)
+        groove = Groove.of(controls.parts, grammar.steps_in_bar, self.sampling)
         rng = np.random.default_rng(spec.seed)
         sampling = self.sampling
         steps_in_bar = grammar.steps_in_bar
@@ -359,6 +362,16 @@ class ModelGenerator:
                         step_bias = _plus(step_bias, row, work)
                 if development is not None and phase == "inst":
                     step_bias = development.bias(grammar, step_bias)
+                if groove is not None and phase != "pitch":
+                    favoured = groove.tokens(grammar)
+                    if len(favoured):
+                        if step_bias is not work:
+                            if step_bias is None:
+                                work.fill(0.0)
+                            else:
+                                np.copyto(work, step_bias)
+                            step_bias = work
+                        work[favoured] += groove.bias
                 chord = (
                     phase == "dv"
                     and sampling.pad_chord_bias

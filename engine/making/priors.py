@@ -11,7 +11,9 @@ cached, that engine.making.model adds at the decoding step it concerns:
 - harmony (`chord_plan`, `tones_row`): the loop's chord plan, one chord a bar, that the
   bass's roots, the pad's chords and the lead's strong notes lean on;
 - motif (`Development`): after a designer's motif, its part leans to its intervals and pitch
-  classes.
+  classes;
+- groove (`Groove`): each bar leans to the onsets of the bar before it, the drums to its
+  drums, so a loop keeps a rhythm a player can feel.
 `sustain_pad` holds each pad chord until the pad's next onset.
 """
 
@@ -27,6 +29,7 @@ from engine.making.grammar import Event, Grammar
 from engine.making.tokens import (
     BAR,
     EOS,
+    INST0,
     MAX_BAR_STEPS,
     N_NOTE,
     NOTE0,
@@ -99,6 +102,10 @@ class Sampling:
     # Taken from the next-onset choices once for each pulse (a quarter, or a dotted quarter in
     # 6/8, 9/8, 12/8) they would leave without any onset: the music keeps its pulse (0 = off).
     pulse_bias: float = 2.0
+    # Groove: from the second bar, added to the next-onset choices at the positions where the
+    # bar before had an onset, and at such a position to the drums and to the drum keys that
+    # played there, so the rhythm repeats as a groove does, not note for note (0 = off).
+    groove_bias: float = 4.0
     # Hard guarantees of the grammar (engine.making.grammar.Grammar), beyond the loop's shape:
     # at least the requested density bucket's lowest onset rate, and no empty bar.
     density_floor: bool = True
@@ -236,3 +243,75 @@ class Development:
                     row[previous + interval] += self.interval_bias
             self._rows[previous] = row
         return row if bias is None else bias + row
+
+
+class Groove:
+    """The groove prior: from the second bar on, the onsets of the bar before are the template.
+    Its positions gain `bias` as the next onset; at a position where it had drums, the drums
+    gain it as the part to play, and its drum keys there as the drums' notes."""
+
+    __slots__ = ("bias", "drums", "steps", "_seen", "_bar", "_positions", "_kits", "_later",
+                 "_previous_kits", "_more_drums")  # fmt: skip
+
+    def __init__(self, bias: float, drums: bool, steps_in_bar: int) -> None:
+        self.bias = bias
+        self.drums = drums
+        self.steps = steps_in_bar
+        self._seen = 0  # grammar events read so far
+        self._bar = 0  # the bar those events were filling
+        self._positions: set[int] = set()  # onsets of the bar being written
+        self._kits: dict[int, list[int]] = {}  # ... and its drum tokens by position
+        # The template (the bar before): [current position + 1] -> its later POS tokens, and
+        # position -> its drum tokens there.
+        self._later: list[np.ndarray] = [_NONE] * (steps_in_bar + 1)
+        self._previous_kits: dict[int, np.ndarray] = {}
+        self._more_drums: dict[int, np.ndarray] = {}  # position -> later POS and its drums
+
+    @classmethod
+    def of(cls, parts: tuple[str, ...], steps_in_bar: int, sampling: Sampling) -> Groove | None:
+        if not sampling.groove_bias:
+            return None
+        return cls(sampling.groove_bias, "drums" in parts, steps_in_bar)
+
+    def _roll(self, bar: int) -> None:
+        """On to `bar`: the bar just written becomes the template if it is the one before."""
+        if bar == self._bar:
+            return
+        follows = bar == self._bar + 1
+        positions = np.array(sorted(self._positions) if follows else [], dtype=np.int64)
+        self._later = [positions[positions > p] + POS0 for p in range(-1, self.steps)]
+        self._previous_kits = (
+            {p: np.array(ks, dtype=np.int64) for p, ks in self._kits.items()} if follows else {}
+        )
+        self._more_drums = {
+            p: np.concatenate([self._later[p + 1], ks]) for p, ks in self._previous_kits.items()
+        }
+        self._positions, self._kits, self._bar = set(), {}, bar
+
+    def tokens(self, grammar: Grammar) -> np.ndarray:
+        """The tokens this prior adds `bias` to at the grammar's next choice (maybe none)."""
+        events = grammar.events
+        for step, part, pitch, _ in events[self._seen :]:
+            self._roll(step // self.steps)
+            position = step % self.steps
+            self._positions.add(position)
+            if part == 0:  # the drums
+                self._kits.setdefault(position, []).append(pitch)
+        self._seen = len(events)
+        self._roll(grammar.bar)
+        phase, pos = grammar.phase, grammar.pos
+        if phase in ("bar", "dv"):
+            if phase == "dv" and grammar.part == 0 and pos in self._more_drums:
+                return self._more_drums[pos]  # the next onset, or more drums here
+            return self._later[pos + 1]
+        if not self.drums or pos not in self._previous_kits:
+            return _NONE
+        if phase == "pos":
+            return _DRUMS
+        if phase == "inst" and grammar.part == 0:
+            return self._previous_kits[pos]
+        return _NONE
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+_DRUMS = np.array([INST0], dtype=np.int64)  # INST_drums: the drums are part 0

@@ -54,6 +54,7 @@ NO_PRIORS = {
     "pad_chord_bias": 0.0,
     "harmony_bias": 0.0,
     "pulse_bias": 0.0,
+    "groove_bias": 0.0,
 }
 NO_GUARANTEES = {"density_floor": False, "fill_bars": False}
 CONFIGS: dict[str, Sampling] = {
