@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--run", type=Path, default=Path("runs/gru"), help="checkpoint folder")
         p.add_argument("--threads", type=int, default=1, help="torch threads (2 at most)")
+        p.add_argument("--max-len", type=int, default=512, help="tokens a window is cropped to")
         p.add_argument("--init", type=Path, default=None, help="checkpoint to fine-tune from")
     exp = sub.add_parser("export", help="export the best checkpoint to ONNX and quantize it")
     exp.add_argument("--run", type=Path, default=Path("runs/gru"))
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             minutes=args.minutes,
             threads=args.threads,
+            max_len=args.max_len,
             init=args.init,
         )
         train(config, args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))

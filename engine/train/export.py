@@ -239,6 +239,7 @@ def manifest(
             "best_val_nll": train_summary["best_val_nll"],
             "parameters": train_summary["parameters"],
             "config": train_summary["config"],
+            "draw_shares": train_summary.get("draw_shares"),
             "data": data_summary,
         },
     }
