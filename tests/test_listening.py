@@ -149,3 +149,10 @@ def test_repetition_reads_a_held_groove_as_one_and_a_fresh_one_as_low():
     assert repetition(swapped, 4.0, 4, by_pitch=False) == 1.0
     assert repetition([], 4.0, 4, by_pitch=True) is None
     assert repetition(held, 4.0, 1, by_pitch=True) is None
+    # Drums that drop out: the silent bars are not scored, and the bar after them repeats the
+    # one two before only if it has one (bar 4 after a silent bar 3 still matches bar 2).
+    assert repetition(bars(beat, beat, [], beat), 4.0, 4, by_pitch=True) == 1.0
+    assert repetition(bars(beat, [], [], beat), 4.0, 4, by_pitch=True) == 0.0
+    # An onset a little before the bar line (unquantised) counts on the next bar's downbeat.
+    early = bars(beat, beat) + notes("drums", (36, 7.99, 0.25))
+    assert repetition(early, 4.0, 3, by_pitch=True) == pytest.approx((1.0 + 1 / 4) / 2)

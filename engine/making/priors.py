@@ -315,3 +315,4 @@ class Groove:
 
 _NONE = np.zeros(0, dtype=np.int64)
 _DRUMS = np.array([INST0], dtype=np.int64)  # INST_drums: the drums are part 0
+_NONE.flags.writeable = _DRUMS.flags.writeable = False

@@ -158,7 +158,7 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "chord tones, the lead's notes on a pulse half of it), pad chords",
         f"{decoding['pad_chord_bias']} (once the pad has started a note, the bar's chord tones",
         f"above it, up to a triad), pulse {decoding['pulse_bias']} (lost per pulse an onset",
-        f"would leave empty), groove {decoding.get('groove_bias', 0.0)} (from the second bar, the",
+        f"would leave empty), groove {decoding['groove_bias']} (from the second bar, the",
         "bar before's onset positions gain it as the next onset, and where it had drums, the",
         "drums and its drum keys there: the rhythm repeats as a groove does). These four were",
         "chosen on the eight tuning specs of",

@@ -169,22 +169,19 @@ def sounding_time(notes, at_least: int) -> float:
 def repetition(notes, bar_quarters: float, bars: int, by_pitch: bool) -> float | None:
     """How much each bar repeats one of the two before it: the Jaccard overlap of their onsets
     on a 16th grid (with the pitch or drum key when `by_pitch`), the better of the two, averaged
-    over bars 2 onward. A groove that holds reads near 1; onsets drawn afresh each bar, near 0.
-    None with fewer than two bars or no onsets."""
+    over the bars from the second on that play (a silent bar is no repeat, nor is one after
+    it). A groove that holds reads near 1; onsets drawn afresh each bar, near 0. None when no
+    bar from the second on plays."""
+    steps_in_bar = round(bar_quarters * 4)
     grid = [set() for _ in range(bars)]
     for n in notes:
-        bar = int(n.start_beats // bar_quarters)
+        # An onset just before a bar line (real music is not quantised) rounds into the next bar.
+        bar, step = divmod(round(n.start_beats * 4), steps_in_bar)
         if 0 <= bar < bars:
-            step = round((n.start_beats - bar * bar_quarters) * 4)
             grid[bar].add((step, n.pitch) if by_pitch else step)
-    if bars < 2 or not any(grid):
-        return None
-
-    def overlap(a: set, b: set) -> float:
-        return len(a & b) / len(a | b) if a or b else 1.0
-
-    return float(np.mean([max(overlap(grid[b], grid[a]) for a in range(max(0, b - 2), b))
-                          for b in range(1, bars)]))  # fmt: skip
+    scores = [max(len(grid[b] & grid[a]) / len(grid[b] | grid[a]) for a in range(max(0, b - 2), b))
+              for b in range(1, bars) if grid[b]]  # fmt: skip
+    return float(np.mean(scores)) if scores else None
 
 
 def measures(x: Excerpt) -> dict:
