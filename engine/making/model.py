@@ -137,6 +137,16 @@ def _plus(bias: np.ndarray | None, row: np.ndarray, work: np.ndarray) -> np.ndar
     return np.add(bias, row, out=work)
 
 
+def _in_work(bias: np.ndarray | None, work: np.ndarray) -> np.ndarray:
+    """`work` holding `bias` (zeros for None), to add to in place; shared rows stay as they are."""
+    if bias is not work:
+        if bias is None:
+            work.fill(0.0)
+        else:
+            np.copyto(work, bias)
+    return work
+
+
 def _sample(
     logits: np.ndarray,
     choices: np.ndarray,
@@ -342,9 +352,7 @@ class ModelGenerator:
                 if sampling.parts_bias and phase in ("pos", "dv"):
                     # A requested part gets likelier the longer it rests, fully after a bar.
                     step = grammar.bar * steps_in_bar + grammar.pos
-                    if step_bias is not work:
-                        np.copyto(work, step_bias)
-                        step_bias = work
+                    step_bias = _in_work(step_bias, work)
                     parts_bias = sampling.parts_bias
                     work[played] += np.array(
                         [parts_bias * min(1.0, (step - last_played[inst]) / steps_in_bar)
@@ -365,12 +373,7 @@ class ModelGenerator:
                 if groove is not None and phase != "pitch":
                     favoured = groove.tokens(grammar)
                     if len(favoured):
-                        if step_bias is not work:
-                            if step_bias is None:
-                                work.fill(0.0)
-                            else:
-                                np.copyto(work, step_bias)
-                            step_bias = work
+                        step_bias = _in_work(step_bias, work)
                         work[favoured] += groove.bias
                 chord = (
                     phase == "dv"
