@@ -14,8 +14,16 @@ import numpy as np
 import pytest
 
 from engine.making.model import ModelError, ModelGenerator, default_model_path
-from engine.making.priors import Sampling, chord_plan, pulse_steps, skipped_pulses, sustain_pad
-from engine.making.tokens import BAR, EOS, POS0
+from engine.making.priors import (
+    Sampling,
+    chord_mask,
+    chord_plan,
+    pulse_steps,
+    skipped_pulses,
+    sustain_pad,
+    tones_row,
+)
+from engine.making.tokens import BAR, EOS, NOTE0, POS0, REL_PITCH_LOW
 from engine.score.graph import loop_spec
 from engine.score.load import load_graph
 from engine.score.motif import development
@@ -418,6 +426,48 @@ def test_the_groove_prior_makes_bars_repeat_the_one_before(model: ModelGenerator
     rhythm_off, drums_off = _repeats(ModelGenerator.load(sampling=Sampling(groove_bias=0.0)))
     assert drums > drums_off + 0.15
     assert rhythm > rhythm_off + 0.05
+
+
+def test_a_pad_chord_leans_to_its_missing_tones_first() -> None:
+    """C minor's tonic chord over a C and a G already sounding: only the E-flat above the G
+    (within its octave) gains the bias; with `have_share` 1 every chord tone does."""
+    c4, g4 = (NOTE0 + 60 - 60 - REL_PITCH_LOW + k for k in (0, 7))  # tonic C: relative pitch
+    have = chord_mask([(0, 2, c4, 0), (0, 2, g4, 0)], notes=2)
+    assert have == 1 << 0 | 1 << 7
+    row = tones_row(0, 3, 10.0, above=g4, have=have, have_share=0.0)
+    assert np.flatnonzero(row).tolist() == [g4 + 8]  # E-flat 5, a minor sixth above G
+    every = tones_row(0, 3, 10.0, above=g4, have=have, have_share=1.0)
+    assert np.flatnonzero(every).tolist() == [g4 + 5, g4 + 8, g4 + 12]  # C, E-flat, G
+
+
+def _pad_chords_with_the_third(model: ModelGenerator) -> float:
+    """Over low-density loops in A minor 4/4 and D major 6/8: the share of the pad's chords
+    (2+ notes at one onset) that sound the third of the bar's chord in the loop's plan."""
+    out = []
+    for seed in range(6):
+        for meter, mode, tonic_pc in ((FOUR_FOUR, "minor", 9), (Meter(6, 8), "major", 2)):
+            s = spec(meter=meter, seed=seed, density="low", mode=mode, tonic=tonic_pc)
+            plan, bar_beats = chord_plan(mode, s.bars, s.seed), s.beats / s.bars
+            onsets: dict[float, list[int]] = {}
+            for n in model.generate(s).notes:
+                if n.part == "pad":
+                    onsets.setdefault(n.start_beats, []).append(n.pitch)
+            for start, pitches in onsets.items():
+                root, third = plan[int(start // bar_beats)]
+                if len(pitches) >= 2:
+                    out.append(any((p - tonic_pc - root - third) % 12 == 0 for p in pitches))
+    assert len(out) >= 40
+    return float(np.mean(out))
+
+
+def test_the_pad_sounds_its_chords_third(model: ModelGenerator) -> None:
+    """The third says major or minor: a pad of open fifths leaves a minor loop heard as major."""
+    with_third = _pad_chords_with_the_third(model)
+    doubling = _pad_chords_with_the_third(
+        ModelGenerator.load(sampling=Sampling(pad_double_share=1.0))
+    )
+    assert with_third >= 0.75
+    assert with_third > doubling + 0.2
 
 
 @pytest.mark.parametrize("mode", ["major", "minor"])

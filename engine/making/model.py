@@ -41,6 +41,7 @@ from engine.making.priors import (
     Development,
     Groove,
     Sampling,
+    chord_mask,
     chord_plan,
     density_pull,
     log_gaps,
@@ -383,7 +384,9 @@ class ModelGenerator:
                 )
                 if chord:
                     root, third = plan[grammar.bar]
-                    row = tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch)
+                    have = chord_mask(grammar.events, grammar.chord)
+                    row = tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch,
+                                    have=have, have_share=sampling.pad_double_share)  # fmt: skip
                     step_bias = _plus(step_bias, row, work)
                 elif phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)
