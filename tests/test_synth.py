@@ -220,3 +220,24 @@ def test_states_loops_and_stingers_sit_within_3_lu(synth):
     spec = replace(loop_spec(graph, "combat", 0), instruments=(("lead", stinger.instrument),))
     clip = synth.render(Loop(spec, tuple(replace(n, part="lead") for n in stinger.notes), "s"))
     assert abs(clip.loudness_lufs - TARGET_LUFS) <= 3.0
+
+
+def test_fluidsynth_writes_unused_parts_inside_the_sink(synth):
+    # A sparse one-part loop: long calls between its events, deep into its first pass. The
+    # silent groups of the three parts it lacks go to a one-segment sink, never past it.
+    spec = make_spec(parts=(("lead", "flute"),), bars=4)
+    sink_start = synth._sink.ctypes.data
+    sink_end = sink_start + synth._sink.nbytes
+    process, calls = synth._process, []
+
+    def checked(handle, frames, *args):
+        calls.append(frames)
+        assert all(sink_start <= row <= sink_end - 4 * frames for row in synth._at[4 + 2 :])
+        return process(handle, frames, *args)
+
+    synth._process = checked
+    try:
+        clip = synth.render(Loop(spec, (Note("lead", 72, 0.0, 0.5, 100),), "test"))
+    finally:
+        synth._process = process
+    assert max(calls) > SAMPLE_RATE // 10 and np.abs(clip.mix).max() > 0.01

@@ -31,18 +31,21 @@ def _periodic_interp(block_values: np.ndarray, block: int, frames: int) -> np.nd
     segments = max(0, frames // block - 1)
     inner = slice(first, first + segments * block)
     if segments:
-        t = (first - centres[0] + np.arange(block)) / block
-        low = block_values[:segments, None]
-        out[inner] = (low + (block_values[1 : segments + 1, None] - low) * t).ravel()
+        t = ((first - centres[0] + np.arange(block)) / block).astype(np.float32)
+        low = block_values[:segments, None].astype(np.float32)
+        grid = out[inner].reshape(segments, block)
+        np.multiply(block_values[1 : segments + 1, None].astype(np.float32) - low, t, out=grid)
+        grid += low
     # Before the first centre (wrapping from the last) and after the last whole segment.
     for edge in (np.arange(0, inner.start), np.arange(inner.stop, frames)):
         out[edge] = np.interp(edge, xp, fp)
     return out
 
 
-def _compressor_gain(mix: np.ndarray, sample_rate: int) -> np.ndarray:
-    """A gentle bus compressor's gain per frame: RMS detector, soft knee, attack and release,
-    run twice round the loop so the gain at its start follows on from its end."""
+def _compressor_gain(mix: np.ndarray, sample_rate: int, gain: float = 1.0) -> np.ndarray:
+    """A gentle bus compressor's gain per frame for planar `mix` (channels, frames) times
+    `gain`: RMS detector, soft knee, attack and release, run twice round the loop so the gain
+    at its start follows on from its end."""
     frames = mix.shape[-1]
     block = COMPRESSOR_BLOCK_FRAMES
     blocks = -(-frames // block)
@@ -54,6 +57,7 @@ def _compressor_gain(mix: np.ndarray, sample_rate: int) -> np.ndarray:
     if blocks > whole:
         rest = mix[:, whole * block :]
         power[whole] = np.einsum("cf,cf->", rest, rest) / rest.size
+    power *= float(gain) ** 2
     level_db = 10.0 * np.log10(np.maximum(power, 1e-12))
     over = level_db - COMPRESSOR_THRESHOLD_DB
     knee = COMPRESSOR_KNEE_DB
@@ -64,13 +68,15 @@ def _compressor_gain(mix: np.ndarray, sample_rate: int) -> np.ndarray:
     block_seconds = block / sample_rate
     attack = 1.0 - math.exp(-block_seconds / COMPRESSOR_ATTACK_SECONDS)
     release = 1.0 - math.exp(-block_seconds / COMPRESSOR_RELEASE_SECONDS)
-    gain_db = np.empty(blocks)
+    wants = target.tolist()
     current = 0.0
-    for _ in range(2):
-        for b, want in enumerate(target.tolist()):
-            current += (want - current) * (attack if want < current else release)
-            gain_db[b] = current
-    return _periodic_interp(10.0 ** (gain_db / 20.0), block, frames)
+    for want in wants:  # the first time round only sets where the second starts
+        current += (want - current) * (attack if want < current else release)
+    gain_db = []
+    for want in wants:
+        current += (want - current) * (attack if want < current else release)
+        gain_db.append(current)
+    return _periodic_interp(10.0 ** (np.array(gain_db) / 20.0), block, frames)
 
 
 def _limit_gain(mix: np.ndarray, ceiling: float) -> np.ndarray | None:
@@ -83,9 +89,9 @@ def _limit_gain(mix: np.ndarray, ceiling: float) -> np.ndarray | None:
     smooth.
     """
     frames = mix.shape[-1]
-    peak_per_frame = np.maximum(np.abs(mix[0]), np.abs(mix[1]))
-    if frames == 0 or peak_per_frame.max() <= ceiling:
+    if frames == 0 or max(mix.max(), -mix.min()) <= ceiling:
         return None
+    peak_per_frame = np.maximum(np.abs(mix[0]), np.abs(mix[1]))
     need = np.minimum(1.0, (ceiling * 0.999) / np.maximum(peak_per_frame, 1e-12))
     block = LIMITER_BLOCK_FRAMES
     blocks = -(-frames // block)

@@ -8,6 +8,7 @@ Worker process only.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -50,24 +51,31 @@ def weighted(planar: np.ndarray, sos: np.ndarray) -> np.ndarray:
     return sosfilt(sos, planar, axis=-1).astype(np.float32, copy=False)
 
 
+@functools.lru_cache(maxsize=8)
+def _gating(frames: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first frame of each 100 ms step (edges spread evenly), the steps of each 400 ms
+    block (4 consecutive steps, wrapping round the loop), each block's length in frames)."""
+    steps = max(1, round(frames / round(STEP_SECONDS * sample_rate)))
+    edges = np.linspace(0, frames, steps + 1).astype(np.int64)
+    window = int(BLOCK_SECONDS / STEP_SECONDS)
+    idx = (np.arange(steps)[:, None] + np.arange(window)[None, :]) % steps
+    block_lengths = np.maximum(np.diff(edges)[idx].sum(axis=1), 1)
+    for array in (edges, idx, block_lengths):
+        array.flags.writeable = False
+    return edges[:-1], idx, block_lengths
+
+
 def integrated_lufs(weighted_audio: np.ndarray, sample_rate: int) -> float:
     """Gated loudness of periodic K-weighted planar (channels, frames) audio; -inf when
     silent."""
     frames = weighted_audio.shape[-1]
-    step = round(STEP_SECONDS * sample_rate)
     if frames == 0:
         return float("-inf")
-    steps = max(1, round(frames / step))
-    # Mean square per 100 ms step (edges spread evenly), summed over channels (L, R weight 1).
-    edges = np.linspace(0, frames, steps + 1).astype(np.int64)
+    starts, idx, block_lengths = _gating(frames, sample_rate)
+    # Mean square per 100 ms step, summed over channels (L, R weight 1).
     power = np.einsum("ij,ij->j", weighted_audio, weighted_audio)
-    sums = np.add.reduceat(power, edges[:-1]).astype(np.float64)
-    lengths = np.diff(edges)
-    per_block = BLOCK_SECONDS / STEP_SECONDS
-    window = int(per_block)
-    # A 400 ms block = 4 consecutive steps, wrapping round the loop.
-    idx = (np.arange(steps)[:, None] + np.arange(window)[None, :]) % steps
-    z = sums[idx].sum(axis=1) / np.maximum(lengths[idx].sum(axis=1), 1)
+    sums = np.add.reduceat(power, starts).astype(np.float64)
+    z = sums[idx].sum(axis=1) / block_lengths
     loudness = -0.691 + 10.0 * np.log10(np.maximum(z, 1e-30))
     z = z[loudness > ABSOLUTE_GATE_LUFS]
     if z.size == 0:

@@ -11,8 +11,8 @@ reuses its voices and some of their state.
 Stems: each part plays on its own MIDI channel, which FluidSynth renders to its own dry
 stereo output in one pass. Reverb and chorus are one shared bus (four buses would cost four
 times as much); the wet return is shared out among the stems by each part's recent energy
-(a half-second memory), so the stems still sum exactly to FluidSynth's mix and a part faded
-out by layering takes most of its own reverb with it.
+(a half-second memory; `wetbus.py`), so the stems still sum exactly to FluidSynth's mix and
+a part faded out by layering takes most of its own reverb with it.
 
 A clip is periodic: every part is rendered for the loop plus its tails (release and
 reverb) until they are 70 dB below the loop's peak, and everything past the loop end is
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.making._sosfilt import sosfilt_2d
 from engine.making.dynamics import _compressor_gain, _limit_gain
 from engine.making.loudness import MEASURE_STRIDE, integrated_lufs, k_weighting, weighted
+from engine.making.wetbus import EnergyShares
 from engine.score.music import SAMPLE_RATE, Clip, Loop, Note, Sends
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,9 @@ PART_GAIN_LIMIT_DB = 15.0  # balance never moves a part further than this
 MAX_PARTS = 4  # inside the synth: MIDI channel = audio channel = stem index
 # The parts' channels in the MIDI files Segue writes (General MIDI: drums on channel 10).
 CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": 9}
-CHUNK_FRAMES = 4096  # frames per FluidSynth call between events
-SEGMENT_FRAMES = 12_288  # 0.26 s (whole energy blocks): rendered, then shared into the stems
+SEGMENT_FRAMES = 12_288  # 0.26 s (whole energy blocks): the tails are rendered a segment at a time
 MAX_TAIL_SECONDS = 6.0  # tails are rendered until silent, at most this long
 TAIL_FLOOR = 10.0 ** (-70 / 20)  # a tail segment this far below the loop's peak ends it
-ENERGY_BLOCK_FRAMES = 256  # the wet bus is shared out on this grid
-WET_MEMORY_SECONDS = 0.5  # how long a part's energy keeps its share of the wet bus
 HUMANISE_MS = {"drums": 3.0, "bass": 5.0, "pad": 8.0, "lead": 6.0}  # timing spread (s.d.)
 HUMANISE_VELOCITY = 5.0  # velocity spread (s.d.)
 # The bus: a mid-sized room, and FluidSynth's default chorus.
@@ -114,6 +111,7 @@ class Synth:
                                   ctypes.c_int, ctypes.c_void_p]  # fmt: skip
         self._channel_type = lib.fluid_synth_set_channel_type
         self._channel_type.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self._noteon, self._noteoff = fluidsynth.fluid_synth_noteon, fluidsynth.fluid_synth_noteoff
         self._set_rate = lib.fluid_synth_set_sample_rate
         self._set_rate.argtypes = [ctypes.c_void_p, ctypes.c_float]
         self._pin = lib.fluid_synth_pin_preset
@@ -128,6 +126,12 @@ class Synth:
         self._wet = np.zeros((2, SEGMENT_FRAMES), np.float32)
         self._sink = np.zeros((2 * MAX_PARTS, SEGMENT_FRAMES), np.float32)
         self._sink_rows = [int(row.ctypes.data) for row in self._sink]
+        # FluidSynth's buffer addresses (reverb L, R, chorus L, R, then 8 dry rows): `_rows`
+        # where a segment starts, `_at` for a call `offset` frames into it: every row moves
+        # on by `_step` bytes a frame (the sink's rows by none: it holds one segment at most).
+        self._rows, self._at, self._step = np.zeros((3, 4 + 2 * MAX_PARTS), np.uintp)
+        self._fx_at = self._at.ctypes.data
+        self._out_at = self._fx_at + 4 * self._at.itemsize
         self._frames_done = 0
         self._pinned: set[tuple[int, int]] = set()
         self._warned: set[tuple[int, int]] = set()
@@ -219,41 +223,46 @@ class Synth:
         """Every part as planar stems (parts, 2, frames), everything past the loop end folded
         back onto its start; the wet bus is shared out by energy.
 
-        The loop's first pass is rendered straight into the stems (FluidSynth adds into its
-        buffers); only the segments that reach past the loop end go through a buffer."""
+        The loop's whole segments are rendered straight into the stems at once (FluidSynth
+        adds into its buffers); the segments that reach past the loop end go through a
+        buffer, one at a time until the tails are silent. Each FluidSynth call runs on to the
+        next event, at most a segment."""
         end_frames = max(loop_frames, events[-1][0] if events else 0)
         limit = end_frames + round(MAX_TAIL_SECONDS * self.sample_rate)
-        energy = _EnergyShares(parts, self.sample_rate)
+        energy = EnergyShares(parts, self.sample_rate, SEGMENT_FRAMES)
         planar = np.zeros((parts, 2, loop_frames), np.float32)
+        synth, noteon, noteoff = self._fs.synth, self._noteon, self._noteoff
         position, index, peak = 0, 0, 0.0
         while position < limit:
-            seg_frames = min(SEGMENT_FRAMES, limit - position)
-            direct = position + seg_frames <= loop_frames
+            direct = position + SEGMENT_FRAMES <= loop_frames  # only at the start
             if direct:
-                dry = planar[:, :, position : position + seg_frames]  # still silent
+                seg_frames = loop_frames // SEGMENT_FRAMES * SEGMENT_FRAMES
+                dry, wet = planar[:, :, :seg_frames], np.zeros((2, seg_frames), np.float32)
             else:
-                dry = self._tail[:parts, :, :seg_frames]
+                seg_frames = min(SEGMENT_FRAMES, limit - position)
+                dry, wet = self._tail[:parts, :, :seg_frames], self._wet[:, :seg_frames]
                 dry[...] = 0.0
-            wet = self._wet[:, :seg_frames]
-            wet[...] = 0.0
+                wet[...] = 0.0
+            self._point(dry, wet)
             done = 0
             while done < seg_frames:
                 while index < len(events) and events[index][0] <= position + done:
                     _, is_on, channel, key, velocity = events[index]
                     if is_on:
-                        self._fs.noteon(channel, key, velocity)
+                        noteon(synth, channel, key, velocity)
                     else:
-                        self._fs.noteoff(channel, key)
+                        noteoff(synth, channel, key)
                     index += 1
-                stop = seg_frames
+                stop = min(seg_frames, done + SEGMENT_FRAMES)  # the sink holds one segment
                 if index < len(events):
                     stop = min(stop, events[index][0] - position)
-                stop = min(stop, done + CHUNK_FRAMES)
-                self._synthesize(dry, wet, done, stop - done)
+                self._synthesize(done, stop - done)
                 done = stop
-            level = energy.add_wet(dry, wet)
+            # The loudest energy block of each segment: only the last can end the render.
+            *levels, level = energy.add_wet(dry, wet)
             if not direct:
                 _fold_add(planar, position, dry)
+            peak = max([peak, *levels])
             position += seg_frames
             if position >= end_frames and level < peak * TAIL_FLOOR**2:
                 break
@@ -268,28 +277,29 @@ class Synth:
         if frames:
             self._discard(frames)
 
-    def _synthesize(self, dry: np.ndarray, wet: np.ndarray, offset: int, frames: int) -> None:
-        """Add `frames` of the synth's output at `offset` into dry (parts, 2, n) and wet (2, n)
-        (rows contiguous); the silent audio groups of unused parts go to the sink."""
-        self._frames_done += frames
+    def _point(self, dry: np.ndarray, wet: np.ndarray) -> None:
+        """Aim FluidSynth at a segment: dry (parts, 2, n) and wet (2, n), rows contiguous
+        (reverb and chorus add into the same wet pair); unused parts' groups go to the sink."""
         parts = dry.shape[0]
-        base = dry.ctypes.data + 4 * offset
-        rows = [base + p * dry.strides[0] + c * dry.strides[1]
-                for p in range(parts) for c in range(2)]  # fmt: skip
-        rows += self._sink_rows[2 * parts :]
-        out = (ctypes.c_void_p * (2 * MAX_PARTS))(*rows)
-        left, right = wet.ctypes.data + 4 * offset, wet.ctypes.data + wet.strides[0] + 4 * offset
-        fx = (ctypes.c_void_p * 4)(left, right, left, right)  # reverb, then chorus: added
-        self._process(self._fs.synth, frames, 4, fx, 2 * MAX_PARTS, out)
+        base, left = dry.ctypes.data, wet.ctypes.data
+        rows = [left, left + wet.strides[0]] * 2
+        rows += [base + p * dry.strides[0] + c * dry.strides[1]
+                 for p in range(parts) for c in range(2)]  # fmt: skip
+        self._rows[:] = rows + self._sink_rows[2 * parts :]
+        self._step[:] = [4] * len(rows) + [0] * (len(self._rows) - len(rows))
+
+    def _synthesize(self, offset: int, frames: int) -> None:
+        """Add `frames` of the synth's output into the rows `_point` set, from `offset`."""
+        self._frames_done += frames
+        np.multiply(self._step, offset, out=self._at)
+        self._at += self._rows
+        self._process(self._fs.synth, frames, 4, self._fx_at, 2 * MAX_PARTS, self._out_at)
 
     def _discard(self, frames: int) -> None:
         """Run the synth on by `frames` (at most a segment), throwing its output away."""
-        self._frames_done += frames
         self._sink[:, :frames] = 0.0  # FluidSynth adds into it
-        rows = self._sink_rows
-        out = (ctypes.c_void_p * (2 * MAX_PARTS))(*rows)
-        fx = (ctypes.c_void_p * 4)(*rows[:4])
-        self._process(self._fs.synth, frames, 4, fx, 2 * MAX_PARTS, out)
+        self._rows[:] = self._sink_rows[:4] + self._sink_rows
+        self._synthesize(0, frames)
 
     # -- the mix ----------------------------------------------------------------------------
 
@@ -316,7 +326,7 @@ class Synth:
             return silent, silent.sum(axis=0), loudness
         mix = np.einsum("p,pcf->cf", gains, planar)  # balanced, before any gain of the bus
         gain = np.float32(10.0 ** ((TARGET_LUFS - loudness) / 20.0))
-        envelope = _compressor_gain(mix * gain, self.sample_rate)
+        envelope = _compressor_gain(mix, self.sample_rate, gain)
         envelope *= gain
         k_mix *= envelope[::MEASURE_STRIDE]
         loudness = integrated_lufs(k_mix, rate)
@@ -342,58 +352,6 @@ class Synth:
         for c in range(2):
             interleaved[:, c] = mix[c]
         return stems, interleaved, loudness
-
-
-class _EnergyShares:
-    """Shares the wet bus among the parts by their recent dry energy (a one-pole memory)."""
-
-    def __init__(self, parts: int, sample_rate: int) -> None:
-        self.decay = math.exp(-ENERGY_BLOCK_FRAMES / sample_rate / WET_MEMORY_SECONDS)
-        self.state = np.zeros((parts, 1, 2))  # the one-pole memory's filter state
-        self.last = np.full((parts, 1), 1.0 / parts, np.float32)
-        self.ramp = (np.arange(ENERGY_BLOCK_FRAMES, dtype=np.float32) + 0.5) / ENERGY_BLOCK_FRAMES
-        self.weights = np.empty((parts, SEGMENT_FRAMES + ENERGY_BLOCK_FRAMES), np.float32)
-        self.share = np.empty((parts, SEGMENT_FRAMES), np.float32)
-
-    def add_wet(self, dry: np.ndarray, wet: np.ndarray) -> float:
-        """Add each part's share of the wet bus (2, frames) into its dry pair, in place on
-        `dry` (parts, 2, frames); returns the segment's loudest energy block (dry and wet).
-        `frames` is a whole number of energy blocks except at the very end of a loop or a
-        render, and at most SEGMENT_FRAMES."""
-        parts, _, frames = dry.shape
-        block = ENERGY_BLOCK_FRAMES
-        whole = frames // block
-        blocks = -(-frames // block)
-        energy = np.empty((parts, blocks))
-        wet_energy = np.empty(blocks)
-        if whole:
-            head = dry[:, :, : whole * block].reshape(parts, 2, whole, block)
-            energy[:, :whole] = np.einsum("pcbk,pcbk->pb", head, head)
-            head = wet[:, : whole * block].reshape(2, whole, block)
-            wet_energy[:whole] = np.einsum("cbk,cbk->b", head, head)
-        if blocks > whole:
-            rest = dry[:, :, whole * block :]
-            energy[:, whole] = np.einsum("pcf,pcf->p", rest, rest)
-            rest = wet[:, whole * block :]
-            wet_energy[whole] = np.einsum("cf,cf->", rest, rest)
-        a = self.decay
-        one_pole = np.array([[1.0 - a, 0.0, 0.0, 1.0, -a, 0.0]])
-        memory, self.state = sosfilt_2d(one_pole, energy, self.state)
-        total = memory.sum(axis=0, keepdims=True)
-        shares = np.where(total > 1e-20, memory / np.maximum(total, 1e-30),
-                          self.last).astype(np.float32)  # fmt: skip
-        # Linear from the previous block's share to this one's, across each block.
-        previous = np.concatenate((self.last, shares[:, :-1]), axis=1)
-        self.last = shares[:, -1:]
-        weights = self.weights[:, : blocks * block].reshape(parts, blocks, block)
-        np.multiply((shares - previous)[:, :, None], self.ramp, out=weights)
-        weights += previous[:, :, None]
-        weights = self.weights[:, :frames]
-        share = self.share[:, :frames]
-        for c in range(2):
-            np.multiply(weights, wet[c], out=share)
-            dry[:, c] += share
-        return float((energy.sum(axis=0) + wet_energy).max())
 
 
 def _fold_add(stems: np.ndarray, position: int, segment: np.ndarray) -> None:
