@@ -165,7 +165,7 @@ def chord_plan(mode: str, bars: int, seed: int) -> list[tuple[int, int]]:
     return [plan[round(b * last / (bars - 1)) if bars > 1 else 0] for b in range(bars)]
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)  # chords × pad pitches × the tones a chord already has
 def tones_row(
     root: int,
     third: int,

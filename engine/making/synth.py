@@ -267,6 +267,7 @@ class Synth:
             if position >= end_frames and level < peak * TAIL_FLOOR**2:
                 break
             peak = max(peak, level)
+        self._park()  # `planar` and the local wet pair are about to go: aim at the sink
         return planar
 
     def _align(self) -> None:
@@ -288,17 +289,25 @@ class Synth:
         self._rows[:] = rows + self._sink_rows[2 * parts :]
         self._step[:] = [4] * len(rows) + [0] * (len(self._rows) - len(rows))
 
+    def _park(self) -> None:
+        """Aim every FluidSynth output at the sink (which no row moves along)."""
+        self._rows[:] = self._sink_rows[:4] + self._sink_rows
+        self._step[:] = 0
+
     def _synthesize(self, offset: int, frames: int) -> None:
-        """Add `frames` of the synth's output into the rows `_point` set, from `offset`."""
+        """Add `frames` of the synth's output into the rows `_point` set, from `offset`. At
+        most a segment: FluidSynth writes through raw addresses, and the sink holds one."""
+        if frames > SEGMENT_FRAMES:
+            raise ValueError(f"{frames} frames in one FluidSynth call: at most {SEGMENT_FRAMES}")
         self._frames_done += frames
-        np.multiply(self._step, offset, out=self._at)
+        np.multiply(self._step, int(offset), out=self._at)
         self._at += self._rows
         self._process(self._fs.synth, frames, 4, self._fx_at, 2 * MAX_PARTS, self._out_at)
 
     def _discard(self, frames: int) -> None:
         """Run the synth on by `frames` (at most a segment), throwing its output away."""
         self._sink[:, :frames] = 0.0  # FluidSynth adds into it
-        self._rows[:] = self._sink_rows[:4] + self._sink_rows
+        self._park()
         self._synthesize(0, frames)
 
     # -- the mix ----------------------------------------------------------------------------

@@ -158,6 +158,7 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "chord tones, the lead's notes on a pulse half of it), pad chords",
         f"{decoding['pad_chord_bias']} (once the pad has started a note, the bar's chord tones",
         "above it, up to a triad; a tone the chord already sounds keeps",
+        # (reports written before the share existed doubled freely: 1.0)
         f"{decoding.get('pad_double_share', 1.0)} of it, so the third comes before a doubling),",
         f"pulse {decoding['pulse_bias']} (lost per pulse an onset",
         f"would leave empty), groove {decoding['groove_bias']} (from the second bar, the",
