@@ -66,9 +66,11 @@ def test_a_starved_writer_is_counted_as_underruns(tmp_path, jack):
         os.kill(proc.pid, signal.SIGSTOP)
         time.sleep(0.12)
         os.kill(proc.pid, signal.SIGCONT)
-        after = status(client)["sink"]
-        # About 22 blocks of 256 frames went unfed; the ring held two of them.
-        assert after["underruns"] - before["underruns"] >= 10, (before, after)
+        # About 22 blocks of 256 frames went unfed; the ring held two of them. The writer
+        # records them at its first poll after waking: ask until it has.
+        after = wait_for(
+            client, lambda s: s["sink"]["underruns"] - before["underruns"] >= 10, timeout=5.0
+        )["sink"]
         assert after["state"] == "playing" and after["losses"] == 0, after
         # And when: the writer saw the count rise as soon as it ran again (CLOCK_MONOTONIC).
         new = [t for t in after["underrun_times"] if t >= stopped_at]

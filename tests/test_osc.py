@@ -312,11 +312,13 @@ def test_a_ping_gets_through_a_flood(busy_server, client):
     the kernel drops little, so a game's request is rarely lost (resting instead, the
     thread let the kernel drop most of a flood, the game's requests with it)."""
     server = busy_server
-    sender = _flood(server, 6.0, VALID)
+    # 25 000 commands a second at 25 µs each is 62 % of a core: past the parse budget on any
+    # machine, with twice the reading a flood of 40 000 leaves on a slow one.
+    sender = _flood(server, 6.0, VALID, rate=25_000)
     try:
-        assert wait_for(lambda: server.counters.messages > 20_000, timeout=5.0)
+        assert wait_for(lambda: server.counters.shed > 0, timeout=5.0)
         answered = 0
-        client.settimeout(0.3)
+        client.settimeout(1.0)
         for ping in range(20):
             client.sendto(encode("/segue/ping", ping), server.address)
             try:
