@@ -171,6 +171,10 @@ def test_the_time_a_worker_waits_for_a_cpu_is_read_from_the_kernel():
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); "
                                 "time.sleep(30)"], stdout=subprocess.PIPE)  # fmt: skip
     sleeper.stdout.readline()  # started, and going to sleep
+    stat = Path(f"/proc/{sleeper.pid}/stat")
+    deadline = time.monotonic() + 5.0
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "S" and time.monotonic() < deadline:
+        time.sleep(0.001)  # asleep before its waiting is read
     slept_from = run_queue_seconds(sleeper.pid)
     cpu = min(os.sched_getaffinity(0))
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
