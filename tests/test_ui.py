@@ -304,3 +304,20 @@ def test_the_backlog_for_a_late_page_is_bounded_in_bytes():
         assert view.counters()["ui_backlog_bytes"] == held
     finally:
         view.httpd.server_close()
+
+
+def test_a_view_made_but_never_served_stops_at_once():
+    """The daemon makes its live view before the audio starts and serves it once sound flows:
+    a daemon stopped in between stops the view without waiting for a serve loop that never
+    ran, and frees its port."""
+    import threading
+
+    from engine.ui import server
+
+    view = server.LiveView(daemon=None, submit=lambda c: None, host="127.0.0.1", port=0)
+    stopper = threading.Thread(target=view.stop, daemon=True)
+    stopper.start()
+    stopper.join(5.0)
+    assert not stopper.is_alive(), "stop() waited for a serve loop that never ran"
+    again = server.LiveView(daemon=None, submit=lambda c: None, host="127.0.0.1", port=view.port)
+    again.httpd.server_close()

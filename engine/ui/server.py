@@ -104,7 +104,8 @@ class LiveView:
             for page in self.pages:
                 page.closed.set()
             self.cond.notify_all()
-        self.httpd.shutdown()
+        if self._thread.ident is not None:  # shutdown() waits for a serve_forever that ran
+            self.httpd.shutdown()
         self.httpd.server_close()
 
     # -- control thread ----------------------------------------------------------------
