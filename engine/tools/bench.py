@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-# In the order they run: first the proof that the underrun counts can fire, then the short,
-# sensitive ones, the long soak last. Name → script in benchmarks/.
+# In the order a full run takes them (`--only` keeps the order it is given): first the proof that
+# the underrun counts can fire, then the short, sensitive ones, the long soak last.
+# Name → script in benchmarks/.
 SCRIPTS = {
     "underruns": "underrun_check.py",
     "latency": "latency.py",

@@ -80,6 +80,8 @@ class LiveView:
         self._next_push = 0.0
         self._poke = False
         self._stopping = False
+        self._serving = False  # serve_forever entered (or about to): stop() must shut it down
+        self._serve_lock = threading.Lock()
         self._failures = 0
         self.httpd = _Server((host, port), _handler(self))
         self.httpd.daemon_threads = True
@@ -96,22 +98,31 @@ class LiveView:
 
     def _serve(self) -> None:
         name_thread("segue-ui")
+        with self._serve_lock:
+            if self._stopping:  # stopped before this thread got here: the socket is closed
+                return
+            self._serving = True
         self.httpd.serve_forever(poll_interval=0.5)
 
     def stop(self) -> None:
-        self._stopping = True
+        with self._serve_lock:
+            self._stopping = True
+            serving = self._serving
         with self.cond:
             for page in self.pages:
                 page.closed.set()
             self.cond.notify_all()
-        if self._thread.ident is not None:  # shutdown() waits for a serve_forever that ran
+        if serving:  # shutdown() waits for a serve_forever: only one that runs or will
             self.httpd.shutdown()
         self.httpd.server_close()
 
     # -- control thread ----------------------------------------------------------------
 
     def tick(self) -> None:
-        """Push a snapshot if one is due and a page is open. Never raises."""
+        """Push a snapshot if one is due and a page is open. Never raises. Nothing before the
+        view is served: the daemon makes it while the audio starts."""
+        if not self._serving:
+            return
         now = time.monotonic()
         if now < self._next_push and not self._poke:
             return
