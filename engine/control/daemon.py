@@ -157,9 +157,9 @@ class Daemon:
             self.maker.synth_info.get("synth", "?"),
         )
         if self.config.ui_port is not None:
-            # Imported and bound before the audio thread runs: the live view's first import
-            # held the GIL for 2-4 ms at a time (measured in the soak) against the ring's
-            # 10.7 ms, and cost start-up underruns.
+            # Imported and bound before the audio thread runs: imported after it, the live
+            # view's modules held the GIL 2-4 ms at a time against the ring's 10.7 ms (five
+            # starts: 13 late wake-ups of the writer inside the import, one underrun).
             self._make_ui()
         self.collector.start()  # before the audio thread needs the GIL
         # From here on, this process's threads run above the machine's ordinary tasks.
