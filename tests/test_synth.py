@@ -241,3 +241,49 @@ def test_fluidsynth_writes_unused_parts_inside_the_sink(synth):
     finally:
         synth._process = process
     assert max(calls) > SAMPLE_RATE // 10 and np.abs(clip.mix).max() > 0.01
+
+
+def _voices_while_rendering(synth: Synth, loop: Loop) -> list[int]:
+    """FluidSynth's own count of its active voices before each of the render's calls."""
+    import ctypes
+
+    import fluidsynth
+
+    count = fluidsynth._fl.fluid_synth_get_active_voice_count
+    count.argtypes, count.restype = [ctypes.c_void_p], ctypes.c_int
+    process, voices = synth._process, []
+
+    def counted(handle, frames, *args):
+        voices.append(count(handle))
+        return process(handle, frames, *args)
+
+    synth._process = counted
+    try:
+        synth.render(loop)
+    finally:
+        synth._process = process
+    return voices
+
+
+def test_a_key_struck_again_ends_what_is_left_of_its_last_note(synth):
+    # A string pad restriking one triad every beat: each release (over a second in this
+    # SoundFont) used to ring on beside the next two or three strikes of the same keys,
+    # 18-24 voices at once. Choked, a strike's two voices a note fade out as the next
+    # strike comes: 6 for the sounding chord, and the 6 fading for 50 ms beside it.
+    spec = make_spec(parts=(("pad", "strings"),), bars=4)
+    notes = tuple(Note("pad", key, float(beat), 0.7, 90)
+                  for beat in range(16) for key in (60, 64, 67))  # fmt: skip
+    before = synth._choker.choked
+    voices = _voices_while_rendering(synth, Loop(spec, notes, "test"))
+    assert synth._choker.choked - before >= 2 * 3 * 15
+    assert max(voices) <= 12, f"{max(voices)} voices at once"
+
+
+def test_keys_struck_once_are_not_cut(synth):
+    # Different keys every beat: no voice is choked, each release rings out as the
+    # SoundFont made it.
+    spec = make_spec(parts=(("pad", "strings"),), bars=1)
+    notes = tuple(Note("pad", 60 + beat, float(beat), 0.5, 90) for beat in range(4))
+    before = synth._choker.choked
+    voices = _voices_while_rendering(synth, Loop(spec, notes, "test"))
+    assert synth._choker.choked == before and max(voices) == 8

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.making.choke import CHOKE, OFF, ON, Choker, choke_events
 from engine.making.dynamics import _compressor_gain, _limit_gain
 from engine.making.loudness import MEASURE_STRIDE, integrated_lufs, k_weighting, weighted
 from engine.making.wetbus import EnergyShares
@@ -66,6 +67,7 @@ FLUID_BLOCK_FRAMES = 64  # FluidSynth's internal block
 WARM_KEY = 60
 _FLUID_WARN, _FLUID_INFO, _FLUID_DBG = 2, 3, 4
 _MELODIC, _DRUMS = 0, 1  # fluid_midi_channel_type
+_INTERP_LINEAR = 1  # fluid_interp: FMOD's default resampler too (FluidSynth's is 4th order)
 _CC_VOLUME, _CC_REVERB, _CC_CHORUS, _CC_RESET_CONTROLLERS = 7, 91, 93, 121
 
 
@@ -112,6 +114,9 @@ class Synth:
         self._channel_type = lib.fluid_synth_set_channel_type
         self._channel_type.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         self._noteon, self._noteoff = fluidsynth.fluid_synth_noteon, fluidsynth.fluid_synth_noteoff
+        self._choker = Choker(lib, self._fs.synth, sample_rate)
+        lib.fluid_synth_set_interp_method.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.fluid_synth_set_interp_method(self._fs.synth, -1, _INTERP_LINEAR)
         self._set_rate = lib.fluid_synth_set_sample_rate
         self._set_rate.argtypes = [ctypes.c_void_p, ctypes.c_float]
         self._pin = lib.fluid_synth_pin_preset
@@ -161,15 +166,16 @@ class Synth:
         self._prepare(spec.instruments, spec.sends)
         rng = np.random.default_rng(spec.seed)
         frames_per_beat = self.sample_rate * 60.0 / spec.tempo_bpm
-        events: list[tuple[int, bool, int, int, int]] = []
+        events: list[tuple[int, int, int, int, int]] = []  # (frame, kind, channel, key, value)
         for channel, (part, _) in enumerate(spec.instruments):
             notes = [n for n in loop.notes if n.part == part]
             spread = HUMANISE_MS.get(part, 5.0) * self.sample_rate / 1000.0
-            for frame, is_on, key, velocity in _events(notes, frames_per_beat, rng, spread,
-                                                       frames):  # fmt: skip
-                events.append((frame, is_on, channel, key, velocity))
-        events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same frame
-        planar = self._render_parts(events, len(parts), frames)
+            for frame, kind, key, value in _events(notes, frames_per_beat, rng, spread, frames,
+                                                   self.sample_rate):  # fmt: skip
+                events.append((frame, kind, channel, key, value))
+        events.sort(key=lambda e: (e[0], e[1]))  # at one frame: note-offs, chokes, note-ons
+        end = max((e[0] for e in events if e[1] == OFF), default=0)
+        planar = self._render_parts(events, len(parts), frames, max(frames, end))
         playing = {e[2] for e in events}
         for channel in range(len(parts)):
             if channel not in playing:
@@ -219,19 +225,19 @@ class Synth:
             self._discard(FLUID_BLOCK_FRAMES * 4)
             fs.all_sounds_off(channel)
 
-    def _render_parts(self, events: list, parts: int, loop_frames: int) -> np.ndarray:
+    def _render_parts(self, events: list, parts: int, loop_frames: int, end_frames: int):
         """Every part as planar stems (parts, 2, frames), everything past the loop end folded
-        back onto its start; the wet bus is shared out by energy.
+        back onto its start; the wet bus is shared out by energy. Renders to `end_frames`
+        (the last note-off) at least, then until the tails are silent.
 
         The loop's whole segments are rendered straight into the stems at once (FluidSynth
         adds into its buffers); the segments that reach past the loop end go through a
         buffer, one at a time until the tails are silent. Each FluidSynth call runs on to the
         next event, at most a segment."""
-        end_frames = max(loop_frames, events[-1][0] if events else 0)
         limit = end_frames + round(MAX_TAIL_SECONDS * self.sample_rate)
         energy = EnergyShares(parts, self.sample_rate, SEGMENT_FRAMES)
         planar = np.zeros((parts, 2, loop_frames), np.float32)
-        synth, noteon, noteoff = self._fs.synth, self._noteon, self._noteoff
+        synth, noteon, noteoff, choke = self._fs.synth, self._noteon, self._noteoff, self._choker
         position, index, peak = 0, 0, 0.0
         while position < limit:
             direct = position + SEGMENT_FRAMES <= loop_frames  # only at the start
@@ -247,11 +253,13 @@ class Synth:
             done = 0
             while done < seg_frames:
                 while index < len(events) and events[index][0] <= position + done:
-                    _, is_on, channel, key, velocity = events[index]
-                    if is_on:
-                        noteon(synth, channel, key, velocity)
-                    else:
+                    _, kind, channel, key, value = events[index]
+                    if kind == ON:
+                        noteon(synth, channel, key, value)
+                    elif kind == OFF:
                         noteoff(synth, channel, key)
+                    else:  # the key struck again: its last note, released `value` frames ago
+                        choke.choke(channel, key, value)
                     index += 1
                 stop = min(seg_frames, done + SEGMENT_FRAMES)  # the sink holds one segment
                 if index < len(events):
@@ -381,10 +389,12 @@ def _events(
     rng: np.random.Generator,
     spread_frames: float,
     loop_frames: int,
-) -> list[tuple[int, bool, int, int]]:
-    """(frame, is_on, key, velocity), humanised: each note moves by a seeded offset (a note
-    moved before the loop start plays at its end) and its velocity varies a little; a
-    repeated key ends the previous note first."""
+    rate: int,
+) -> list[tuple[int, int, int, int]]:
+    """(frame, kind, key, value): note-ons (value: velocity), note-offs and chokes (value:
+    frames since the key's last note-off; `choke.py`), humanised: each note moves by a seeded
+    offset (a note moved before the loop start plays at its end) and its velocity varies a
+    little; a repeated key ends the previous note first."""
     spans: list[list[int]] = []
     ordered = sorted(notes, key=lambda n: (n.start_beats, n.pitch))
     shifts = rng.normal(0.0, spread_frames, len(ordered)).clip(
@@ -408,7 +418,8 @@ def _events(
             # Same key again before its note-off: a note-off would cut the new note.
             previous[1] = max(previous[0] + 1, span[0])
         last_by_key[span[2]] = span
-    events = [(on, True, key, vel) for on, _, key, vel in spans]
-    events += [(off, False, key, 0) for _, off, key, _ in spans]
+    events = [(on, ON, key, vel) for on, _, key, vel in spans]
+    events += [(off, OFF, key, 0) for _, off, key, _ in spans]
+    events += choke_events(spans, loop_frames, rate)
     events.sort(key=lambda e: (e[0], e[1]))
     return events
