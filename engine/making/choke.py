@@ -24,6 +24,7 @@ FADE_SECONDS = 0.05  # a choked voice fades for this long, then stops
 WINDOW_SECONDS = 6.0  # a key struck again later than this after its note-off is not looked for
 _GEN_VOLENVRELEASE = 38  # SoundFont 2.01 generator: release of the volume envelope, timecents
 _MAX_VOICES = 256
+OFF, CHOKE, ON = 0, 1, 2  # the synth's event kinds, in the order they apply at one frame
 _VP = ctypes.c_void_p
 
 
@@ -89,5 +90,3 @@ def choke_events(spans: list[list[int]], loop_frames: int, rate: int) -> list[tu
             events.append((again, CHOKE, key, again - last_off[key]))
     return events
 
-
-OFF, CHOKE, ON = 0, 1, 2  # event kinds, in the order they apply at one frame

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.making.choke import CHOKE, OFF, ON, Choker, choke_events
+from engine.making.choke import OFF, ON, Choker, choke_events
 from engine.making.dynamics import _compressor_gain, _limit_gain
 from engine.making.loudness import MEASURE_STRIDE, integrated_lufs, k_weighting, weighted
 from engine.making.wetbus import EnergyShares
