@@ -15,7 +15,7 @@ times as much); the wet return is shared out among the stems by each part's rece
 a part faded out by layering takes most of its own reverb with it.
 
 A clip is periodic: every part is rendered for the loop plus its tails (release and
-reverb) until they are 70 dB below the loop's peak, and everything past the loop end is
+reverb) until they are 60 dB below the loop's peak, and everything past the loop end is
 added back onto the start, so `mix[i % frames]` never clicks at the loop point, dry or wet.
 
 The mix (all in the worker, never on the audio thread):
@@ -57,7 +57,7 @@ MAX_PARTS = 4  # inside the synth: MIDI channel = audio channel = stem index
 CHANNELS = {"bass": 0, "pad": 1, "lead": 2, "drums": 9}
 SEGMENT_FRAMES = 12_288  # 0.26 s (whole energy blocks): the tails are rendered a segment at a time
 MAX_TAIL_SECONDS = 6.0  # tails are rendered until silent, at most this long
-TAIL_FLOOR = 10.0 ** (-70 / 20)  # a tail segment this far below the loop's peak ends it
+TAIL_FLOOR = 10.0 ** (-60 / 20)  # a tail segment this far below the loop's peak ends it (RT60)
 HUMANISE_MS = {"drums": 3.0, "bass": 5.0, "pad": 8.0, "lead": 6.0}  # timing spread (s.d.)
 HUMANISE_VELOCITY = 5.0  # velocity spread (s.d.)
 # The bus: a mid-sized room, and FluidSynth's default chorus.
