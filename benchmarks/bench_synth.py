@@ -8,9 +8,9 @@ the whole path: synthesis, the wet bus shared into stems, part balance, compress
 Reports the SoundFont's load time, the process's RSS before and after, render time per loop
 (CPU time of the rendering thread, and wall time: this machine is shared, and wall time counts
 what other processes take), how much of the CPU time FluidSynth itself took (its
-`fluid_synth_process` calls) and what the rest of Segue's render took, the time to turn the
-clip into Segue's storage (float16 stems, `engine.making.workshop.compact`; not in the
-budget), and the loudness of each clip. Exits 1 when the render's p99 CPU time is over
+`fluid_synth_process` calls) and what the rest of Segue's render took, and the loudness of
+each clip. The render writes the stems as the worker stores them (float16, the mix their
+float32 sum), as `engine.making.workshop` asks it to. Exits 1 when the render's p99 CPU time is over
 RENDER_P99_BUDGET_MS. Writes benchmarks/results/synth.json.
 """
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     synth = Synth(path)
     load_s = time.perf_counter() - start
-    from engine.making.workshop import compact
+    from engine.making.workshop import STORAGE_DTYPE
 
     synth.render(batch[0])  # the presets' samples are decoded on first use
     in_fluidsynth = [0.0]
@@ -88,17 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             in_fluidsynth[0] += time.thread_time() - start
 
     synth._process = timed_process
-    cpu_ms, wall_ms, fluid_ms, compact_ms, lufs = [], [], [], [], []
+    cpu_ms, wall_ms, fluid_ms, lufs = [], [], [], []
     for loop in batch[1:]:
         in_fluidsynth[0] = 0.0
         cpu0, wall0 = time.thread_time(), time.perf_counter()
-        clip = synth.render(loop)
+        clip = synth.render(loop, STORAGE_DTYPE)
         cpu_ms.append((time.thread_time() - cpu0) * 1e3)
         wall_ms.append((time.perf_counter() - wall0) * 1e3)
         fluid_ms.append(in_fluidsynth[0] * 1e3)
-        cpu0 = time.thread_time()
-        compact(clip)
-        compact_ms.append((time.thread_time() - cpu0) * 1e3)
         lufs.append(round(clip.loudness_lufs, 2))
     rest_ms = [total - fluid for total, fluid in zip(cpu_ms, fluid_ms, strict=True)]
     figures = {"synth": synth.describe(), "import_and_load_s": round(load_s, 3),
@@ -107,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                "render_wall_ms": summary(wall_ms, (50, 99)),
                "fluidsynth_cpu_ms": summary(fluid_ms, (50, 99)),
                "rest_of_render_cpu_ms": summary(rest_ms, (50, 99)),
-               "compact_cpu_ms": summary(compact_ms, (50, 99)), "loudness_lufs": lufs}  # fmt: skip
+               "loudness_lufs": lufs}  # fmt: skip
     failures = []
     p99 = figures["render_cpu_ms"]["p99"]
     if p99 > RENDER_P99_BUDGET_MS:
@@ -120,11 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one 8-s four-part loop, reverb and chorus on, one core ({args.loops} loops): "
           f"CPU p50 {c['p50']:.0f} / p99 {c['p99']:.0f} ms; wall p50 {w['p50']:.0f} / "
           f"p99 {w['p99']:.0f} ms (budget p99 {RENDER_P99_BUDGET_MS:.0f} ms)")  # fmt: skip
-    f, r, k = (figures[key] for key in ("fluidsynth_cpu_ms", "rest_of_render_cpu_ms",
-                                         "compact_cpu_ms"))  # fmt: skip
+    f, r = figures["fluidsynth_cpu_ms"], figures["rest_of_render_cpu_ms"]
     print(f"  of which FluidSynth p50 {f['p50']:.0f} / p99 {f['p99']:.0f} ms, the rest of the "
-          f"render p50 {r['p50']:.0f} / p99 {r['p99']:.0f} ms; then float16 storage p50 "
-          f"{k['p50']:.0f} / p99 {k['p99']:.0f} ms")  # fmt: skip
+          f"render p50 {r['p50']:.0f} / p99 {r['p99']:.0f} ms")  # fmt: skip
     print(f"load {result['machine']['load_average']} → {result['load_average_end']}")
     print(f"wrote {write_result('synth', result, args.out)}")
     return 1 if failures else 0

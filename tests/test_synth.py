@@ -287,3 +287,14 @@ def test_keys_struck_once_are_not_cut(synth):
     before = synth._choker.choked
     voices = _voices_while_rendering(synth, Loop(spec, notes, "test"))
     assert synth._choker.choked == before and max(voices) == 8
+
+
+def test_stems_rendered_as_stored_sum_exactly_to_the_mix(synth):
+    # The worker asks for float16 stems (its storage): no float32 copy of them is made, and
+    # the mix is the float32 sum of the stems as stored, bit for bit.
+    clip = synth.render(rules_loop(), np.float16)
+    assert clip.stems.dtype == np.float16 and clip.mix.dtype == np.float32
+    assert np.array_equal(clip.stems.sum(axis=0, dtype=np.float32), clip.mix)
+    assert (
+        clip.peak == float(np.abs(clip.mix).max()) and abs(clip.loudness_lufs - TARGET_LUFS) < 0.5
+    )

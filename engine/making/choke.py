@@ -89,4 +89,3 @@ def choke_events(spans: list[list[int]], loop_frames: int, rate: int) -> list[tu
         if 0 <= again - last_off[key] <= window:
             events.append((again, CHOKE, key, again - last_off[key]))
     return events
-

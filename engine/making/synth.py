@@ -155,16 +155,17 @@ class Synth:
         """What `/segue/status` shows: the synthesizer and the SoundFont."""
         return {"synth": self.name, "soundfont": self.soundfont.name}
 
-    def render(self, loop: Loop) -> Clip:
-        """The loop as a periodic, balanced, loudness-normalised clip; one stereo stem per part."""
+    def render(self, loop: Loop, stem_dtype=np.float32) -> Clip:
+        """The loop as a periodic, balanced, loudness-normalised clip; one stereo stem per part,
+        written as `stem_dtype` (the mix is float32, the exact sum of those stems)."""
         spec = loop.spec
         frames = round(spec.seconds * self.sample_rate)
         parts = spec.parts
         if len(parts) > MAX_PARTS:
             raise ValueError(f"at most {MAX_PARTS} parts per loop, got {len(parts)}")
         if frames == 0:
-            stems = np.zeros((len(parts), 0, 2), np.float32)
-            return Clip(loop, parts, stems, stems.sum(axis=0), float("-inf"), 0.0)
+            stems = np.zeros((len(parts), 0, 2), stem_dtype)
+            return Clip(loop, parts, stems, stems.sum(axis=0, dtype=np.float32), float("-inf"), 0.0)
         self._prepare(spec.instruments, spec.sends)
         rng = np.random.default_rng(spec.seed)
         frames_per_beat = self.sample_rate * 60.0 / spec.tempo_bpm
@@ -182,7 +183,7 @@ class Synth:
         for channel in range(len(parts)):
             if channel not in playing:
                 planar[channel] = 0.0  # no notes: not even the reverb's denormal guard
-        stems, mix, loudness = self._master(parts, planar)
+        stems, mix, loudness = self._master(parts, planar, stem_dtype)
         return Clip(loop, parts, stems, mix, loudness, float(np.abs(mix).max()))
 
     # -- synthesis --------------------------------------------------------------------------
@@ -322,10 +323,10 @@ class Synth:
 
     # -- the mix ----------------------------------------------------------------------------
 
-    def _master(self, parts: tuple[str, ...], planar: np.ndarray):
+    def _master(self, parts: tuple[str, ...], planar: np.ndarray, stem_dtype):
         """Balance the parts, normalise, compress, normalise, limit. Returns (stems (parts,
-        frames, 2), mix (frames, 2), integrated loudness): every gain is folded into one
-        envelope per part, applied in the one pass that interleaves the stems."""
+        frames, 2) as `stem_dtype`, mix (frames, 2), integrated loudness): every gain is folded
+        into one envelope per part, applied in the one pass that interleaves the stems."""
         rate = self.sample_rate // MEASURE_STRIDE  # the loudness meter's rate
         frames = planar.shape[-1]
         k_stems = weighted(planar[..., ::MEASURE_STRIDE], self._sos)
@@ -341,8 +342,8 @@ class Synth:
         del k_stems
         loudness = integrated_lufs(k_mix, rate)
         if not math.isfinite(loudness):
-            silent = np.zeros((len(parts), frames, 2), np.float32)
-            return silent, silent.sum(axis=0), loudness
+            silent = np.zeros((len(parts), frames, 2), stem_dtype)
+            return silent, silent.sum(axis=0, dtype=np.float32), loudness
         mix = np.einsum("p,pcf->cf", gains, planar)  # balanced, before any gain of the bus
         gain = np.float32(10.0 ** ((TARGET_LUFS - loudness) / 20.0))
         envelope = _compressor_gain(mix, self.sample_rate, gain)
@@ -361,12 +362,16 @@ class Synth:
             mix *= limited
             k_mix *= limited[::MEASURE_STRIDE]
             loudness = integrated_lufs(k_mix, rate)
-        stems = np.empty((len(parts), frames, 2), np.float32)
+        if np.dtype(stem_dtype) != np.float32:
+            del mix  # the mix is the sum of the stems as stored: no float32 copy of them
+        stems = np.empty((len(parts), frames, 2), stem_dtype)
         part_envelope = np.empty_like(envelope)
         for i in range(len(parts)):
             np.multiply(envelope, gains[i], out=part_envelope)
             for c in range(2):  # contiguous in, strided out: 6x faster than a transposed input
                 np.multiply(planar[i, c], part_envelope, out=stems[i, :, c])
+        if np.dtype(stem_dtype) != np.float32:
+            return stems, stems.sum(axis=0, dtype=np.float32), loudness
         interleaved = np.empty((frames, 2), np.float32)
         for c in range(2):
             interleaved[:, c] = mix[c]

@@ -91,7 +91,7 @@ class Workshop:
                        motif=())  # fmt: skip
         loop = Loop(spec, notes, generator="stinger", loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = compact(self.synth.render(loop))
+        clip = compact(self.synth.render(loop, STORAGE_DTYPE))
         return Made(clip, t1 - t0, time.perf_counter() - t1)
 
     def make_bridge(self, spec: LoopSpec, previous: tuple[Note, ...], loop_id: str) -> Made:
@@ -112,7 +112,7 @@ class Workshop:
             loop = self.rules.generate(spec)
         loop = replace(loop, loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = compact(self.synth.render(loop))
+        clip = compact(self.synth.render(loop, STORAGE_DTYPE))
         return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
 
 
@@ -128,7 +128,10 @@ MIX_DTYPE = np.float32
 def compact(clip: Clip) -> Clip:
     """The clip in Segue's storage format; every path (daemon, offline render, export) plays
     and writes these same samples."""
-    stems = np.asarray(clip.stems).astype(STORAGE_DTYPE)
+    stems = np.asarray(clip.stems)
+    if stems.dtype == STORAGE_DTYPE and np.asarray(clip.mix).dtype == MIX_DTYPE:
+        return clip  # rendered as stored (`Synth.render(loop, STORAGE_DTYPE)`): mix = their sum
+    stems = stems.astype(STORAGE_DTYPE)
     # Summed in float32 without a float32 copy of the stems (the same samples, bit for bit).
     mix = stems.sum(axis=0, dtype=MIX_DTYPE) if stems.shape[0] else np.asarray(clip.mix)
     peak = float(np.abs(mix).max()) if mix.size else 0.0

@@ -135,9 +135,9 @@ def run(args: argparse.Namespace) -> int:
         if synth is not None:
             import soundfile
 
-            from engine.making.workshop import compact
+            from engine.making.workshop import STORAGE_DTYPE
 
-            clip = compact(synth.render(loop))  # the samples the daemon and export play
+            clip = synth.render(loop, STORAGE_DTYPE)  # the samples the daemon and export play
             soundfile.write(str(stem.with_suffix(".wav")), clip.mix, synth.sample_rate)
             written.append(".wav")
         print(f"{stem}{{{','.join(written)}}}: {len(loop.notes)} notes ({loop.generator})")
