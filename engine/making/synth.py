@@ -362,15 +362,20 @@ class Synth:
             mix *= limited
             k_mix *= limited[::MEASURE_STRIDE]
             loudness = integrated_lufs(k_mix, rate)
-        if np.dtype(stem_dtype) != np.float32:
-            del mix  # the mix is the sum of the stems as stored: no float32 copy of them
+        stored = np.dtype(stem_dtype) != np.float32
+        if stored:
+            del mix  # the mix is the sum of the stems as stored: no float32 copy of them all
         stems = np.empty((len(parts), frames, 2), stem_dtype)
         part_envelope = np.empty_like(envelope)
+        part = np.empty((frames, 2), np.float32) if stored else None
         for i in range(len(parts)):
             np.multiply(envelope, gains[i], out=part_envelope)
+            out = part if stored else stems[i]
             for c in range(2):  # contiguous in, strided out: 6x faster than a transposed input
-                np.multiply(planar[i, c], part_envelope, out=stems[i, :, c])
-        if np.dtype(stem_dtype) != np.float32:
+                np.multiply(planar[i, c], part_envelope, out=out[:, c])
+            if stored:
+                stems[i] = part  # one contiguous conversion (a strided one costs 3x)
+        if stored:
             return stems, stems.sum(axis=0, dtype=np.float32), loudness
         interleaved = np.empty((frames, 2), np.float32)
         for c in range(2):
