@@ -2,34 +2,38 @@
 
 A string, a pipe or a drum head sounds one note at a time: struck again, the new note takes
 over from what was still ringing. FluidSynth instead lets a released voice run its whole
-release (a string preset's takes over a second to reach -90 dB) beside the new one, so a pad
-that restrikes its chord every beat keeps three sounding copies of each note, and the synth
-spends most of its time on releases 20-50 dB beneath the note that replaced them.
+release (a string preset's takes over a second to reach -90 dB, a synth pad's four) beside the
+new one, so a pad that restrikes its chord every beat keeps three sounding copies of each
+note, and the synth spends most of its time on releases far beneath the notes that replaced
+them.
 
 The synth knows from its own events when a key is struck again and how long ago its previous
-note was released. At that moment every released voice of that channel and key gets a release
-that ends `FADE_SECONDS` later (never a longer one than its own). FluidSynth's release falls
-linearly in dB, 96 dB over its length, so the fade takes 96 * fade / (time since the note-off +
-fade) dB off the old voice before it stops: all of it for a key struck again at its note-off,
-24 dB at 150 ms after it (a pad restriking its chord each beat at 120 bpm), less when the old
-voice has had longer to die away by itself.
+note was released (`choke_events`). At that moment (`strike`) the released voices of that
+channel and key keep their own release, so a pad whose new note swells in slowly still
+crossfades as the SoundFont made it, until they have fallen `CHOKE_DB` beneath where they
+were when the key was struck again (FluidSynth's release falls 96 dB over its length). Then
+(`due`) they fade out over `FADE_SECONDS` and stop, 30 dB and more under a note of their
+own pitch.
 """
 
 from __future__ import annotations
 
 import ctypes
+import heapq
 import math
 
-FADE_SECONDS = 0.05  # a choked voice fades for this long, then stops
+CHOKE_DB = 30.0  # a struck-again key's old voices ring on until this far below their level then
+FADE_SECONDS = 0.05  # ... and then fade for this long, and stop
 WINDOW_SECONDS = 6.0  # a key struck again later than this after its note-off is not looked for
 _GEN_VOLENVRELEASE = 38  # SoundFont 2.01 generator: release of the volume envelope, timecents
 _MAX_VOICES = 256
 OFF, CHOKE, ON = 0, 1, 2  # the synth's event kinds, in the order they apply at one frame
 _VP = ctypes.c_void_p
+_NEVER = 1 << 62
 
 
 class Choker:
-    """Shortens the released voices of a channel's key, through FluidSynth's voice API."""
+    """Ends the released voices of a struck-again key, through FluidSynth's voice API."""
 
     def __init__(self, lib, synth: int, sample_rate: int) -> None:
         self._synth = synth
@@ -40,6 +44,7 @@ class Choker:
                 ("fluid_voice_get_channel", [_VP], ctypes.c_int),
                 ("fluid_voice_get_key", [_VP], ctypes.c_int),
                 ("fluid_voice_is_on", [_VP], ctypes.c_int),
+                ("fluid_voice_get_id", [_VP], ctypes.c_uint),
                 ("fluid_voice_gen_get", [_VP, ctypes.c_int], ctypes.c_float),
                 ("fluid_voice_gen_set", [_VP, ctypes.c_int, ctypes.c_float], None),
                 ("fluid_voice_update_param", [_VP, ctypes.c_int], None)]  # fmt: skip
@@ -48,15 +53,25 @@ class Choker:
             function = getattr(lib, name)
             function.argtypes, function.restype = argtypes, restype
             functions.append(function)
-        (self._list, self._channel, self._key, self._is_on, self._gen_get, self._gen_set,
-         self._update) = functions  # fmt: skip
-        self.choked = 0  # voices shortened since the synth was made
+        (self._list, self._channel, self._key, self._is_on, self._id, self._gen_get,
+         self._gen_set, self._update) = functions  # fmt: skip
+        # (frame to fade out at, voice, its note's id, its release's frames by then)
+        self._pending: list[tuple[int, int, int, int]] = []
+        self.choked = 0  # voices ended early since the synth was made
 
-    def choke(self, channel: int, key: int, released_frames: int) -> None:
-        """End, `FADE_SECONDS` from now, the voices of `channel`'s `key` that were released
-        `released_frames` ago and would ring on longer."""
-        seconds = max(0, released_frames) / self._rate + FADE_SECONDS
-        release = 1200.0 * math.log2(seconds)  # timecents, counted from the note-off
+    @property
+    def next_due(self) -> int:
+        """The frame of the next fade-out (a render's frames), or a frame never reached."""
+        return self._pending[0][0] if self._pending else _NEVER
+
+    def start(self) -> None:
+        """A new render: its frames count from 0, every voice was sounded off."""
+        self._pending.clear()
+
+    def strike(self, channel: int, key: int, now: int, released_frames: int) -> None:
+        """`channel`'s `key` is struck again at frame `now`, `released_frames` after its last
+        note-off: schedule the end of that note's voices, `CHOKE_DB` further down their
+        release."""
         self._list(self._synth, self._voices, _MAX_VOICES, -1)
         for voice in self._voices:
             if not voice:
@@ -64,6 +79,20 @@ class Choker:
             if (self._key(voice) != key or self._channel(voice) != channel
                     or self._is_on(voice)):  # fmt: skip
                 continue
+            release = 2.0 ** (self._gen_get(voice, _GEN_VOLENVRELEASE) / 1200.0) * self._rate
+            wait = round(CHOKE_DB / 96.0 * release)
+            due = (now + wait, voice, self._id(voice), max(0, released_frames) + wait)
+            heapq.heappush(self._pending, due)
+
+    def due(self, now: int) -> None:
+        """Fade out the voices whose time has come by frame `now`."""
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            _, voice, note, released = heapq.heappop(pending)
+            if self._id(voice) != note or self._is_on(voice):
+                continue  # ended, and its voice reused for another note
+            # Timecents counted from its note-off; never longer than its own release.
+            release = 1200.0 * math.log2(released / self._rate + FADE_SECONDS)
             if self._gen_get(voice, _GEN_VOLENVRELEASE) > release:
                 self._gen_set(voice, _GEN_VOLENVRELEASE, release)
                 self._update(voice, _GEN_VOLENVRELEASE)

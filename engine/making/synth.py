@@ -242,6 +242,7 @@ class Synth:
         planar = np.zeros((parts, 2, loop_frames), np.float32)
         synth, noteon, noteoff, choke = self._fs.synth, self._noteon, self._noteoff, self._choker
         position, index, peak = 0, 0, 0.0
+        choke.start()
         while position < limit:
             direct = position + SEGMENT_FRAMES <= loop_frames  # only at the start
             if direct:
@@ -262,11 +263,13 @@ class Synth:
                     elif kind == OFF:
                         noteoff(synth, channel, key)
                     else:  # the key struck again: its last note, released `value` frames ago
-                        choke.choke(channel, key, value)
+                        choke.strike(channel, key, position + done, value)
                     index += 1
                 stop = min(seg_frames, done + SEGMENT_FRAMES)  # the sink holds one segment
                 if index < len(events):
                     stop = min(stop, events[index][0] - position)
+                choke.due(position + done)
+                stop = max(done + 1, min(stop, choke.next_due - position))
                 self._synthesize(done, stop - done)
                 done = stop
             # The loudest energy block of each segment: only the last can end the render.
