@@ -12,8 +12,9 @@ note was released (`choke_events`). At that moment (`strike`) the released voice
 channel and key keep their own release, so a pad whose new note swells in slowly still
 crossfades as the SoundFont made it, until they have fallen `CHOKE_DB` beneath where they
 were when the key was struck again (FluidSynth's release falls 96 dB over its length). Then
-(`due`) they fade out over `FADE_SECONDS` and stop, 30 dB and more under a note of their
-own pitch.
+(`due`) they fade out, over `FADE_SECONDS` at least, and stop: 30 dB and more under a note of
+their own pitch. Measured: the level through a restrike within 0.1 dB of FluidSynth alone, the
+mix within -57 dB, 12 % fewer voices (tests/test_synth.py, benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import heapq
 import math
 
 CHOKE_DB = 30.0  # a struck-again key's old voices ring on until this far below their level then
-FADE_SECONDS = 0.05  # ... and then fade for this long, and stop
+FADE_SECONDS = 0.05  # ... and then fade for at least this long, and stop
 WINDOW_SECONDS = 6.0  # a key struck again later than this after its note-off is not looked for
 _GEN_VOLENVRELEASE = 38  # SoundFont 2.01 generator: release of the volume envelope, timecents
 _MAX_VOICES = 256
