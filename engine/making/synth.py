@@ -8,7 +8,8 @@ for every loop of a worker, reset between loops (sounds off, controllers reset, 
 chorus started afresh). A render repeats to within about -40 dBFS, not bit for bit: FluidSynth
 reuses its voices and some of their state. Samples are resampled by linear interpolation
 (FMOD's default; FluidSynth's 4th order costs 25 % more a voice and differs by -39 dB on the
-mix), and a key struck again chokes what is left of its last note (`choke.py`).
+mix), and a key struck again ends what is left of its last note once that has fallen 30 dB
+(`choke.py`).
 
 Stems: each part plays on its own MIDI channel, which FluidSynth renders to its own dry
 stereo output in one pass. Reverb and chorus are one shared bus (four buses would cost four
