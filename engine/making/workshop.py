@@ -118,8 +118,8 @@ class Workshop:
 
 # Stems are kept as float16: half the memory of float32, about 74 dB of signal to rounding
 # noise at any level, and the mixer's slice copy into its float32 buffers converts them. The
-# mix stays float32, the exact sum of those stems: the daemon plays it while every stem of the
-# loop sits at unit gain (no layering, mute or solo), and the stems otherwise.
+# mix stays float32, the exact sum of those stems: the daemon plays it for a state without layer
+# curves while no part is muted or soloed, and the stems otherwise.
 STORAGE_DTYPE = np.float16
 
 
