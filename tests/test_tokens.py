@@ -8,9 +8,11 @@ import pytest
 from engine.making.grammar import Grammar, decode
 from engine.making.tokens import (
     BAR,
+    CHORD0,
     DV0,
     EOS,
     INDEX,
+    N_CHORD,
     NOTE0,
     PREFIX_LEN,
     VOCAB,
@@ -22,6 +24,7 @@ from engine.making.tokens import (
     encode,
     prefix_tokens,
     tempo_bucket,
+    with_chords,
 )
 from engine.score.music import PARTS, Note
 
@@ -205,3 +208,51 @@ def test_random_walks_keep_the_fixed_notes_the_floor_and_no_empty_bar(
         onset_steps = {e[0] for e in events}
         assert len(onset_steps) >= min_onsets
         assert {s // steps for s in onset_steps} == set(range(bars))
+
+
+# -- harmony -------------------------------------------------------------------------------
+def _chords(notes: list[Note], controls: Controls = CONTROLS, bars: int = 2) -> list[str]:
+    tokens = with_chords(encode(notes, controls, bars, tonic=0))
+    return [VOCAB[t] for t in tokens if t >= CHORD0]
+
+
+def test_each_bar_gets_the_chord_its_notes_sound() -> None:
+    c_major = [Note("lead", p, 0.0, 4.0, 90) for p in (60, 64, 67)]
+    a_minor = [Note("bass", 45, 4.0, 4.0, 90)] + [
+        Note("lead", p, 4.0, 4.0, 90) for p in (60, 64, 67, 69)
+    ]
+    assert _chords(c_major + a_minor) == ["CHORD_0maj", "CHORD_9min"]  # A in the bass decides
+    g_dim = [Note("lead", p, 0.0, 2.0, 90) for p in (71, 74, 77)]
+    assert _chords(g_dim, bars=1) == ["CHORD_11dim"]
+
+
+def test_chords_are_key_relative_and_a_bar_without_pitches_has_none() -> None:
+    d_major = [Note("lead", p, 0.0, 4.0, 90) for p in (62, 66, 69)]
+    tokens = with_chords(encode(d_major + [Note("drums", 36, 4.0, 1.0, 90)], CONTROLS, 2, tonic=2))
+    assert [VOCAB[t] for t in tokens if t >= CHORD0] == ["CHORD_0maj", "CHORD_none"]
+
+
+def test_a_note_held_over_the_bar_line_counts_in_the_next_bar() -> None:
+    held = [
+        Note("bass", 43, 0.0, 8.0, 90),
+        Note("lead", 71, 4.0, 1.0, 90),
+        Note("lead", 74, 5.0, 1.0, 90),
+    ]
+    assert _chords(held) == ["CHORD_7maj", "CHORD_7maj"]  # G under B and D: G major
+    assert _chords(held[1:])[0] == "CHORD_none"  # without the held G, bar 1 is silent
+
+
+def test_the_harmony_grammar_asks_for_a_chord_after_each_bar_line() -> None:
+    notes = [Note("lead", p, 0.0, 4.0, 90) for p in (60, 64, 67)] + [Note("bass", 41, 4.0, 4.0, 90)]
+    plain = encode(notes, CONTROLS, 2, tonic=0)
+    harmony = with_chords(plain)
+    assert decode(harmony, 0) == decode(plain, 0)  # the chords change no note
+    grammar = Grammar(CONTROLS.meter, 2, CONTROLS.parts, harmony=True)
+    grammar.advance(BAR)
+    assert list(grammar.choices()) == list(range(CHORD0, CHORD0 + N_CHORD))
+    with pytest.raises(TokenError):
+        grammar.advance(harmony[PREFIX_LEN + 2])  # a position before the bar's chord
+    for token in harmony[PREFIX_LEN + 1 :]:
+        grammar.advance(token)
+    assert grammar.done and [VOCAB[t] for t in grammar.chords] == ["CHORD_0maj", "CHORD_5maj"]
+    assert with_chords(harmony) == harmony  # found once

@@ -7,6 +7,7 @@ import numpy as np
 
 from engine.making.tokens import (
     BAR,
+    CHORD0,
     DRUM0,
     DRUM_LOW,
     DURATION_STEPS,
@@ -15,6 +16,7 @@ from engine.making.tokens import (
     INST0,
     MAX_BAR_STEPS,
     MAX_CHORD,
+    N_CHORD,
     N_DRUM,
     N_DV,
     N_NOTE,
@@ -38,7 +40,8 @@ def decode(tokens: list[int] | np.ndarray, tonic: int) -> tuple[Controls, list[N
     """Controls and notes of a complete token sequence (checked against the grammar)."""
     controls = controls_of(tokens)
     bars = sum(1 for t in tokens if t == BAR)
-    grammar = Grammar(controls.meter, bars, controls.parts)
+    harmony = any(t >= CHORD0 for t in tokens)
+    grammar = Grammar(controls.meter, bars, controls.parts, harmony=harmony)
     for token in tokens[PREFIX_LEN:]:
         grammar.advance(int(token))
     if not grammar.done:
@@ -91,7 +94,8 @@ class Grammar:
     - `min_onsets`: at least this many onset positions in the loop: once the loop runs
       short, only the next free 16th may start notes (a density floor);
     - `fill_bars`: no bar without an onset;
-    and `bar_budget`: the most tokens one bar may take, spent pro rata: once the bar has
+    With `harmony`, every bar line is followed by the bar's chord token (`chords` collects
+    them); and `bar_budget`: the most tokens one bar may take, spent pro rata: once the bar has
     used its share up to the current 16th, no more notes join this onset and the loop moves
     on (it bounds the time to write a loop without ever cutting a bar short).
     """
@@ -100,7 +104,7 @@ class Grammar:
         "bars", "steps_in_bar", "bar", "pos", "part", "last_pitch", "chord", "phase", "done",
         "events", "max_chord", "bar_budget", "bar_tokens", "onsets", "min_onsets", "fill_bars",
         "_parts", "_inst", "_fixed", "_fixed_steps", "_fixed_part", "_fixed_span", "_next_fixed",
-        "_fixed_notes", "_total_steps",
+        "_fixed_notes", "_total_steps", "harmony", "chords",
     )  # fmt: skip
 
     def __init__(
@@ -113,7 +117,10 @@ class Grammar:
         min_onsets: int = 0,
         fill_bars: bool = False,
         fixed: list[Event] | tuple[Event, ...] = (),
+        harmony: bool = False,
     ) -> None:
+        self.harmony = harmony
+        self.chords: list[int] = []  # chord token of each bar so far
         self.steps_in_bar = bar_steps(meter)
         if self.steps_in_bar > MAX_BAR_STEPS:
             raise TokenError(f"meter {meter} has more than {MAX_BAR_STEPS} 16ths in a bar")
@@ -128,7 +135,7 @@ class Grammar:
         self._parts = tuple(sorted(PARTS.index(p) for p in parts))
         self._inst = tuple(INST0 + p for p in self._parts)
         self.bar, self.pos, self.part, self.last_pitch, self.chord = -1, -1, -1, -1, 0
-        self.phase = "start"  # start | bar | pos | inst | pitch | dv
+        self.phase = "start"  # start | harm | bar | pos | inst | pitch | dv
         self.done = False
         self.events: list[Event] = []
         # Fixed events by step: [(pitch token, DV token), ...] ascending, for one part.
@@ -155,6 +162,8 @@ class Grammar:
         position, part tokens, first and end pitch token, first and end DV token)."""
         if self.done:
             return (-1, 0, -1, (), 0, 0, 0, 0)
+        if self.phase == "harm":
+            return (-1, 0, -1, (), 0, 0, CHORD0, CHORD0 + N_CHORD)
         phase = self.phase  # (a note's pitch and DV away from a fixed part: see `choices`)
         step = self.bar * self.steps_in_bar + self.pos
         fixed_here = self._fixed.get(step) if phase != "bar" else None
@@ -278,7 +287,11 @@ class Grammar:
         self.bar_tokens += 1
         if token == BAR:
             self.bar_tokens = 0
-            self.bar, self.pos, self.part, self.phase = self.bar + 1, -1, -1, "bar"
+            self.bar, self.pos, self.part = self.bar + 1, -1, -1
+            self.phase = "harm" if self.harmony else "bar"
+        elif token >= CHORD0:
+            self.chords.append(token)
+            self.bar_tokens, self.phase = 0, "bar"
         elif token == EOS:
             self.done = True
         elif token < INST0:  # a position

@@ -45,6 +45,7 @@ from engine.making.priors import (
     chord_plan,
     density_pull,
     log_gaps,
+    plan_row,
     pulse_steps,
     skipped_pulses,
     sustain_pad,
@@ -84,17 +85,23 @@ class _Steps:
     as a view that the next step overwrites. Falls back to `session.run` if the binding API
     differs. One per thread (a generator serves several), `reset` before each loop."""
 
-    def __init__(self, session: ort.InferenceSession, hidden_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, hidden_shape: tuple[int, ...], vocab: int
+    ) -> None:
         self.token = np.zeros(1, dtype=np.int64)
+        # Logits over the whole vocabulary; a model without the harmony tokens writes the
+        # first `vocab` of them (the grammar never offers it the rest).
+        self.logits = np.zeros((1, len(VOCAB)), dtype=np.float32)
+        self._row = self.logits[0]
+        self._vocab = vocab
         self.hidden = np.zeros(hidden_shape, dtype=np.float32)
         self._session = session
         self._flip = 0
         try:
             other = np.zeros(hidden_shape, dtype=np.float32)
-            self.logits = np.zeros((1, len(VOCAB)), dtype=np.float32)
-            self._row = self.logits[0]
+            written = self.logits[:, :vocab]  # contiguous: one row
             values = [ort.OrtValue.ortvalue_from_numpy(x)
-                      for x in (self.token, self.hidden, other, self.logits)]  # fmt: skip
+                      for x in (self.token, self.hidden, other, written)]  # fmt: skip
             token, first, second, logits = values
             self._bindings = []
             for source, target in ((first, second), (second, first)):
@@ -128,7 +135,8 @@ class _Steps:
         logits, self.hidden = self._session.run(
             list(files.OUTPUTS), {"token": self.token, "hidden": self.hidden}
         )
-        return logits[0]
+        self._row[: self._vocab] = logits[0]
+        return self._row
 
 
 def _plus(bias: np.ndarray | None, row: np.ndarray, work: np.ndarray) -> np.ndarray:
@@ -188,6 +196,8 @@ class ModelGenerator:
         self._local = threading.local()  # each thread's _Steps
         arch = manifest["architecture"]
         self._hidden_shape = (arch["layers"], 1, arch["hidden"])
+        self._vocab = session.get_outputs()[0].shape[-1]
+        self.harmony = self._vocab == len(VOCAB)  # it writes each bar's chord first
         # Logit offsets of the scale prior: out-of-scale pitches lose `scale_bias`.
         self._scale_bias = {}
         for mode in ("major", "minor"):
@@ -235,7 +245,7 @@ class ModelGenerator:
         names_out = tuple(o.name for o in session.get_outputs())
         if names_in != files.INPUTS or names_out != files.OUTPUTS:
             raise ModelError(f"model file {model_path.name} has tensors {names_in} → {names_out}")
-        if session.get_outputs()[0].shape[-1] != len(VOCAB):
+        if session.get_outputs()[0].shape[-1] != len(manifest["vocabulary"]):
             raise ModelError(f"model file {model_path.name} has a different vocabulary size")
         return cls(session, manifest, model_path, sampling or Sampling())
 
@@ -296,6 +306,7 @@ class ModelGenerator:
                 min_onsets=self.density_floor(spec) if self.sampling.density_floor else 0,
                 fill_bars=self.sampling.fill_bars,
                 fixed=motif,
+                harmony=self.harmony,
             )
         except TokenError as error:
             raise ModelError(str(error)) from None
@@ -358,6 +369,9 @@ class ModelGenerator:
                     work[played] += np.array(
                         [parts_bias * min(1.0, (step - last_played[inst]) / steps_in_bar)
                          for inst in insts], dtype=np.float32)  # fmt: skip
+                if sampling.harmony_bias and phase == "harm":  # the model's chord for the bar
+                    step_bias = _plus(step_bias, plan_row(*plan[grammar.bar],
+                                                          sampling.harmony_bias), work)  # fmt: skip
                 if sampling.harmony_bias and phase == "inst":
                     root, third = plan[grammar.bar]
                     row = None
@@ -411,7 +425,7 @@ class ModelGenerator:
         """This thread's model calls (their bindings are made once per thread, not per loop)."""
         steps = getattr(self._local, "steps", None)
         if steps is None:
-            steps = self._local.steps = _Steps(self._session, self._hidden_shape)
+            steps = self._local.steps = _Steps(self._session, self._hidden_shape, self._vocab)
         steps.reset()
         return steps
 

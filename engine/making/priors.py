@@ -38,6 +38,7 @@ from engine.making.tokens import (
     REL_PITCH_LOW,
     STEPS_PER_BEAT,
     VOCAB,
+    chord_token,
 )
 from engine.score.music import PARTS, LoopSpec, Note
 
@@ -163,6 +164,16 @@ def chord_plan(mode: str, bars: int, seed: int) -> list[tuple[int, int]]:
     plan = plans[np.random.default_rng([seed, 7]).integers(len(plans))]
     last = len(plan) - 1
     return [plan[round(b * last / (bars - 1)) if bars > 1 else 0] for b in range(bars)]
+
+
+@lru_cache(maxsize=64)
+def plan_row(root: int, third: int, bias: float) -> np.ndarray:
+    """Logit offsets: `bias` on the chord token of a planned chord (a harmony model's choice
+    of the bar's chord leans on the plan)."""
+    row = np.zeros(len(VOCAB), dtype=np.float32)
+    row[chord_token(root, "min" if third == _MIN else "maj")] = bias
+    row.flags.writeable = False
+    return row
 
 
 @lru_cache(maxsize=4096)  # chords × pad pitches × the tones a chord already has

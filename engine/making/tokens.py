@@ -3,7 +3,7 @@
 A loop is written as
 
     BOS QUAD_q MODE_m TEMPO_t DENS_d METER_x PART_drums_{on,off} .. PART_lead_{on,off}
-    BAR  [POS_p  INST_part  (PITCH  DV)+ ...]*   BAR ...   EOS
+    BAR CHORD_c  [POS_p  INST_part  (PITCH  DV)+ ...]*   BAR CHORD_c ...   EOS
 
 - Time is a 16th-note grid: `POS_p` is the onset inside the bar (quarter beat = 4 steps).
 - `INST_part` names one of `engine.score.music.PARTS`; notes of one part at one position follow it
@@ -11,6 +11,10 @@ A loop is written as
 - Melodic pitches are key-relative: `NOTE_r` means MIDI pitch `r + tonic` (tonic a pitch
   class 0..11), so the model never has to learn twelve copies of each key. Drums are
   `DRUM_k`, the General MIDI percussion key itself.
+- `CHORD_c` after each bar line is the bar's harmony: a root relative to the tonic and a
+  quality (`CHORD_7maj` is the dominant's major triad), or `CHORD_none` for a bar without
+  melodic notes. The model writes the harmony first and the notes under it. In data the
+  chord is found from the bar's notes (`bar_chord`), never labelled by hand.
 - `DV_d_v` joins a duration (16ths) and a velocity level in one token: one token fewer per
   note keeps an 8-second loop short enough to write in a few tens of milliseconds.
 
@@ -39,6 +43,7 @@ VELOCITY_EDGES = (60, 84, 106)
 REL_PITCH_LOW, REL_PITCH_HIGH = 12, 108  # key-relative pitch range, inclusive
 DRUM_LOW, DRUM_HIGH = 27, 87  # GM percussion keys kept, inclusive
 MAX_CHORD = 8  # most notes one part may start at one position
+QUALITIES: dict[str, tuple[int, ...]] = {"maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6)}
 
 
 def _vocabulary() -> tuple[str, ...]:
@@ -55,6 +60,8 @@ def _vocabulary() -> tuple[str, ...]:
     words += [f"NOTE_{r}" for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1)]
     words += [f"DRUM_{k}" for k in range(DRUM_LOW, DRUM_HIGH + 1)]
     words += [f"DV_{d}_{v}" for d in DURATION_STEPS for v in range(len(VELOCITIES))]
+    # Last, so that a model written before the harmony tokens keeps its token ids.
+    words += [f"CHORD_{r}{q}" for r in range(12) for q in QUALITIES] + ["CHORD_none"]
     return tuple(words)
 
 
@@ -69,6 +76,9 @@ DV0 = INDEX[f"DV_{DURATION_STEPS[0]}_0"]
 N_NOTE = REL_PITCH_HIGH - REL_PITCH_LOW + 1
 N_DRUM = DRUM_HIGH - DRUM_LOW + 1
 N_DV = len(DURATION_STEPS) * len(VELOCITIES)
+CHORD0 = INDEX["CHORD_0maj"]
+CHORD_NONE = INDEX["CHORD_none"]
+N_CHORD = CHORD_NONE - CHORD0 + 1
 PREFIX_LEN = 6 + len(PARTS)  # BOS + 5 controls + one on/off token per part
 
 
@@ -192,3 +202,73 @@ def encode(
         current_bar += 1
     tokens.append(EOS)
     return tokens
+
+
+# -- harmony ------------------------------------------------------------------------------
+_TEMPLATES = np.array(
+    [[1.0 if (pc - root) % 12 in tones else 0.0 for pc in range(12)]
+     for root in range(12) for tones in QUALITIES.values()]
+)  # fmt: skip
+
+
+def chord_token(root: int, quality: str) -> int:
+    return CHORD0 + (root % 12) * len(QUALITIES) + list(QUALITIES).index(quality)
+
+
+def chord_of(token: int) -> tuple[int, tuple[int, ...]] | None:
+    """(root, its tones as semitones above the root) of a chord token; None for CHORD_none."""
+    if token == CHORD_NONE:
+        return None
+    root, quality = divmod(token - CHORD0, len(QUALITIES))
+    return root, tuple(QUALITIES.values())[quality]
+
+
+def bar_chord(weights: np.ndarray, bass: int | None) -> int:
+    """The chord token of a bar from its pitch classes: `weights[pc]` is how long pitch class
+    pc (relative to the tonic) sounds in the bar, `bass` the pitch class of its lowest note.
+    The triad whose tones sound longest, less what sounds outside it, wins; the bass note on
+    the root breaks near ties (C-E-G-A is C major over C, A minor over A)."""
+    total = float(weights.sum())
+    if total <= 0.0:
+        return CHORD_NONE
+    score = _TEMPLATES @ weights * 1.5 - total * 0.5
+    if bass is not None:
+        score[bass * len(QUALITIES) : (bass + 1) * len(QUALITIES)] += 0.25 * total
+    return CHORD0 + int(np.argmax(score))
+
+
+def with_chords(tokens: list[int] | np.ndarray) -> list[int]:
+    """`tokens` with each bar's chord token after its BAR, found from the notes that sound in
+    the bar (a note held over a bar line counts in both bars; the bass part counts twice)."""
+    tokens = [int(t) for t in tokens]
+    if any(t >= CHORD0 for t in tokens):
+        return tokens
+    steps_in_bar = bar_steps(controls_of(tokens).meter)
+    bars = sum(1 for t in tokens if t == BAR)
+    weights = np.zeros((bars, 12))
+    lowest = [128] * bars
+    bar, pos, part, pitch = -1, 0, 0, 0
+    bass = PARTS.index("bass")
+    for t in tokens[PREFIX_LEN:]:
+        if t == BAR:
+            bar, pos = bar + 1, 0
+        elif POS0 <= t < INST0:
+            pos = t - POS0
+        elif INST0 <= t < NOTE0:
+            part = t - INST0
+        elif NOTE0 <= t < DRUM0:
+            pitch = t - NOTE0 + REL_PITCH_LOW
+        elif DV0 <= t < DV0 + N_DV and part != 0 and bar >= 0:
+            start = bar * steps_in_bar + pos
+            end = start + DURATION_STEPS[(t - DV0) // len(VELOCITIES)]
+            for b in range(bar, min(bars, -(-end // steps_in_bar))):
+                overlap = min(end, (b + 1) * steps_in_bar) - max(start, b * steps_in_bar)
+                weights[b, pitch % 12] += overlap * (2.0 if part == bass else 1.0)
+                lowest[b] = min(lowest[b], pitch)
+    out, bar = [], -1
+    for t in tokens:
+        out.append(t)
+        if t == BAR:
+            bar += 1
+            out.append(bar_chord(weights[bar], lowest[bar] % 12 if lowest[bar] < 128 else None))
+    return out

@@ -29,7 +29,14 @@ import mido
 import numpy as np
 from tqdm import tqdm
 
-from engine.making.tokens import METERS, PREFIX_LEN, Controls, encode, tempo_bucket
+from engine.making.tokens import (
+    METERS,
+    PREFIX_LEN,
+    Controls,
+    encode,
+    tempo_bucket,
+    with_chords,
+)
 from engine.score.music import PARTS, Note
 from engine.train import controls as ctl
 from engine.train.sources import LEFT_OUT, SOURCES, corpus_files
@@ -393,6 +400,11 @@ class Dataset:
         z = np.load(path)
         summary = json.loads((data_dir / "dataset.json").read_text())
         tokens, offsets, split = z["tokens"], z["offsets"], z["split"].astype("U5")
+        # Each bar's chord, found from its notes (engine.making.tokens.with_chords): derived
+        # here, so the cache holds only the music and the harmony finding can change alone.
+        sequences = [with_chords(tokens[offsets[i] : offsets[i + 1]]) for i in range(len(split))]
+        offsets = np.cumsum([0] + [len(s) for s in sequences])
+        tokens = np.concatenate([np.asarray(s, dtype=np.int16) for s in sequences])
         # Some tunes appear twice in the corpus (O'Neill's files overlap, Ryan's shares tunes):
         # a held-out window whose music is also a training window is left out of val/test.
         bodies = [
