@@ -254,5 +254,15 @@ def test_the_harmony_grammar_asks_for_a_chord_after_each_bar_line() -> None:
         grammar.advance(harmony[PREFIX_LEN + 2])  # a position before the bar's chord
     for token in harmony[PREFIX_LEN + 1 :]:
         grammar.advance(token)
-    assert grammar.done and [VOCAB[t] for t in grammar.chords] == ["CHORD_0maj", "CHORD_5maj"]
+    assert grammar.done and [VOCAB[t] for t in grammar.chords] == [
+        "CHORD_0maj",
+        "CHORD_5min",
+    ]  # F alone in minor: iv
     assert with_chords(harmony) == harmony  # found once
+
+
+@pytest.mark.parametrize(("mode", "chord"), [("minor", "CHORD_0min"), ("major", "CHORD_0maj")])
+def test_an_open_fifth_is_the_modes_own_chord(mode: str, chord: str) -> None:
+    fifth = [Note("bass", 36, 0.0, 4.0, 90), Note("lead", 67, 0.0, 4.0, 90)]
+    controls = Controls("calm", mode, "slow", "low", "4/4", ("bass", "lead"))
+    assert _chords(fifth, controls, bars=1) == [chord]

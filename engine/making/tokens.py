@@ -223,17 +223,34 @@ def chord_of(token: int) -> tuple[int, tuple[int, ...]] | None:
     return root, tuple(QUALITIES.values())[quality]
 
 
-def bar_chord(weights: np.ndarray, bass: int | None) -> int:
+# Triads of each mode's scale (root, quality), the dominant's major triad in minor too: a tie
+# between chords that sound the same notes (an open fifth, a lone note) goes to the mode's own.
+DIATONIC: dict[str, frozenset[tuple[int, str]]] = {
+    "major": frozenset({(0, "maj"), (2, "min"), (4, "min"), (5, "maj"), (7, "maj"), (9, "min"),
+                        (11, "dim")}),
+    "minor": frozenset({(0, "min"), (2, "dim"), (3, "maj"), (5, "min"), (7, "min"), (7, "maj"),
+                        (8, "maj"), (10, "maj")}),
+}  # fmt: skip
+_DIATONIC_ROWS = {
+    mode: np.array([float((root, q) in triads) for root in range(12) for q in QUALITIES])
+    for mode, triads in DIATONIC.items()
+}
+
+
+def bar_chord(weights: np.ndarray, bass: int | None, mode: str = "major") -> int:
     """The chord token of a bar from its pitch classes: `weights[pc]` is how long pitch class
-    pc (relative to the tonic) sounds in the bar, `bass` the pitch class of its lowest note.
-    The triad whose tones sound longest, less what sounds outside it, wins; the bass note on
-    the root breaks near ties (C-E-G-A is C major over C, A minor over A)."""
+    pc (relative to the tonic) sounds in the bar, `bass` the pitch class of the bass part's
+    lowest note (None: no bass part). The triad whose tones sound longest, less half of what
+    sounds outside it, wins; the bass on the root breaks near ties (C-E-G-A is C major over C,
+    A minor over A), and then the mode's own triads (an open fifth on the tonic of a minor
+    loop is its minor chord)."""
     total = float(weights.sum())
     if total <= 0.0:
         return CHORD_NONE
     score = _TEMPLATES @ weights * 1.5 - total * 0.5
     if bass is not None:
         score[bass * len(QUALITIES) : (bass + 1) * len(QUALITIES)] += 0.25 * total
+    score += 0.01 * total * _DIATONIC_ROWS.get(mode, _DIATONIC_ROWS["major"])
     return CHORD0 + int(np.argmax(score))
 
 
@@ -243,7 +260,8 @@ def with_chords(tokens: list[int] | np.ndarray) -> list[int]:
     tokens = [int(t) for t in tokens]
     if any(t >= CHORD0 for t in tokens):
         return tokens
-    steps_in_bar = bar_steps(controls_of(tokens).meter)
+    controls = controls_of(tokens)
+    steps_in_bar = bar_steps(controls.meter)
     bars = sum(1 for t in tokens if t == BAR)
     weights = np.zeros((bars, 12))
     lowest = [128] * bars
@@ -264,11 +282,13 @@ def with_chords(tokens: list[int] | np.ndarray) -> list[int]:
             for b in range(bar, min(bars, -(-end // steps_in_bar))):
                 overlap = min(end, (b + 1) * steps_in_bar) - max(start, b * steps_in_bar)
                 weights[b, pitch % 12] += overlap * (2.0 if part == bass else 1.0)
-                lowest[b] = min(lowest[b], pitch)
+                if part == bass:
+                    lowest[b] = min(lowest[b], pitch)
     out, bar = [], -1
     for t in tokens:
         out.append(t)
         if t == BAR:
             bar += 1
-            out.append(bar_chord(weights[bar], lowest[bar] % 12 if lowest[bar] < 128 else None))
+            low = lowest[bar] % 12 if lowest[bar] < 128 else None
+            out.append(bar_chord(weights[bar], low, controls.mode))
     return out
