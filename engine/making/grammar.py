@@ -94,10 +94,12 @@ class Grammar:
     - `min_onsets`: at least this many onset positions in the loop: once the loop runs
       short, only the next free 16th may start notes (a density floor);
     - `fill_bars`: no bar without an onset;
-    With `harmony`, every bar line is followed by the bar's chord token (`chords` collects
-    them); and `bar_budget`: the most tokens one bar may take, spent pro rata: once the bar has
+    and `bar_budget`: the most tokens one bar may take, spent pro rata: once the bar has
     used its share up to the current 16th, no more notes join this onset and the loop moves
     on (it bounds the time to write a loop without ever cutting a bar short).
+
+    With `harmony`, every bar line is followed by the bar's chord token (`chords` collects
+    them, one a bar).
     """
 
     __slots__ = (

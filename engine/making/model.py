@@ -63,6 +63,7 @@ from engine.making.tokens import (
     Controls,
     TokenError,
     bar_steps,
+    chord_of,
     prefix_tokens,
     tempo_bucket,
 )
@@ -154,6 +155,17 @@ def _in_work(bias: np.ndarray | None, work: np.ndarray) -> np.ndarray:
         else:
             np.copyto(work, bias)
     return work
+
+
+def _bar_chord(grammar: Grammar, plan: list[tuple[int, int]]) -> tuple[int, int, int]:
+    """(root, third, fifth) in semitones of the bar's chord: the one the model wrote for it,
+    else (no harmony tokens, or a bar it left without a chord) the plan's."""
+    chord = chord_of(grammar.chords[-1]) if grammar.chords else None
+    if chord is None:
+        root, third = plan[grammar.bar]
+        return root, third, 7
+    root, tones = chord
+    return root, tones[1], tones[2]
 
 
 def _sample(
@@ -326,6 +338,7 @@ class ModelGenerator:
         gaps = log_gaps(steps_in_bar) if sampling.density_bias else None
         pulse_16ths = pulse_steps(spec.meter)
         plan = chord_plan(spec.mode, spec.bars, spec.seed)  # harmony and pad chords lean on it
+        melodic = any(p != "drums" for p in controls.parts)  # a drums-only loop has no chords
         pulse = (
             -sampling.pulse_bias * skipped_pulses(steps_in_bar, pulse_16ths)
             if sampling.pulse_bias
@@ -369,18 +382,19 @@ class ModelGenerator:
                     work[played] += np.array(
                         [parts_bias * min(1.0, (step - last_played[inst]) / steps_in_bar)
                          for inst in insts], dtype=np.float32)  # fmt: skip
-                if sampling.harmony_bias and phase == "harm":  # the model's chord for the bar
-                    step_bias = _plus(step_bias, plan_row(*plan[grammar.bar],
-                                                          sampling.harmony_bias), work)  # fmt: skip
+                if sampling.harmony_bias and phase == "harm" and melodic:
+                    # The model writes the bar's chord; it leans on the plan's.
+                    row = plan_row(*plan[grammar.bar], sampling.harmony_bias)
+                    step_bias = _plus(step_bias, row, work)
                 if sampling.harmony_bias and phase == "inst":
-                    root, third = plan[grammar.bar]
+                    root, third, fifth = _bar_chord(grammar, plan)
                     row = None
                     if grammar.part == BASS and grammar.pos == 0:
                         row = tones_row(root, third, sampling.harmony_bias, only_root=True)
                     elif grammar.part == PAD:
-                        row = tones_row(root, third, sampling.harmony_bias)
+                        row = tones_row(root, third, sampling.harmony_bias, fifth=fifth)
                     elif grammar.part == LEAD and grammar.pos % pulse_16ths == 0:
-                        row = tones_row(root, third, sampling.harmony_bias / 2)
+                        row = tones_row(root, third, sampling.harmony_bias / 2, fifth=fifth)
                     if row is not None:
                         step_bias = _plus(step_bias, row, work)
                 if development is not None and phase == "inst":
@@ -397,10 +411,11 @@ class ModelGenerator:
                     and grammar.chord < MAX_CHORD_NOTES
                 )
                 if chord:
-                    root, third = plan[grammar.bar]
+                    root, third, fifth = _bar_chord(grammar, plan)
                     have = chord_mask(grammar.events, grammar.chord)
                     row = tones_row(root, third, sampling.pad_chord_bias, grammar.last_pitch,
-                                    have=have, have_share=sampling.pad_double_share)  # fmt: skip
+                                    have=have, have_share=sampling.pad_double_share,
+                                    fifth=fifth)  # fmt: skip
                     step_bias = _plus(step_bias, row, work)
                 elif phase == "dv" and grammar.bar_tokens * steps_in_bar > (
                     THIN_FROM * grammar.bar_budget * (grammar.pos + 1)

@@ -185,13 +185,14 @@ def tones_row(
     only_root: bool = False,
     have: int = 0,
     have_share: float = 1.0,
+    fifth: int = 7,
 ):
     """Logit offsets: `bias` on the pitch tokens (relative to the tonic) of a chord's root, or
     of its root, third and fifth, above pitch token `above` within an octave (-1: anywhere).
     `have`: a mask of the pitch classes (bit k: k semitones above the tonic) the chord already
     sounds; its tones gain only `have_share` of the bias, so the chord fills in its missing
     tones (the third first of all, that says major or minor) before it doubles one."""
-    classes = {root % 12} if only_root else {root % 12, (root + third) % 12, (root + 7) % 12}
+    classes = {root % 12} if only_root else {root % 12, (root + third) % 12, (root + fifth) % 12}
     row = np.zeros(len(VOCAB), dtype=np.float32)
     for token in range(NOTE0, NOTE0 + N_NOTE):
         pc = (token - NOTE0 + REL_PITCH_LOW) % 12
