@@ -45,6 +45,9 @@ def markdown(r: dict) -> str:
             else ""
         ),
         "",
+        "The tokens scored include each bar's chord token (the model writes a bar's harmony",
+        "before its notes): these figures are not comparable with a model without them.",
+        "",
         f"## Control accuracy ({first['loops']} generated 4-bar loops per column)",
         "",
         "Specs: random tonic, tempo 70–160 bpm, meter 4/4, 3/4 or 6/8, random part sets, each",
