@@ -23,7 +23,7 @@ from engine.making.priors import (
     sustain_pad,
     tones_row,
 )
-from engine.making.tokens import BAR, EOS, NOTE0, POS0, REL_PITCH_LOW
+from engine.making.tokens import BAR, CHORD0, EOS, NOTE0, POS0, REL_PITCH_LOW, chord_token
 from engine.score.graph import loop_spec
 from engine.score.load import load_graph
 from engine.score.motif import development
@@ -479,3 +479,28 @@ def test_a_chord_plan_starts_on_the_tonic_and_returns(mode: str, bars: int) -> N
         assert plan[0] == (0, 3 if mode == "minor" else 4)  # the tonic chord, in the mode
         if bars > 1 and mode == "minor":
             assert plan[-1] in ((7, 4), (0, 3))  # the major dominant, or home already
+
+
+def test_the_model_writes_each_bars_chord_first_and_the_plan_steers_it(
+    model: ModelGenerator,
+) -> None:
+    """The model writes the harmony, a chord token after each bar line; shipped decoding leans
+    that choice on the loop's chord plan, the model alone chooses for itself."""
+    alone = ModelGenerator.load(sampling=Sampling(harmony_bias=0.0))
+    on_plan = {"shipped": 0, "alone": 0}
+    bars = 0
+    for seed in range(12):
+        s = spec(seed=seed, mode=("major", "minor")[seed % 2])
+        plan = [
+            chord_token(r, "min" if third == 3 else "maj")
+            for r, third in chord_plan(s.mode, s.bars, seed)
+        ]
+        for name, generator in (("shipped", model), ("alone", alone)):
+            tokens = generator.tokens(s)
+            lines = [i for i, t in enumerate(tokens) if t == BAR]
+            assert len(lines) == s.bars and all(tokens[i + 1] >= CHORD0 for i in lines)
+            chords = [tokens[i + 1] for i in lines]
+            on_plan[name] += sum(c == p for c, p in zip(chords, plan, strict=True))
+        bars += s.bars
+    assert on_plan["shipped"] >= 0.9 * bars
+    assert on_plan["alone"] < on_plan["shipped"]

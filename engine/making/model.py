@@ -86,23 +86,17 @@ class _Steps:
     as a view that the next step overwrites. Falls back to `session.run` if the binding API
     differs. One per thread (a generator serves several), `reset` before each loop."""
 
-    def __init__(
-        self, session: ort.InferenceSession, hidden_shape: tuple[int, ...], vocab: int
-    ) -> None:
+    def __init__(self, session: ort.InferenceSession, hidden_shape: tuple[int, ...]) -> None:
         self.token = np.zeros(1, dtype=np.int64)
-        # Logits over the whole vocabulary; a model without the harmony tokens writes the
-        # first `vocab` of them (the grammar never offers it the rest).
         self.logits = np.zeros((1, len(VOCAB)), dtype=np.float32)
         self._row = self.logits[0]
-        self._vocab = vocab
         self.hidden = np.zeros(hidden_shape, dtype=np.float32)
         self._session = session
         self._flip = 0
         try:
             other = np.zeros(hidden_shape, dtype=np.float32)
-            written = self.logits[:, :vocab]  # contiguous: one row
             values = [ort.OrtValue.ortvalue_from_numpy(x)
-                      for x in (self.token, self.hidden, other, written)]  # fmt: skip
+                      for x in (self.token, self.hidden, other, self.logits)]  # fmt: skip
             token, first, second, logits = values
             self._bindings = []
             for source, target in ((first, second), (second, first)):
@@ -136,8 +130,7 @@ class _Steps:
         logits, self.hidden = self._session.run(
             list(files.OUTPUTS), {"token": self.token, "hidden": self.hidden}
         )
-        self._row[: self._vocab] = logits[0]
-        return self._row
+        return logits[0]
 
 
 def _plus(bias: np.ndarray | None, row: np.ndarray, work: np.ndarray) -> np.ndarray:
@@ -208,8 +201,6 @@ class ModelGenerator:
         self._local = threading.local()  # each thread's _Steps
         arch = manifest["architecture"]
         self._hidden_shape = (arch["layers"], 1, arch["hidden"])
-        self._vocab = session.get_outputs()[0].shape[-1]
-        self.harmony = self._vocab == len(VOCAB)  # it writes each bar's chord first
         # Logit offsets of the scale prior: out-of-scale pitches lose `scale_bias`.
         self._scale_bias = {}
         for mode in ("major", "minor"):
@@ -257,7 +248,7 @@ class ModelGenerator:
         names_out = tuple(o.name for o in session.get_outputs())
         if names_in != files.INPUTS or names_out != files.OUTPUTS:
             raise ModelError(f"model file {model_path.name} has tensors {names_in} → {names_out}")
-        if session.get_outputs()[0].shape[-1] != len(manifest["vocabulary"]):
+        if session.get_outputs()[0].shape[-1] != len(VOCAB):
             raise ModelError(f"model file {model_path.name} has a different vocabulary size")
         return cls(session, manifest, model_path, sampling or Sampling())
 
@@ -318,7 +309,7 @@ class ModelGenerator:
                 min_onsets=self.density_floor(spec) if self.sampling.density_floor else 0,
                 fill_bars=self.sampling.fill_bars,
                 fixed=motif,
-                harmony=self.harmony,
+                harmony=True,  # the model writes each bar's chord before its notes
             )
         except TokenError as error:
             raise ModelError(str(error)) from None
@@ -440,7 +431,7 @@ class ModelGenerator:
         """This thread's model calls (their bindings are made once per thread, not per loop)."""
         steps = getattr(self._local, "steps", None)
         if steps is None:
-            steps = self._local.steps = _Steps(self._session, self._hidden_shape, self._vocab)
+            steps = self._local.steps = _Steps(self._session, self._hidden_shape)
         steps.reset()
         return steps
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.making.tokens import CHORD0, PREFIX_LEN, VOCAB
+from engine.making.tokens import PREFIX_LEN, VOCAB
 from engine.score.music import PARTS
 
 MODEL_FILE = "segue-gru-int8.onnx"
@@ -40,8 +40,7 @@ def check_manifest(manifest: dict, model_path: Path) -> None:
 
     if manifest.get("format_version") != FORMAT_VERSION:
         fail(f"has format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
-    # A model written before the harmony tokens has the vocabulary up to them.
-    if tuple(manifest.get("vocabulary", ())) not in (VOCAB, VOCAB[:CHORD0]):
+    if tuple(manifest.get("vocabulary", ())) != VOCAB:
         fail("has a vocabulary that differs from this version of Segue")
     if manifest.get("prefix_len") != PREFIX_LEN:
         fail("has a different control prefix")
