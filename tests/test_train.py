@@ -114,6 +114,11 @@ needs_torch = pytest.mark.skipif(
 @needs_wad
 @needs_torch
 def test_smoke_train_export_generate(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from engine.making.model_files import ModelError
     from engine.train.export import export
     from engine.train.train import TrainConfig, train
 
@@ -137,6 +142,12 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
     best = train(config, run_dir, command="test", data_dir=data_dir)
     history = json.loads((run_dir / "train.json").read_text())
     assert best.exists() and history["steps"] == 10 and np.isfinite(history["best_val_nll"])
+    # A checkpoint of another vocabulary (before the harmony tokens: 270) is refused in a line.
+    old = torch.load(best, weights_only=False)
+    old["model"]["config"]["vocab"] = 270
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(ModelError, match="vocabulary of 270 tokens"):
+        train(replace(config, init=tmp_path / "old.pt"), tmp_path / "run2", data_dir=data_dir)
 
     models_dir = tmp_path / "models"
     model_path = export(run_dir, models_dir=models_dir, data_dir=data_dir)

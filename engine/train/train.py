@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from engine.making.model_files import ModelError
 from engine.making.tokens import PAD, PREFIX_LEN, VOCAB
 from engine.train.data import DATA_DIR, Dataset
 from engine.train.model import ModelConfig, SegueGRU
@@ -105,7 +106,14 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
     )
     model = SegueGRU(model_config)
     if config.init is not None:
-        model.load_state_dict(torch.load(config.init, weights_only=False)["model"]["state"])
+        checkpoint = torch.load(config.init, weights_only=False)["model"]
+        if checkpoint["config"]["vocab"] != len(VOCAB):
+            raise ModelError(
+                f"checkpoint {config.init} has a vocabulary of {checkpoint['config']['vocab']} "
+                f"tokens, this version of Segue {len(VOCAB)}: train a new run, it cannot be "
+                "fine-tuned"
+            )
+        model.load_state_dict(checkpoint["state"])
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
