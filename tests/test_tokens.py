@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.making.grammar import Grammar, decode
+from engine.making.grammar import Grammar, decode, with_chords
 from engine.making.tokens import (
     BAR,
     CHORD0,
@@ -24,7 +24,6 @@ from engine.making.tokens import (
     encode,
     prefix_tokens,
     tempo_bucket,
-    with_chords,
 )
 from engine.score.music import PARTS, Note
 

@@ -29,6 +29,7 @@ from engine.making.tokens import (
     VOCAB,
     Controls,
     TokenError,
+    bar_chord,
     bar_steps,
     controls_of,
     encode,
@@ -333,3 +334,38 @@ class Grammar:
                 )
             )
         return notes
+
+
+def with_chords(tokens: list[int] | np.ndarray) -> list[int]:
+    """`tokens` with each bar's chord token after its BAR (`bar_chord` of the notes that sound
+    in the bar: a note held over a bar line counts in both bars, the bass part twice)."""
+    tokens = [int(t) for t in tokens]
+    if any(t >= CHORD0 for t in tokens):
+        return tokens
+    controls = controls_of(tokens)
+    bars = sum(1 for t in tokens if t == BAR)
+    grammar = Grammar(controls.meter, bars, controls.parts)
+    for token in tokens[PREFIX_LEN:]:  # a sequence cut short (no EOS) reads as far as it goes
+        grammar.take(token)
+    steps_in_bar = grammar.steps_in_bar
+    weights = np.zeros((bars, 12))
+    lowest = [128] * bars  # the bass part's lowest pitch in each bar
+    bass = PARTS.index("bass")
+    for start, part, pitch_tok, dv in grammar.events:
+        if part == 0:  # drums
+            continue
+        pitch = pitch_tok - NOTE0 + REL_PITCH_LOW
+        end = start + DURATION_STEPS[(dv - DV0) // len(VELOCITIES)]
+        for b in range(start // steps_in_bar, min(bars, -(-end // steps_in_bar))):
+            overlap = min(end, (b + 1) * steps_in_bar) - max(start, b * steps_in_bar)
+            weights[b, pitch % 12] += overlap * (2.0 if part == bass else 1.0)
+            if part == bass:
+                lowest[b] = min(lowest[b], pitch)
+    out, bar = [], -1
+    for token in tokens:
+        out.append(token)
+        if token == BAR:
+            bar += 1
+            low = lowest[bar] % 12 if lowest[bar] < 128 else None
+            out.append(bar_chord(weights[bar], low, controls.mode))
+    return out

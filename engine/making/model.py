@@ -88,13 +88,13 @@ class _Steps:
 
     def __init__(self, session: ort.InferenceSession, hidden_shape: tuple[int, ...]) -> None:
         self.token = np.zeros(1, dtype=np.int64)
-        self.logits = np.zeros((1, len(VOCAB)), dtype=np.float32)
-        self._row = self.logits[0]
         self.hidden = np.zeros(hidden_shape, dtype=np.float32)
         self._session = session
         self._flip = 0
         try:
             other = np.zeros(hidden_shape, dtype=np.float32)
+            self.logits = np.zeros((1, len(VOCAB)), dtype=np.float32)
+            self._row = self.logits[0]
             values = [ort.OrtValue.ortvalue_from_numpy(x)
                       for x in (self.token, self.hidden, other, self.logits)]  # fmt: skip
             token, first, second, logits = values

@@ -55,7 +55,7 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "The model writes each bar's harmony before its notes: the chord token (a root relative",
         "to the tonic and major, minor or diminished, or none) is found in the training data",
         "from the notes that sound in the bar (bass counted twice, `with_chords` in",
-        "engine/making/tokens.py), never labelled by hand. It is exported as one",
+        "engine/making/grammar.py), never labelled by hand. It is exported as one",
         "step (token + hidden state in → logits + hidden state out) with the GRU cell written as",
         "explicit MatMuls,",
         "so that onnxruntime quantizes it to int8. Segue samples it under the loop grammar",

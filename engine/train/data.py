@@ -29,13 +29,13 @@ import mido
 import numpy as np
 from tqdm import tqdm
 
+from engine.making.grammar import with_chords
 from engine.making.tokens import (
     METERS,
     PREFIX_LEN,
     Controls,
     encode,
     tempo_bucket,
-    with_chords,
 )
 from engine.score.music import PARTS, Note
 from engine.train import controls as ctl
@@ -400,7 +400,7 @@ class Dataset:
         z = np.load(path)
         summary = json.loads((data_dir / "dataset.json").read_text())
         tokens, offsets, split = z["tokens"], z["offsets"], z["split"].astype("U5")
-        # Each bar's chord, found from its notes (engine.making.tokens.with_chords): derived
+        # Each bar's chord, found from its notes (engine.making.grammar.with_chords): derived
         # here, so the cache holds only the music and the harmony finding can change alone.
         sequences = [with_chords(tokens[offsets[i] : offsets[i + 1]]) for i in range(len(split))]
         offsets = np.cumsum([0] + [len(s) for s in sequences])
