@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.making.grammar import decode
+from engine.making.grammar import decode, with_chords
 from engine.making.model import ModelGenerator
-from engine.making.tokens import PREFIX_LEN, VOCAB
-from engine.score.music import Instrument, LoopSpec, Meter
+from engine.making.tokens import PREFIX_LEN, VOCAB, Controls, encode, opens_on_tonic
+from engine.score.music import Instrument, LoopSpec, Meter, Note
 from engine.train import controls as ctl
 from engine.train.data import Dataset, assign_parts, build, split_of
 from engine.train.sources import SOURCE_SHARE, corpus_files, draw_weights
@@ -64,6 +65,26 @@ def test_each_source_is_drawn_by_its_share_not_its_size() -> None:
     assert drawn["freedoom"] == pytest.approx(SOURCE_SHARE["freedoom"] / total)
     assert drawn["freedoom"] > drawn["ryans_mammoth"]  # a tenth of the windows, most draws
     assert weights.sum() == pytest.approx(1.0)
+
+
+def test_a_window_that_opens_on_the_tonic_chord_is_drawn_more_within_its_source() -> None:
+    sources = np.array(["freedoom"] * 100 + ["ryans_mammoth"] * 300)
+    home = np.arange(400) % 4 == 0  # a quarter of each source opens on the tonic chord
+    plain, weighted = draw_weights(sources), draw_weights(sources, home, home_weight=3.0)
+    for name in ("freedoom", "ryans_mammoth"):  # every source keeps its share ...
+        assert weighted[sources == name].sum() == pytest.approx(plain[sources == name].sum())
+    # ... and within it a window at home is drawn three times as often as one away
+    assert weighted[0] == pytest.approx(3 * weighted[1])
+    assert weighted[home].sum() == pytest.approx(0.5)
+
+
+def test_a_sequence_opens_on_the_tonic_when_its_first_chord_is_the_tonic_triad() -> None:
+    controls = Controls("calm", "minor", "slow", "low", "4/4", ("pad",))
+    pad = [Note("pad", 57 + step, 0.0, 4.0, 80) for step in (0, 3, 7)]  # A C E in A minor
+    on_tonic = with_chords(encode(pad, controls, 1, tonic=9))
+    on_four = with_chords(encode([replace(n, pitch=n.pitch + 5) for n in pad], controls, 1, 9))
+    assert opens_on_tonic(on_tonic) and not opens_on_tonic(on_four)
+    assert not opens_on_tonic(with_chords(encode([], controls, 1, tonic=9)))  # an empty bar
 
 
 @pytest.mark.parametrize(

@@ -223,6 +223,15 @@ def chord_of(token: int) -> tuple[int, tuple[int, ...]] | None:
     return root, tuple(QUALITIES.values())[quality]
 
 
+def opens_on_tonic(tokens: list[int] | np.ndarray) -> bool:
+    """Whether a sequence's first chord token is a major or minor triad on the tonic."""
+    for token in tokens:
+        if CHORD0 <= token <= CHORD_NONE:
+            chord = chord_of(int(token))
+            return chord is not None and chord[0] == 0 and chord[1] != QUALITIES["dim"]
+    return False
+
+
 # Triads of each mode's scale (root, quality), the dominant's major triad in minor too: a tie
 # between chords that sound the same notes (an open fifth, a lone note) goes to the mode's own.
 DIATONIC: dict[str, frozenset[tuple[int, str]]] = {

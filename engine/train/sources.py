@@ -86,9 +86,20 @@ SOURCE_SHARE = {
 DEFAULT_SHARE = 0.25
 
 
-def draw_weights(sources: np.ndarray) -> np.ndarray:
-    """Per window: its source's share over the source's window count (sums to 1)."""
-    names, index, counts = np.unique(sources, return_inverse=True, return_counts=True)
+# A game loop starts at home: within its source, a window whose first bar sounds the tonic
+# chord is drawn this many times as often as one that opens away from it (on IV, V, ...).
+HOME_WEIGHT = 3.0
+
+
+def draw_weights(
+    sources: np.ndarray, home: np.ndarray | None = None, home_weight: float = HOME_WEIGHT
+) -> np.ndarray:
+    """Per window: its source's share over the source's window count (sums to 1), shared out
+    within the source so that a window opening on the tonic chord (`home`) weighs
+    `home_weight` times one that does not. Each source's share is unchanged."""
+    names, index = np.unique(sources, return_inverse=True)
     shares = np.array([SOURCE_SHARE.get(str(name), DEFAULT_SHARE) for name in names])
-    weights = (shares / counts)[index]
+    raw = np.ones(len(sources)) if home is None else np.where(home, home_weight, 1.0)
+    totals = np.bincount(index, weights=raw, minlength=len(names))
+    weights = raw * (shares / totals)[index]
     return weights / weights.sum()

@@ -14,10 +14,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from engine.making.model_files import ModelError
-from engine.making.tokens import PAD, PREFIX_LEN, VOCAB
+from engine.making.tokens import PAD, PREFIX_LEN, VOCAB, opens_on_tonic
 from engine.train.data import DATA_DIR, Dataset
 from engine.train.model import ModelConfig, SegueGRU
-from engine.train.sources import draw_weights
+from engine.train.sources import HOME_WEIGHT, draw_weights
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class TrainConfig:
     patience: int = 5  # evaluations without improvement before stopping
     threads: int = 1
     init: Path | None = None  # fine-tune from this checkpoint
+    home_weight: float = HOME_WEIGHT  # draws of a window opening on the tonic chord, relative
     val_limit: int = 1500  # validation windows (a fixed, seeded subset)
 
 
@@ -92,7 +93,8 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
     data = Dataset.load(data_dir)
     train_seqs = data.sequences("train")
     train_sources = data.sources_of("train")
-    weights = draw_weights(train_sources)
+    home = np.array([opens_on_tonic(s) for s in train_seqs], bool)
+    weights = draw_weights(train_sources, home, config.home_weight)
     val_seqs = data.sequences("val")
     if not val_seqs:  # a tiny fine-tuning folder may hash no piece into validation
         tqdm.write("no validation pieces: validating on training windows")
@@ -189,6 +191,10 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
         "command": command,
         "train_windows": len(train_seqs),
         "val_windows_scored": len(val_seqs),
+        "opening_on_tonic": {
+            "windows": round(float(home.mean()), 4),
+            "draws": round(float(weights[home].sum()), 4),
+        },
         "draw_shares": {
             str(name): round(float(weights[train_sources == name].sum()), 4)
             for name in np.unique(train_sources)
