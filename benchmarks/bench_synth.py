@@ -9,7 +9,7 @@ Reports the SoundFont's load time, the process's RSS before and after, render ti
 (CPU time of the rendering thread, and wall time: this machine is shared, and wall time counts
 what other processes take), how much of the CPU time FluidSynth itself took (its
 `fluid_synth_process` calls) and what the rest of Segue's render took, and the loudness of
-each clip. The render writes the stems as the worker stores them (float16, the mix their
+each clip. The render writes the stems as the worker stores them (16-bit PCM, the mix their
 float32 sum), as `engine.making.workshop` asks it to. Exits 1 when the render's p99 CPU time is over
 RENDER_P99_BUDGET_MS. Writes benchmarks/results/synth.json.
 """

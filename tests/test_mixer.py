@@ -147,9 +147,13 @@ def test_gain_at_matches_what_the_audio_thread_plays():
         assert out[frame] == pytest.approx(layer.gain_at(frame), abs=1e-5)
 
 
-def test_stem_gains_ramp_linearly_and_sum_to_the_mix():
+@pytest.mark.parametrize("pcm", [False, True], ids=["float32", "16-bit"])
+def test_stem_gains_ramp_linearly_and_sum_to_the_mix(pcm):
     stems = np.stack([np.full((2000, 2), 0.1, np.float32), np.full((2000, 2), 0.2, np.float32)])
     mix = stems.sum(axis=0)
+    scale, tol = 1.0, 1e-6
+    if pcm:  # as the daemon keeps them: the stems' scale rides on their gains
+        stems, scale, tol = np.rint(stems * 32767).astype(np.int16), 1 / 32767, 2e-5
     mixer = Mixer()
     layer = Layer(
         mix,
@@ -161,18 +165,19 @@ def test_stem_gains_ramp_linearly_and_sum_to_the_mix():
         stem_to=(0.0, 1.0),
         stem_start=500,
         stem_frames=1000,
+        stem_scale=scale,
     )
     mixer.publish(MixPlan(1, (layer,)))
     out = pull(mixer, 2000, block=128)[:, 0]
-    np.testing.assert_allclose(out[:500], 0.3, atol=1e-6)
-    np.testing.assert_allclose(out[1500:], 0.2, atol=1e-6)
+    np.testing.assert_allclose(out[:500], 0.3, atol=tol)
+    np.testing.assert_allclose(out[1500:], 0.2, atol=tol)
     expected = 0.2 + 0.1 * (1 - (np.arange(1000) / 1000))
-    np.testing.assert_allclose(out[500:1500], expected, atol=1e-5)
+    np.testing.assert_allclose(out[500:1500], expected, atol=1e-5 + tol)
     steps = np.abs(np.diff(out))
     assert steps.max() <= 0.1 / 1000 + 1e-6  # no step larger than the ramp allows
     for frame in (0, 700, 1499, 1800):
         gains = layer.stem_gains_at(frame)
-        assert out[frame] == pytest.approx(0.1 * gains[0] + 0.2 * gains[1], abs=1e-5)
+        assert out[frame] == pytest.approx(0.1 * gains[0] + 0.2 * gains[1], abs=1e-5 + tol)
 
 
 def test_a_plan_replaced_before_any_block_is_heard_with_its_successor():

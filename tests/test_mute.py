@@ -57,10 +57,10 @@ def test_mute_and_solo_set_the_stems(graph_path, workshop, commands, heard):
     # What is heard is exactly the parts left on (the limiter stays out of it at this level).
     frames = np.arange(round(1.8 * RATE), round(2.0 * RATE))
     expected = sum(
-        clip.stems[i][(frames - anchor) % clip.frames].astype(np.float32)
+        clip.stems[i][(frames - anchor) % clip.frames].astype(np.float32) * clip.stem_scale
         for i, p in enumerate(parts)
         if p in heard
-    )  # fmt: skip (float16 stems)
+    )  # fmt: skip (16-bit PCM stems)
     got = result.audio[frames]
     assert np.allclose(got, expected, atol=1e-4)
 

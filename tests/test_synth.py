@@ -11,6 +11,7 @@ import pytest
 from engine.making.rules import RuleGenerator
 from engine.making.soundfont import find_soundfont
 from engine.making.synth import PEAK_CEILING, TARGET_LUFS, Synth
+from engine.making.workshop import compact
 from engine.score.gm import instrument
 from engine.score.music import SAMPLE_RATE, Instrument, Loop, LoopSpec, Meter, Note, Sends
 
@@ -315,11 +316,20 @@ def test_keys_struck_once_are_not_cut(synth):
 
 
 def test_stems_rendered_as_stored_sum_exactly_to_the_mix(synth):
-    # The worker asks for float16 stems (its storage): no float32 copy of them is made, and
-    # the mix is the float32 sum of the stems as stored, bit for bit.
-    clip = synth.render(rules_loop(), np.float16)
-    assert clip.stems.dtype == np.float16 and clip.mix.dtype == np.float32
-    assert np.array_equal(clip.stems.sum(axis=0, dtype=np.float32), clip.mix)
+    # The worker asks for 16-bit PCM stems (its storage): no float32 copy of them is made,
+    # and the mix is the float32 sum of the stems as stored, bit for bit.
+    clip = synth.render(rules_loop(), np.int16)
+    assert clip.stems.dtype == np.int16 and clip.mix.dtype == np.float32
+    summed = clip.stems.sum(axis=0, dtype=np.float32) * np.float32(clip.stem_scale)
+    assert np.array_equal(summed, clip.mix) and clip.stem_scale == 1 / 32767
+    # ... at the float render's level (a render repeats only to about -40 dB: compare levels)
+    floats = synth.render(rules_loop())
+    level = [np.sqrt((np.asarray(c.mix, np.float64) ** 2).mean()) for c in (clip, floats)]
+    assert abs(20 * np.log10(level[0] / level[1])) < 0.2
+    # A float clip stored (`compact`) is rounded to the nearest 16-bit step.
+    stored = compact(floats)
+    error = stored.stems * stored.stem_scale - floats.stems
+    assert stored.stems.dtype == np.int16 and np.abs(error).max() <= 0.501 / 32767
     assert (
         clip.peak == float(np.abs(clip.mix).max()) and abs(clip.loudness_lufs - TARGET_LUFS) < 0.5
     )

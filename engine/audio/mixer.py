@@ -41,7 +41,8 @@ class Layer:
     With `stem_to` set, the layer plays `stems` (parts, frames, 2) instead of `audio`, each
     stem's gain moving linearly from `stem_from` to `stem_to` over
     [stem_start, stem_start + stem_frames) timed from plan `stem_base` (vertical layering,
-    ducking: smoothed, so no zipper noise).
+    ducking: smoothed, so no zipper noise). A stem sample times `stem_scale` is its float
+    value (16-bit PCM stems: 1 / 32767).
     """
 
     audio: np.ndarray  # (frames, 2) float32, periodic
@@ -62,6 +63,7 @@ class Layer:
     stem_base: int = 0
     stem_start: int = 0
     stem_frames: int = 0
+    stem_scale: float = 1.0
 
     def stem_gains_at(self, offset: int) -> tuple[float, ...] | None:
         """Each stem's gain at a frame offset from `stem_base` (control side)."""
@@ -238,6 +240,7 @@ class Mixer:
             np.multiply(x, 1.0 / ramp_frames, out=x)
             np.clip(x, 0.0, 1.0, out=x)
         after = ts + lo >= ramp_start + ramp_frames
+        unit = layer.stem_scale
         for i, stem in enumerate(layer.stems):
             a, b = layer.stem_from[i], layer.stem_to[i]
             if not in_ramp or a == b:
@@ -245,11 +248,11 @@ class Mixer:
                 if g == 0.0:
                     continue
                 self._read(stem, position, stem_buf)
-                if g != 1.0:
-                    np.multiply(stem_buf, g, out=stem_buf)
+                if g * unit != 1.0:
+                    np.multiply(stem_buf, g * unit, out=stem_buf)
             else:
                 self._read(stem, position, stem_buf)
-                self._ramp_gain(stem_buf, x, a, b)
+                self._ramp_gain(stem_buf, x, a * unit, b * unit)
             np.add(dest, stem_buf, out=dest)
 
     def _ramp_gain(self, buf: np.ndarray, x: np.ndarray, a: float, b: float) -> None:

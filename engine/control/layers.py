@@ -14,7 +14,7 @@ from typing import NamedTuple
 from engine.audio.mixer import CURVES, Layer
 from engine.control.clock import Main, beat_frames, entry_offset
 from engine.score.graph import State, Transition
-from engine.score.music import Clip
+from engine.score.music import Clip, stem_scale
 
 StartFrame = Callable[[int], int | None]
 
@@ -72,6 +72,7 @@ def one_shot(
         curve=curve,
         tag=tag,
         stems=clip.stems,
+        stem_scale=stem_scale(clip.stems),
         stem_from=ones,
         stem_to=tuple(0.0 for _ in clip.parts),
         stem_base=base,
@@ -91,6 +92,7 @@ def loop_layer(
         start=start,
         tag=clip.loop.loop_id,
         stems=clip.stems,
+        stem_scale=stem_scale(clip.stems),
         stem_from=targets,
         stem_to=targets,
         **fade,

@@ -44,7 +44,7 @@ from engine.making.choke import OFF, ON, Choker, choke_events
 from engine.making.dynamics import _compressor_gain, _limit_gain
 from engine.making.loudness import MEASURE_STRIDE, integrated_lufs, k_weighting, weighted
 from engine.making.wetbus import EnergyShares
-from engine.score.music import SAMPLE_RATE, Clip, Loop, Note, Sends
+from engine.score.music import SAMPLE_RATE, Clip, Loop, Note, Sends, stem_scale
 
 log = logging.getLogger(__name__)
 
@@ -329,8 +329,9 @@ class Synth:
 
     def _master(self, parts: tuple[str, ...], planar: np.ndarray, stem_dtype):
         """Balance the parts, normalise, compress, normalise, limit. Returns (stems (parts,
-        frames, 2) as `stem_dtype`, mix (frames, 2), integrated loudness): every gain is folded
-        into one envelope per part, applied in the one pass that interleaves the stems."""
+        frames, 2) as `stem_dtype` (int16: 16-bit PCM), mix (frames, 2), integrated loudness):
+        every gain is folded into one envelope per part, applied in the one pass that
+        interleaves the stems."""
         rate = self.sample_rate // MEASURE_STRIDE  # the loudness meter's rate
         frames = planar.shape[-1]
         k_stems = weighted(planar[..., ::MEASURE_STRIDE], self._sos)
@@ -370,17 +371,24 @@ class Synth:
         if stored:
             del mix  # the mix is the sum of the stems as stored: no float32 copy of them all
         stems = np.empty((len(parts), frames, 2), stem_dtype)
+        unit = stem_scale(stems)  # 16-bit PCM: full scale (1.0) is 32767
         part_envelope = np.empty_like(envelope)
         part = np.empty((frames, 2), np.float32) if stored else None
         for i in range(len(parts)):
-            np.multiply(envelope, gains[i], out=part_envelope)
+            np.multiply(envelope, gains[i] / unit, out=part_envelope)
             out = part if stored else stems[i]
             for c in range(2):  # contiguous in, strided out: 6x faster than a transposed input
                 np.multiply(planar[i, c], part_envelope, out=out[:, c])
+            if unit != 1.0:  # to PCM: rounded, and never past full scale (it would wrap)
+                np.clip(part, -1.0 / unit, 1.0 / unit, out=part)
+                np.rint(part, out=part)
             if stored:
                 stems[i] = part  # one contiguous conversion (a strided one costs 3x)
         if stored:
-            return stems, stems.sum(axis=0, dtype=np.float32), loudness
+            mix = stems.sum(axis=0, dtype=np.float32)
+            if unit != 1.0:
+                mix *= np.float32(unit)
+            return stems, mix, loudness
         interleaved = np.empty((frames, 2), np.float32)
         for c in range(2):
             interleaved[:, c] = mix[c]

@@ -141,18 +141,26 @@ class Loop:
     loop_id: str = field(default="")
 
 
+def stem_scale(stems) -> float:
+    """A stem sample's float value per unit: 1 / 32767 for 16-bit PCM (full scale is 1.0),
+    1 for float stems."""
+    kind, size = stems.dtype.kind, stems.dtype.itemsize
+    return 1.0 / (2 ** (8 * size - 1) - 1) if kind == "i" else 1.0
+
+
 @dataclass(frozen=True, eq=False)
 class Clip:
-    """A loop rendered to audio: one stereo float32 stem per part, periodic.
+    """A loop rendered to audio: one stereo stem per part, periodic.
 
-    `stems` has shape (len(parts), frames, 2). `mix` is their sum at unit gain.
+    `stems` has shape (len(parts), frames, 2): float32, or 16-bit PCM as the daemon keeps them
+    (`stem_scale`). `mix` is their float32 sum at unit gain.
     The audio is sample-seamless: release tails past the loop end are already
     added back onto the start, so playing `mix[i % frames]` never clicks.
     """
 
     loop: Loop
     parts: tuple[str, ...]
-    stems: object  # np.ndarray, (parts, frames, 2) float32
+    stems: object  # np.ndarray, (parts, frames, 2) float32 or int16 (see stem_scale)
     mix: object  # np.ndarray, (frames, 2) float32
     loudness_lufs: float
     peak: float
@@ -160,3 +168,7 @@ class Clip:
     @property
     def frames(self) -> int:
         return self.mix.shape[0]  # type: ignore[attr-defined]
+
+    @property
+    def stem_scale(self) -> float:
+        return stem_scale(self.stems)

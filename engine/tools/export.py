@@ -241,7 +241,8 @@ def export_pool(
         }
         if stems and looped:
             for part, stem in zip(clip.parts, clip.stems, strict=True):
-                rel, stem_clipped = _write_clip(out_dir, f"{base}.{part}", stem, True)
+                audio = stem * clip.stem_scale  # the float samples the daemon plays
+                rel, stem_clipped = _write_clip(out_dir, f"{base}.{part}", audio, True)
                 entry["stems"][part] = rel
                 entry["clipped_samples"] += stem_clipped
         loop_midi(clip.loop).save(str(out_dir / entry["midi"]))
