@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threads", type=int, default=1, help="torch threads (2 at most)")
         p.add_argument("--max-len", type=int, default=512, help="tokens a window is cropped to")
         p.add_argument("--init", type=Path, default=None, help="checkpoint to fine-tune from")
+        p.add_argument("--lr", type=float, default=2e-3, help="learning rate (fine-tuning: lower)")
     exp = sub.add_parser("export", help="export the best checkpoint to ONNX and quantize it")
     exp.add_argument("--run", type=Path, default=Path("runs/gru"))
     ev = sub.add_parser("evaluate", help="evaluate the shipped model, write models/EVALUATION.md")
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             max_len=args.max_len,
             init=args.init,
+            lr=args.lr,
         )
         train(config, args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))
         if args.command == "train":
