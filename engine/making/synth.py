@@ -157,8 +157,8 @@ class Synth:
         return {"synth": self.name, "soundfont": self.soundfont.name}
 
     def render(self, loop: Loop, stem_dtype=np.float32) -> Clip:
-        """The loop as a periodic, balanced, loudness-normalised clip; one stereo stem per part,
-        written as `stem_dtype` (the mix is float32, the exact sum of those stems)."""
+        """The loop as a periodic, balanced, loudness-normalised clip; one stereo stem per part
+        as `stem_dtype`; the mix float32, the exact sum of those stems times `stem_scale`."""
         spec = loop.spec
         frames = round(spec.seconds * self.sample_rate)
         parts = spec.parts
@@ -380,8 +380,8 @@ class Synth:
             for c in range(2):  # contiguous in, strided out: 6x faster than a transposed input
                 np.multiply(planar[i, c], part_envelope, out=out[:, c])
             if unit != 1.0:  # to PCM: rounded, and never past full scale (it would wrap)
-                np.clip(part, -1.0 / unit, 1.0 / unit, out=part)
-                np.rint(part, out=part)
+                np.clip(out, -1.0 / unit, 1.0 / unit, out=out)
+                np.rint(out, out=out)
             if stored:
                 stems[i] = part  # one contiguous conversion (a strided one costs 3x)
         if stored:

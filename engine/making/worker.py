@@ -110,10 +110,10 @@ class ShippedClip:
 def _ship(clip: Clip) -> ShippedClip:
     path = _SHM_DIR / f"{_CLIP_PREFIX}{os.getppid()}-{uuid.uuid4().hex}"
     with open(path, "wb") as f:
-        np.ascontiguousarray(clip.stems, dtype=STORAGE_DTYPE).tofile(f)
+        np.ascontiguousarray(clip.stems).tofile(f)  # as stored: `compact` made them so
         np.ascontiguousarray(clip.mix, dtype=MIX_DTYPE).tofile(f)
     return ShippedClip(str(path), clip.loop, clip.parts, tuple(clip.stems.shape),
-                       clip.loudness_lufs, clip.peak)  # fmt: skip
+                       clip.loudness_lufs, clip.peak, clip.stems.dtype.str)  # fmt: skip
 
 
 def _land(shipped: ShippedClip) -> Clip:

@@ -120,8 +120,8 @@ class Workshop:
 # of float32, rounding noise at -101 dBFS, and a tenth of float16's cost to write and read
 # (numpy converts float16 without the CPU's F16C: 17 ms a loop). A sample times
 # `Clip.stem_scale` is its float value; the mixer folds that into each stem's gain. The mix
-# stays float32, the exact sum of those stems: the daemon plays it for a state without layer
-# curves while no part is muted or soloed, and the stems otherwise.
+# stays float32, the exact sum of those stems times that scale: the daemon plays it for a
+# state without layer curves while no part is muted or soloed, and the stems otherwise.
 STORAGE_DTYPE = np.int16
 
 
@@ -136,7 +136,8 @@ def compact(clip: Clip) -> Clip:
         return clip  # rendered as stored (`Synth.render(loop, STORAGE_DTYPE)`): mix = their sum
     pcm = np.empty(stems.shape, STORAGE_DTYPE)
     full = 1.0 / stem_scale(pcm)
-    pcm[...] = np.rint(np.clip(stems.astype(np.float32) * full, -full, full))
+    scaled = stems.astype(np.float32) * np.float32(stem_scale(stems) * full)
+    pcm[...] = np.rint(np.clip(scaled, -full, full))
     # Summed in float32 (exact for 16-bit samples), then scaled.
     mix = (
         pcm.sum(axis=0, dtype=MIX_DTYPE) * np.float32(1.0 / full)

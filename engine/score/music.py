@@ -145,6 +145,8 @@ def stem_scale(stems) -> float:
     """A stem sample's float value per unit: 1 / 32767 for 16-bit PCM (full scale is 1.0),
     1 for float stems."""
     kind, size = stems.dtype.kind, stems.dtype.itemsize
+    if kind == "u":
+        raise ValueError(f"stems of unsigned samples ({stems.dtype}) are not a PCM Segue writes")
     return 1.0 / (2 ** (8 * size - 1) - 1) if kind == "i" else 1.0
 
 
@@ -153,7 +155,7 @@ class Clip:
     """A loop rendered to audio: one stereo stem per part, periodic.
 
     `stems` has shape (len(parts), frames, 2): float32, or 16-bit PCM as the daemon keeps them
-    (`stem_scale`). `mix` is their float32 sum at unit gain.
+    (`stem_scale`). `mix` is their float32 sum at unit gain, times that scale.
     The audio is sample-seamless: release tails past the loop end are already
     added back onto the start, so playing `mix[i % frames]` never clicks.
     """
