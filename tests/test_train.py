@@ -140,6 +140,7 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
     import torch
 
     from engine.making.model_files import ModelError
+    from engine.train.card import _commands, _lineage
     from engine.train.export import export
     from engine.train.train import TrainConfig, train
 
@@ -170,11 +171,18 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="vocabulary of 270 tokens"):
         train(replace(config, init=tmp_path / "old.pt"), tmp_path / "run2", data_dir=data_dir)
 
+    # Fine-tuned from that checkpoint: the manifest, hence the card, keeps what trained it.
+    tuned_dir = tmp_path / "tuned"
+    train(replace(config, init=best, max_steps=2), tuned_dir, command="tune", data_dir=data_dir)
+
     models_dir = tmp_path / "models"
-    model_path = export(run_dir, models_dir=models_dir, data_dir=data_dir)
+    model_path = export(tuned_dir, models_dir=models_dir, data_dir=data_dir)
     assert not list(models_dir.glob("*.data")), "the model must be one file"
     manifest = json.loads(model_path.with_suffix(".json").read_text())
     assert manifest["vocabulary"] == list(VOCAB) and manifest["prefix_len"] == PREFIX_LEN
+    training = manifest["training"]
+    assert training["command"] == "tune" and training["base"]["command"] == "test"
+    assert _commands(training["base"]) == ["test"] and "`test` trained" in _lineage(training)[0]
 
     generator = ModelGenerator.load(model_path)
     spec = LoopSpec(

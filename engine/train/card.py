@@ -7,6 +7,24 @@ from pathlib import Path
 from engine.making.model import BAR_TOKENS_PER_STEP, MAX_CHORD_NOTES, THIN_BIAS
 
 
+def _commands(training: dict | None) -> list[str]:
+    """The training commands that led to a checkpoint a run fine-tuned, oldest first."""
+    if not training:
+        return []
+    return [*_commands(training.get("base")), training["command"]]
+
+
+def _lineage(training: dict) -> list[str]:
+    """A line for each training the shipped run was fine-tuned from, oldest first."""
+    lines, base = [], training.get("base")
+    while base:
+        lines.insert(0, f"Fine-tuned from a checkpoint that `{base['command']}` trained: "
+                        f"{base['steps']} steps in {base['minutes']} min, best validation NLL "
+                        f"{base['best_val_nll']:.4f} nats/token. Then:")  # fmt: skip
+        base = base.get("base")
+    return lines
+
+
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
@@ -102,6 +120,7 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "",
         "## Training",
         "",
+        *_lineage(training),
         f"{training['steps']} steps in {training['minutes']} min on "
         f"{training['config'].get('threads', 1)} CPU thread(s) "
         f"(stopped by {training['stopped_by']}); best validation NLL {training['best_val_nll']:.4f}"
@@ -112,12 +131,21 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
             + "."
             if training.get("draw_shares")
             else ""
+        )
+        + (
+            " Within its source, a window whose first bar sounds the tonic chord is drawn "
+            f"{training['config'].get('home_weight', 3.0):g} times as often as one that opens "
+            f"away from home ({100 * home['windows']:.1f} % of the windows, "
+            f"{100 * home['draws']:.1f} % of the draws): a game loop starts at home."
+            if (home := training.get("opening_on_tonic"))
+            else ""
         ),
         "",
         "Produced by:",
         "",
         "```",
         "python -m engine.train data",
+        *_commands(training.get("base")),
         training["command"],
         *(
             [manifest["export_command"]]

@@ -192,6 +192,14 @@ def quantize(fp32_path: Path, int8_path: Path) -> None:
     )
 
 
+def _lineage(base: dict | None) -> dict | None:
+    """What the manifest keeps of the trainings a run was fine-tuned from."""
+    if not base:
+        return None
+    keys = ("command", "steps", "minutes", "stopped_by", "best_val_nll")
+    return {key: base[key] for key in keys} | {"base": _lineage(base.get("base"))}
+
+
 def manifest(
     model: SegueGRU, int8_path: Path, run_dir: Path, data_dir: Path = DATA_DIR, command: str = ""
 ) -> dict:
@@ -240,6 +248,8 @@ def manifest(
             "parameters": train_summary["parameters"],
             "config": train_summary["config"],
             "draw_shares": train_summary.get("draw_shares"),
+            "opening_on_tonic": train_summary.get("opening_on_tonic"),
+            "base": _lineage(train_summary.get("base")),
             "data": data_summary,
         },
     }

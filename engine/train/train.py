@@ -200,5 +200,8 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
             for name in np.unique(train_sources)
         },
     }
+    base = config.init.parent / "train.json" if config.init is not None else None
+    if base is not None and base.is_file():  # the checkpoint's own training, for the card
+        summary["base"] = json.loads(base.read_text())
     (run_dir / "train.json").write_text(json.dumps(summary, indent=2))
     return best_path
