@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threads", type=int, default=1, help="torch threads (2 at most)")
         p.add_argument("--max-len", type=int, default=512, help="tokens a window is cropped to")
         p.add_argument("--init", type=Path, default=None, help="checkpoint to fine-tune from")
-        p.add_argument("--lr", type=float, default=2e-3, help="learning rate (fine-tuning: lower)")
+        p.add_argument("--lr", type=float, default=None,
+                       help="learning rate (default 2e-3; 5e-4 with --init)")  # fmt: skip
     exp = sub.add_parser("export", help="export the best checkpoint to ONNX and quantize it")
     exp.add_argument("--run", type=Path, default=Path("runs/gru"))
     ev = sub.add_parser("evaluate", help="evaluate the shipped model, write models/EVALUATION.md")
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep(args.model, loops=args.loops)
         return 0
     if args.command in ("train", "all"):
-        from engine.train.train import TrainConfig, train
+        from engine.train.train import FINE_TUNE_LR, TrainConfig, train
 
         config = TrainConfig(
             hidden=args.hidden,
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             max_len=args.max_len,
             init=args.init,
-            lr=args.lr,
+            lr=args.lr if args.lr is not None else FINE_TUNE_LR if args.init else TrainConfig.lr,
         )
         train(config, args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))
         if args.command == "train":

@@ -19,6 +19,10 @@ from engine.train.data import DATA_DIR, Dataset
 from engine.train.model import ModelConfig, SegueGRU
 from engine.train.sources import HOME_WEIGHT, draw_weights
 
+# Fine-tuning starts from a trained checkpoint: at the rate of training afresh (2e-3) the shipped
+# model's validation NLL rose 1.030 -> 1.068 in its first 400 steps; at this one, 1.042.
+FINE_TUNE_LR = 5e-4
+
 
 @dataclass(frozen=True)
 class TrainConfig:
