@@ -132,6 +132,26 @@ needs_torch = pytest.mark.skipif(
 )
 
 
+@needs_torch
+def test_validation_weighs_each_window_as_training_draws_it() -> None:
+    import torch
+
+    from engine.train.model import ModelConfig, SegueGRU
+    from engine.train.train import sequence_nll
+
+    torch.manual_seed(0)
+    model = SegueGRU(ModelConfig(len(VOCAB), 8, 8, 1, 0.0))
+    controls = Controls("calm", "major", "slow", "low", "4/4", ("lead",))
+    seqs = [np.asarray(with_chords(encode([Note("lead", 60 + k, b, 1.0, 80) for b in range(4)],
+                                          controls, 1, tonic=0)))
+            for k in (0, 7)]  # fmt: skip
+    alone = [sequence_nll(model, [s])[0] for s in seqs]
+    assert sequence_nll(model, seqs, weights=np.array([1.0, 0.0]))[0] == pytest.approx(alone[0])
+    both = sequence_nll(model, seqs)[0]  # tokens alike: the plain mean of the two
+    leaning = sequence_nll(model, seqs, weights=np.array([1.0, 3.0]))[0]
+    assert abs(leaning - alone[1]) < abs(both - alone[1])
+
+
 @needs_wad
 @needs_torch
 def test_smoke_train_export_generate(tmp_path: Path) -> None:
