@@ -184,6 +184,7 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
     best = train(config, run_dir, command="test", data_dir=data_dir)
     history = json.loads((run_dir / "train.json").read_text())
     assert best.exists() and history["steps"] == 10 and np.isfinite(history["best_val_nll"])
+    assert torch.load(run_dir / "last.pt", weights_only=False)["step"] == 10  # as training left it
     # A checkpoint of another vocabulary (before the harmony tokens: 270) is refused in a line.
     old = torch.load(best, weights_only=False)
     old["model"]["config"]["vocab"] = 270

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threads", type=int, default=1, help="torch threads (2 at most)")
         p.add_argument("--max-len", type=int, default=512, help="tokens a window is cropped to")
         p.add_argument("--init", type=Path, default=None, help="checkpoint to fine-tune from")
+        p.add_argument("--patience", type=int, default=None,
+                       help="evaluations without improvement before stopping (5)")  # fmt: skip
         p.add_argument("--lr", type=float, default=None,
                        help="learning rate (default 2e-3; 5e-4 with --init)")  # fmt: skip
     exp = sub.add_parser("export", help="export the best checkpoint to ONNX and quantize it")
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             max_len=args.max_len,
             init=args.init,
+            patience=args.patience if args.patience is not None else TrainConfig.patience,
             lr=args.lr if args.lr is not None else FINE_TUNE_LR if args.init else TrainConfig.lr,
         )
         train(config, args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))

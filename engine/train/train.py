@@ -194,6 +194,8 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
                     stop_reason = "early stopping"
                     break
     bar.close()
+    # The weights as training left them, beside the best: to listen to, or to train on from.
+    torch.save({"model": model.checkpoint(), "step": step, "val_nll": None}, run_dir / "last.pt")
     if not best_path.exists():  # budget ran out before the first evaluation
         val_nll, _ = sequence_nll(model, val_seqs, weights=val_weights)
         best = val_nll
