@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threads", type=int, default=1, help="torch threads (2 at most)")
         p.add_argument("--max-len", type=int, default=512, help="tokens a window is cropped to")
         p.add_argument("--init", type=Path, default=None, help="checkpoint to fine-tune from")
+        p.add_argument("--home-weight", type=float, default=None,
+                       help="draws of a window that opens on the tonic chord, against one "
+                            "that does not (1)")  # fmt: skip
         p.add_argument("--patience", type=int, default=None,
                        help="evaluations without improvement before stopping (5)")  # fmt: skip
         p.add_argument("--lr", type=float, default=None,
@@ -78,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             max_len=args.max_len,
             init=args.init,
             patience=args.patience if args.patience is not None else TrainConfig.patience,
+            home_weight=args.home_weight
+            if args.home_weight is not None
+            else TrainConfig.home_weight,
             lr=args.lr if args.lr is not None else FINE_TUNE_LR if args.init else TrainConfig.lr,
         )
         train(config, args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))

@@ -134,10 +134,11 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         )
         + (
             " Within its source, a window whose first bar sounds the tonic chord is drawn "
-            f"{training['config'].get('home_weight', 3.0):g} times as often as one that opens "
+            f"{training['config'].get('home_weight', 1.0):g} times as often as one that opens "
             f"away from home ({100 * home['windows']:.1f} % of the windows, "
             f"{100 * home['draws']:.1f} % of the draws): a game loop starts at home."
             if (home := training.get("opening_on_tonic"))
+            and training["config"].get("home_weight", 1.0) != 1.0
             else ""
         ),
         "",
