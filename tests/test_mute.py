@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.control import commands as cmd
+from engine.score.music import stem_scale
 from engine.tools.render import ScriptItem, render
 from tests.conftest import GAME
 
@@ -57,7 +58,7 @@ def test_mute_and_solo_set_the_stems(graph_path, workshop, commands, heard):
     # What is heard is exactly the parts left on (the limiter stays out of it at this level).
     frames = np.arange(round(1.8 * RATE), round(2.0 * RATE))
     expected = sum(
-        clip.stems[i][(frames - anchor) % clip.frames].astype(np.float32) * clip.stem_scale
+        clip.stems[i][(frames - anchor) % clip.frames].astype(np.float32) * stem_scale(clip.stems)
         for i, p in enumerate(parts)
         if p in heard
     )  # fmt: skip (16-bit PCM stems)

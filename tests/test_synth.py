@@ -11,9 +11,17 @@ import pytest
 from engine.making.rules import RuleGenerator
 from engine.making.soundfont import find_soundfont
 from engine.making.synth import PEAK_CEILING, TARGET_LUFS, Synth
-from engine.making.workshop import compact
 from engine.score.gm import instrument
-from engine.score.music import SAMPLE_RATE, Instrument, Loop, LoopSpec, Meter, Note, Sends
+from engine.score.music import (
+    SAMPLE_RATE,
+    Instrument,
+    Loop,
+    LoopSpec,
+    Meter,
+    Note,
+    Sends,
+    stem_scale,
+)
 
 ALL_PARTS = (
     ("drums", "standard"),
@@ -320,16 +328,19 @@ def test_stems_rendered_as_stored_sum_exactly_to_the_mix(synth):
     # and the mix is the float32 sum of the stems as stored, bit for bit.
     clip = synth.render(rules_loop(), np.int16)
     assert clip.stems.dtype == np.int16 and clip.mix.dtype == np.float32
-    summed = clip.stems.sum(axis=0, dtype=np.float32) * np.float32(clip.stem_scale)
-    assert np.array_equal(summed, clip.mix) and clip.stem_scale == 1 / 32767
+    unit = stem_scale(clip.stems)
+    summed = clip.stems.sum(axis=0, dtype=np.float32) * np.float32(unit)
+    assert np.array_equal(summed, clip.mix) and unit == 1 / 32767
     # ... at the float render's level (a render repeats only to about -40 dB: compare levels)
     floats = synth.render(rules_loop())
     level = [np.sqrt((np.asarray(c.mix, np.float64) ** 2).mean()) for c in (clip, floats)]
     assert abs(20 * np.log10(level[0] / level[1])) < 0.2
-    # A float clip stored (`compact`) is rounded to the nearest 16-bit step.
-    stored = compact(floats)
-    error = stored.stems * stored.stem_scale - floats.stems
-    assert stored.stems.dtype == np.int16 and np.abs(error).max() <= 0.501 / 32767
+    # The same mastering written as 16-bit is the float stems rounded to the nearest step.
+    planar = np.random.default_rng(0).standard_normal((2, 2, 48_000)).astype(np.float32) * 0.05
+    stored, _, _ = synth._master(("bass", "lead"), planar, np.int16)
+    exact, _, _ = synth._master(("bass", "lead"), planar, np.float32)
+    error = stored * stem_scale(stored) - exact
+    assert stored.dtype == np.int16 and np.abs(error).max() <= 0.501 / 32767
     assert (
         clip.peak == float(np.abs(clip.mix).max()) and abs(clip.loudness_lufs - TARGET_LUFS) < 0.5
     )

@@ -248,8 +248,9 @@ class Mixer:
                 if g == 0.0:
                     continue
                 self._read(stem, position, stem_buf)
-                if g * unit != 1.0:
-                    np.multiply(stem_buf, g * unit, out=stem_buf)
+                g *= unit  # the stem's samples to float, with its gain
+                if g != 1.0:
+                    np.multiply(stem_buf, g, out=stem_buf)
             else:
                 self._read(stem, position, stem_buf)
                 self._ramp_gain(stem_buf, x, a * unit, b * unit)

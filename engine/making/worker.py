@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.making.workshop import MIX_DTYPE, STORAGE_DTYPE, Made, Workshop
+from engine.making.workshop import MIX_DTYPE, Made, Workshop
 from engine.score.music import Clip, Loop
 
 log = logging.getLogger("segue.pool")
@@ -104,13 +104,13 @@ class ShippedClip:
     stems_shape: tuple[int, ...]
     loudness_lufs: float
     peak: float
-    dtype: str = np.dtype(STORAGE_DTYPE).str
+    dtype: str  # the stems' numpy dtype, as stored
 
 
 def _ship(clip: Clip) -> ShippedClip:
     path = _SHM_DIR / f"{_CLIP_PREFIX}{os.getppid()}-{uuid.uuid4().hex}"
     with open(path, "wb") as f:
-        np.ascontiguousarray(clip.stems).tofile(f)  # as stored: `compact` made them so
+        np.ascontiguousarray(clip.stems).tofile(f)  # as stored (STORAGE_DTYPE)
         np.ascontiguousarray(clip.mix, dtype=MIX_DTYPE).tofile(f)
     return ShippedClip(str(path), clip.loop, clip.parts, tuple(clip.stems.shape),
                        clip.loudness_lufs, clip.peak, clip.stems.dtype.str)  # fmt: skip

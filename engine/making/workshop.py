@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.score.graph import loop_spec
 from engine.score.load import load_graph
-from engine.score.music import Clip, Loop, LoopSpec, Note, stem_scale, transposition
+from engine.score.music import Clip, Loop, LoopSpec, Note, transposition
 from engine.score.units import quarters_per_bar
 
 log = logging.getLogger("segue.pool")
@@ -91,7 +91,7 @@ class Workshop:
                        motif=())  # fmt: skip
         loop = Loop(spec, notes, generator="stinger", loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = compact(self.synth.render(loop, STORAGE_DTYPE))
+        clip = self.synth.render(loop, STORAGE_DTYPE)
         return Made(clip, t1 - t0, time.perf_counter() - t1)
 
     def make_bridge(self, spec: LoopSpec, previous: tuple[Note, ...], loop_id: str) -> Made:
@@ -112,40 +112,22 @@ class Workshop:
             loop = self.rules.generate(spec)
         loop = replace(loop, loop_id=loop_id)
         t1 = time.perf_counter()
-        clip = compact(self.synth.render(loop, STORAGE_DTYPE))
+        clip = self.synth.render(loop, STORAGE_DTYPE)
         return Made(clip, t1 - t0, time.perf_counter() - t1, reason)
 
 
 # Stems are kept as 16-bit PCM, as FMOD and Wwise keep PCM sounds in memory: half the memory
 # of float32, rounding noise at -101 dBFS, and a tenth of float16's cost to write and read
 # (numpy converts float16 without the CPU's F16C: 17 ms a loop). A sample times
-# `Clip.stem_scale` is its float value; the mixer folds that into each stem's gain. The mix
-# stays float32, the exact sum of those stems times that scale: the daemon plays it for a
-# state without layer curves while no part is muted or soloed, and the stems otherwise.
+# `stem_scale(stems)` (engine.score.music) is its float value; the mixer folds that into each
+# stem's gain. The mix stays float32, the exact sum of those stems times that scale: the daemon
+# plays it for a state without layer curves while no part is muted or soloed, and the stems
+# otherwise. The synth writes them so (`Synth.render(loop, STORAGE_DTYPE)`): every path
+# (daemon, offline render, export) plays and writes these same samples.
 STORAGE_DTYPE = np.int16
 
 
 MIX_DTYPE = np.float32
-
-
-def compact(clip: Clip) -> Clip:
-    """The clip in Segue's storage format; every path (daemon, offline render, export) plays
-    and writes these same samples."""
-    stems = np.asarray(clip.stems)
-    if stems.dtype == STORAGE_DTYPE and np.asarray(clip.mix).dtype == MIX_DTYPE:
-        return clip  # rendered as stored (`Synth.render(loop, STORAGE_DTYPE)`): mix = their sum
-    pcm = np.empty(stems.shape, STORAGE_DTYPE)
-    full = 1.0 / stem_scale(pcm)
-    scaled = stems.astype(np.float32) * np.float32(stem_scale(stems) * full)
-    pcm[...] = np.rint(np.clip(scaled, -full, full))
-    # Summed in float32 (exact for 16-bit samples), then scaled.
-    mix = (
-        pcm.sum(axis=0, dtype=MIX_DTYPE) * np.float32(1.0 / full)
-        if pcm.shape[0]
-        else np.asarray(clip.mix, MIX_DTYPE)
-    )
-    peak = float(np.abs(mix).max()) if mix.size else 0.0
-    return replace(clip, stems=pcm, mix=mix.astype(MIX_DTYPE, copy=False), peak=peak)
 
 
 def loop_seed(seed: int, state: str, number: int) -> int:

@@ -170,7 +170,3 @@ class Clip:
     @property
     def frames(self) -> int:
         return self.mix.shape[0]  # type: ignore[attr-defined]
-
-    @property
-    def stem_scale(self) -> float:
-        return stem_scale(self.stems)

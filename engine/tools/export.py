@@ -37,7 +37,7 @@ import numpy as np
 from engine.making.workshop import loop_seed
 from engine.score.graph import Graph, GraphError, State, loop_spec
 from engine.score.load import load_graph
-from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, transposition
+from engine.score.music import PITCH_NAMES, SAMPLE_RATE, Clip, stem_scale, transposition
 from engine.tools.midi import loop_midi
 
 log = logging.getLogger("segue.export")
@@ -241,7 +241,7 @@ def export_pool(
         }
         if stems and looped:
             for part, stem in zip(clip.parts, clip.stems, strict=True):
-                audio = stem * clip.stem_scale  # the float samples the daemon plays
+                audio = stem * stem_scale(stem)  # the float samples the daemon plays
                 rel, stem_clipped = _write_clip(out_dir, f"{base}.{part}", audio, True)
                 entry["stems"][part] = rel
                 entry["clipped_samples"] += stem_clipped
