@@ -127,6 +127,20 @@ def test_key_finding(pitches: list[int], key: tuple[int, str]) -> None:
     assert ctl.mode_given_tonic(notes, key[0]) == key[1]
 
 
+def test_key_finding_hears_the_bass() -> None:
+    """The bass counts twice: a held F under a C-major tune moves the key to F as a bass, not
+    as a pad note."""
+    from engine.score.music import Note
+
+    tune = [
+        Note("lead", p, i * 0.5, 0.5, 80)
+        for i, p in enumerate([72, 76, 79, 72, 74, 76, 77, 79] * 2)
+    ]
+    assert ctl.find_key(tune) == (0, "major")
+    assert ctl.find_key([*tune, Note("pad", 41, 0.0, 2.0, 80)]) == (0, "major")
+    assert ctl.find_key([*tune, Note("bass", 41, 0.0, 2.0, 80)]) == (5, "major")
+
+
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="the train extra (torch) is not installed"
 )

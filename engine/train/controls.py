@@ -3,7 +3,9 @@
 The same functions label the training windows and measure generated loops in evaluation:
 
 - key: Krumhansl–Kessler key finding on the duration-weighted pitch-class histogram of the
-  melodic parts (drums excluded) → tonic and mode. `mode_given_tonic` decides major/minor
+  melodic parts (drums excluded), the bass counted twice as a listener hears it → tonic and
+  mode. The bass names the harmony: a window whose tune sits on the tonic over a bass on the
+  subdominant is heard in the subdominant, and its tokens are written relative to that. `mode_given_tonic` decides major/minor
   when the tonic is already known (a generated loop is written in its state's key).
 - density: distinct onset times per beat across all parts (the rhythmic busyness of the
   texture; on the 16th grid at most 4) → low below 1.5, medium below 3, high from 3
@@ -32,10 +34,12 @@ VALENCE_PITCH_CENTRE = 64.0
 
 
 def pitch_class_histogram(notes: Sequence[Note], weighted: bool = True) -> np.ndarray:
+    """Pitch classes of the melodic notes; `weighted`: by duration, the bass's twice."""
     hist = np.zeros(12)
     for note in notes:
         if note.part != "drums":
-            hist[note.pitch % 12] += min(note.duration_beats, 4.0) if weighted else 1.0
+            weight = note.duration_beats * (2.0 if note.part == "bass" else 1.0)
+            hist[note.pitch % 12] += weight if weighted else 1.0
     return hist
 
 
