@@ -80,8 +80,8 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "(engine/making/model.py); the instruments come from the state, not the model.",
         "",
         "Controls are measured from the music, never hand-labelled (engine/train/controls.py): key",
-        "by Krumhansl–Kessler key finding; density = distinct onsets per beat, low below "
-        f"{edges[0]:g},",
+        "by Krumhansl–Kessler key finding, the bass counted twice as a listener hears it;",
+        f"density = distinct onsets per beat, low below {edges[0]:g},",
         f"high from {edges[1]:g}; arousal from tempo and density; valence from mode and register.",
         "",
         "## Training data",

@@ -5,8 +5,9 @@ The same functions label the training windows and measure generated loops in eva
 - key: Krumhansl–Kessler key finding on the duration-weighted pitch-class histogram of the
   melodic parts (drums excluded), the bass counted twice as a listener hears it → tonic and
   mode. The bass names the harmony: a window whose tune sits on the tonic over a bass on the
-  subdominant is heard in the subdominant, and its tokens are written relative to that. `mode_given_tonic` decides major/minor
-  when the tonic is already known (a generated loop is written in its state's key).
+  subdominant is heard in the subdominant, and its tokens are written relative to that.
+  `mode_given_tonic` decides major/minor when the tonic is already known (a generated loop
+  is written in its state's key).
 - density: distinct onset times per beat across all parts (the rhythmic busyness of the
   texture; on the 16th grid at most 4) → low below 1.5, medium below 3, high from 3
   (thresholds in engine.train.data.DENSITY_EDGES, stored in the manifest).

@@ -95,7 +95,8 @@ def markdown(r: dict) -> str:
         "Loops the model could not write (ModelError: the engine would use the rules; counted",
         "as a miss above): " + ", ".join(f"{gen[k]['failures']} ({k})" for k in labels) + ".",
         "",
-        "Mode is measured over the state's tonic (Krumhansl–Kessler major vs minor profile).",
+        "Mode is measured over the state's tonic (Krumhansl–Kessler major vs minor profile, the",
+        "bass counted twice).",
         "Mode is judged only where the melodic parts play at least two pitch classes (n).",
         "With full 24-key finding instead: "
         + ", ".join(f"{_pct(gen[k]['mode_full_key_finding'])} ({k})" for k in labels)
