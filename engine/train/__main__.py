@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--minutes", type=float, default=35.0, help="wall-clock training budget")
         p.add_argument("--hidden", type=int, default=256)
         p.add_argument("--layers", type=int, default=2)
-        p.add_argument("--dropout", type=float, default=0.1)
+        p.add_argument("--dropout", type=float, default=None, help="dropout (0.1)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--run", type=Path, default=Path("runs/gru"), help="checkpoint folder")
         p.add_argument("--threads", type=int, default=1, help="torch threads (2 at most)")
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(
             hidden=args.hidden,
             layers=args.layers,
-            dropout=args.dropout,
+            dropout=args.dropout if args.dropout is not None else TrainConfig.dropout,
             seed=args.seed,
             minutes=args.minutes,
             threads=args.threads,

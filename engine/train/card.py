@@ -155,16 +155,6 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         ),
         "python -m engine.train evaluate  # also the last step of `all`",
         "```",
-        *(
-            [
-                "",
-                f"`{manifest['export_command']}` wrote the shipped ONNX file from the checkpoint",
-                f"that `{training['command']}` trained (the same weights; the export's step",
-                "graph changed after that run).",
-            ]
-            if manifest.get("export_command") not in (None, training["command"])
-            else []
-        ),
         "",
         "Fine-tuning on a studio's own MIDI: `python -m engine.train data --midi DIR`, then",
         "`python -m engine.train all --init runs/gru/best.pt --run runs/studio`.",

@@ -41,7 +41,7 @@ from engine.train.data import WINDOW_BARS, Dataset
 from engine.train.evaluation_md import markdown
 
 REPO = Path(__file__).resolve().parents[2]
-FP32_TWIN = REPO / "runs" / "gru" / "segue-gru-fp32.onnx"
+DEFAULT_RUN = REPO / "runs" / "gru"  # a manifest written before it named its run
 NLL_WINDOWS = 400  # test windows scored step by step through ONNX (fp32 and int8)
 # Decoding configurations compared; the last one is what Segue ships (Sampling()).
 NO_PRIORS = {
@@ -87,8 +87,7 @@ def onnx_nll(model_path: Path, seqs: list[np.ndarray]) -> float:
     return total / count
 
 
-def torch_nll(seqs: list[np.ndarray]) -> float | None:
-    checkpoint = REPO / "runs" / "gru" / "best.pt"
+def torch_nll(seqs: list[np.ndarray], checkpoint: Path) -> float | None:
     if not checkpoint.exists():
         return None
     import torch
@@ -333,17 +332,19 @@ def _fp32_carried_over(previous: Path, nll: dict) -> dict:
     return {**carried, "carried_over": sorted(k for k, v in carried.items() if v is not None)}
 
 
-def evaluate(model: Path | None = None, loops_per_value: int = 20, fp32: Path = FP32_TWIN) -> dict:
+def evaluate(model: Path | None = None, loops_per_value: int = 20) -> dict:
     model_path = Path(model) if model else default_model_path()
     models_dir = model_path.parent
     manifest = json.loads(manifest_path(model_path).read_text())
+    run_dir = REPO / manifest["run"] if "run" in manifest else DEFAULT_RUN  # the training run
+    fp32 = run_dir / "segue-gru-fp32.onnx"
     data = Dataset.load()
     test = data.sequences("test")
     rng = np.random.default_rng(3)
     picks = sorted(rng.choice(len(test), min(NLL_WINDOWS, len(test)), replace=False))
     subset = [test[i] for i in picks]
     nll = {"test_windows_all": len(test), "onnx_windows": len(subset)}
-    nll["torch_fp32_all"] = torch_nll(test)
+    nll["torch_fp32_all"] = torch_nll(test, run_dir / "best.pt")
     nll["int8"] = onnx_nll(model_path, subset)
     nll["fp32"] = onnx_nll(fp32, subset) if fp32.exists() else None
     if nll["torch_fp32_all"] is None or nll["fp32"] is None:

@@ -239,6 +239,10 @@ def manifest(
             "parts": list(PARTS),
         },
         "export_command": command or train_summary["command"],
+        # Where the checkpoint and its fp32 twin are, for the evaluation's NLL figures.
+        "run": str(run_dir.resolve().relative_to(REPO))
+        if run_dir.resolve().is_relative_to(REPO)
+        else str(run_dir),
         "training": {
             "command": train_summary["command"],
             "steps": train_summary["steps"],
