@@ -78,6 +78,17 @@ def test_a_window_that_opens_on_the_tonic_chord_is_drawn_more_within_its_source(
     assert weighted[home].sum() == pytest.approx(0.5)
 
 
+def test_a_window_of_more_parts_is_drawn_more_within_its_source() -> None:
+    sources = np.array(["freedoom"] * 4 + ["ryans_mammoth"] * 4)
+    parts = np.array([1, 2, 3, 4, 1, 1, 1, 1])
+    plain, weighted = draw_weights(sources), draw_weights(sources, parts=parts, parts_weight=2.0)
+    for name in ("freedoom", "ryans_mammoth"):  # every source keeps its share ...
+        assert weighted[sources == name].sum() == pytest.approx(plain[sources == name].sum())
+    # ... a four-part window is drawn 2^3 times as often as a one-part one of its source
+    assert weighted[3] == pytest.approx(8 * weighted[0])
+    assert weighted[4] == pytest.approx(plain[4])  # a source of one-line tunes is unchanged
+
+
 def test_a_sequence_opens_on_the_tonic_when_its_first_chord_is_the_tonic_triad() -> None:
     controls = Controls("calm", "minor", "slow", "low", "4/4", ("pad",))
     pad = [Note("pad", 57 + step, 0.0, 4.0, 80) for step in (0, 3, 7)]  # A C E in A minor

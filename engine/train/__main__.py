@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--home-weight", type=float, default=None,
                        help="draws of a window that opens on the tonic chord, against one "
                             "that does not (1)")  # fmt: skip
+        p.add_argument("--parts-weight", type=float, default=None,
+                       help="draws of a window per part it plays beyond one, within its "
+                            "source (1)")  # fmt: skip
         p.add_argument("--patience", type=int, default=None,
                        help="evaluations without improvement before stopping (5)")  # fmt: skip
         p.add_argument("--lr", type=float, default=None,
@@ -86,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             home_weight=args.home_weight
             if args.home_weight is not None
             else TrainConfig.home_weight,
+            parts_weight=args.parts_weight
+            if args.parts_weight is not None
+            else TrainConfig.parts_weight,
             lr=args.lr if args.lr is not None else FINE_TUNE_LR if args.init else TrainConfig.lr,
         )
         train(config, args.run, command=" ".join(["python -m engine.train", *sys.argv[1:]]))

@@ -140,6 +140,15 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
             if (home := training.get("opening_on_tonic"))
             and training["config"].get("home_weight", 1.0) != 1.0
             else ""
+        )
+        + (
+            " Within its source, a window of n parts is drawn "
+            f"{training['config']['parts_weight']:g}^(n-1) times as often as a window of one "
+            "(draws by parts: "
+            + ", ".join(f"{n} {100 * v:.1f} %" for n, v in training["parts_drawn"].items())
+            + ")."
+            if training.get("parts_drawn") and training["config"].get("parts_weight", 1.0) != 1.0
+            else ""
         ),
         "",
         "Produced by:",

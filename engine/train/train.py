@@ -14,10 +14,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from engine.making.model_files import ModelError
-from engine.making.tokens import PAD, PREFIX_LEN, VOCAB, opens_on_tonic
+from engine.making.tokens import PAD, PREFIX_LEN, VOCAB, controls_of, opens_on_tonic
 from engine.train.data import DATA_DIR, Dataset
 from engine.train.model import ModelConfig, SegueGRU
-from engine.train.sources import HOME_WEIGHT, draw_weights
+from engine.train.sources import HOME_WEIGHT, PARTS_WEIGHT, draw_weights
 
 # Fine-tuning starts from a trained checkpoint: at the rate of training afresh (2e-3) the shipped
 # model's validation NLL rose 1.030 -> 1.068 in its first 400 steps; at this one, 1.042 (both
@@ -48,6 +48,7 @@ class TrainConfig:
     threads: int = 1
     init: Path | None = None  # fine-tune from this checkpoint
     home_weight: float = HOME_WEIGHT  # draws of a window opening on the tonic chord, relative
+    parts_weight: float = PARTS_WEIGHT  # draws of a window per part it plays beyond one
     val_limit: int = 1500  # validation windows (a fixed, seeded subset)
 
 
@@ -111,7 +112,8 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
     train_seqs = data.sequences("train")
     train_sources = data.sources_of("train")
     home = np.array([opens_on_tonic(s) for s in train_seqs], bool)
-    weights = draw_weights(train_sources, home, config.home_weight)
+    parts = np.array([len(controls_of(s).parts) for s in train_seqs])
+    weights = draw_weights(train_sources, home, config.home_weight, parts, config.parts_weight)
     val_seqs = data.sequences("val")
     if not val_seqs:  # a tiny fine-tuning folder may hash no piece into validation
         tqdm.write("no validation pieces: validating on training windows")
@@ -221,6 +223,9 @@ def train(config: TrainConfig, run_dir: Path, command: str = "", data_dir: Path 
         "opening_on_tonic": {
             "windows": round(float(home.mean()), 4),
             "draws": round(float(weights[home].sum()), 4),
+        },
+        "parts_drawn": {
+            str(n): round(float(weights[parts == n].sum()), 4) for n in np.unique(parts)
         },
         "draw_shares": {
             str(name): round(float(weights[train_sources == name].sum()), 4)
