@@ -504,3 +504,32 @@ def test_the_model_writes_each_bars_chord_first_and_the_plan_steers_it(
         bars += s.bars
     assert on_plan["shipped"] >= 0.9 * bars
     assert on_plan["alone"] < on_plan["shipped"]
+
+
+def test_a_borrowed_chord_brings_its_own_scale_for_its_bar(model: ModelGenerator) -> None:
+    """Major loops whose plan borrows the minor subdominant (I vi iv V, I IV iv I) sound its
+    flat sixth in that bar, and almost never the natural sixth it replaces: the scale prior
+    follows the chord (held to the key's scale, every A flat but the chord's would lose)."""
+    from engine.making.priors import scale_row
+
+    row = scale_row("major", 2.0, 1.0, (5, 3, 7))  # iv in major: F A-flat C
+    pcs = {pc: row[NOTE0 + 60 + pc - REL_PITCH_LOW] for pc in range(12)}
+    assert pcs[8] == 0.0 and pcs[9] == -2.0  # A flat in, A out; the rest as the scale
+    assert pcs[4] == 1.0 and pcs[1] == -2.0 and pcs[7] == 0.0
+    flat, natural, bars, notes = 0, 0, 0, 0
+    for seed in range(80):
+        s = spec(seed=seed, mode="major", mood="calm", tonic=0, density="medium")
+        plan = chord_plan("major", s.bars, seed)
+        borrowed = [bar for bar, chord in enumerate(plan) if chord == (5, 3)]
+        if not borrowed:
+            continue
+        bar_beats = s.beats / s.bars
+        for n in model.generate(s).notes:
+            if n.part != "drums" and int(n.start_beats // bar_beats) in borrowed:
+                flat += n.pitch % 12 == 8
+                natural += n.pitch % 12 == 9
+                notes += 1
+        bars += len(borrowed)
+    assert bars >= 16, "the major plans borrow the minor subdominant"
+    # 18 % of the notes in those bars (the chord's third); 11 % with the key's scale held
+    assert flat >= 0.15 * notes and natural < flat / 10, (flat, natural, notes)

@@ -47,6 +47,7 @@ from engine.making.priors import (
     log_gaps,
     plan_row,
     pulse_steps,
+    scale_row,
     skipped_pulses,
     sustain_pad,
     tones_row,
@@ -57,8 +58,6 @@ from engine.making.tokens import (
     EOS,
     INST0,
     NOTE0,
-    REL_PITCH_HIGH,
-    REL_PITCH_LOW,
     VOCAB,
     Controls,
     TokenError,
@@ -67,7 +66,7 @@ from engine.making.tokens import (
     prefix_tokens,
     tempo_bucket,
 )
-from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, quadrant_of, scale_of
+from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, quadrant_of
 
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
@@ -201,16 +200,6 @@ class ModelGenerator:
         self._local = threading.local()  # each thread's _Steps
         arch = manifest["architecture"]
         self._hidden_shape = (arch["layers"], 1, arch["hidden"])
-        # Logit offsets of the scale prior: out-of-scale pitches lose `scale_bias`.
-        self._scale_bias = {}
-        for mode in ("major", "minor"):
-            offsets = np.zeros(len(VOCAB), dtype=np.float32)
-            for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
-                if r % 12 not in scale_of(mode) and not (mode == "minor" and r % 12 == 11):
-                    offsets[NOTE0 + r - REL_PITCH_LOW] = -sampling.scale_bias
-                elif r % 12 == (3 if mode == "minor" else 4):
-                    offsets[NOTE0 + r - REL_PITCH_LOW] = sampling.third_bias
-            self._scale_bias[mode] = offsets
 
     @classmethod
     def load(
@@ -318,9 +307,11 @@ class ModelGenerator:
         rng = np.random.default_rng(spec.seed)
         sampling = self.sampling
         steps_in_bar = grammar.steps_in_bar
-        bias = self._scale_bias[spec.mode] if sampling.scale_bias or sampling.third_bias else None
+        scaled = bool(sampling.scale_bias or sampling.third_bias)
+        bias = scale_row(spec.mode, sampling.scale_bias, sampling.third_bias) if scaled else None
         if bias is None and (sampling.density_bias or sampling.parts_bias):
             bias = np.zeros(len(VOCAB), dtype=np.float32)
+        bias_for = (-1, -1)  # (bar, chords written) that `bias` was made for
         # Where each requested part last started notes (−1: not yet).
         last_played = {INST0 + PARTS.index(p): -1 for p in controls.parts}
         thinning = np.zeros(len(VOCAB), dtype=np.float32)
@@ -356,6 +347,11 @@ class ModelGenerator:
                 t = int(choices[0])
             else:
                 phase = grammar.phase
+                if scaled and melodic and bias_for != (grammar.bar, len(grammar.chords)):
+                    # The scale follows the bar's chord where it borrows from outside it.
+                    bias_for = (grammar.bar, len(grammar.chords))
+                    bias = scale_row(spec.mode, sampling.scale_bias, sampling.third_bias,
+                                     _bar_chord(grammar, plan))  # fmt: skip
                 # step_bias: None, a shared row (read-only), or `work`.
                 step_bias = bias if phase != "pitch" else None  # no prior touches durations
                 if gaps is not None and phase in ("bar", "dv"):

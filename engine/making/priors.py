@@ -40,7 +40,7 @@ from engine.making.tokens import (
     VOCAB,
     chord_token,
 )
-from engine.score.music import PARTS, LoopSpec, Note
+from engine.score.music import PARTS, LoopSpec, Note, scale_of
 
 # Onsets per beat (any part) that the density prior steers toward, inside each bucket of the
 # training labels (low < 1.5 <= medium < 3 <= high <= 4 on the 16th grid). "low" at 1.1, not
@@ -55,7 +55,8 @@ PAD, BASS, LEAD = PARTS.index("pad"), PARTS.index("bass"), PARTS.index("lead")
 # Chord plans for four bars, as (root in semitones above the tonic, third in semitones above
 # the root): common-practice and game-music progressions. In minor the chord before the
 # return is the major dominant (the harmonic minor's leading tone), which a minor key and
-# its relative major do not share.
+# its relative major do not share. Under a chord from outside the scale the scale prior
+# follows the chord for its bar (`scale_row`).
 _MAJ, _MIN = 4, 3
 PROGRESSIONS = {
     "major": (
@@ -63,6 +64,13 @@ PROGRESSIONS = {
         ((0, _MAJ), (9, _MIN), (5, _MAJ), (7, _MAJ)),  # I vi IV V
         ((0, _MAJ), (7, _MAJ), (9, _MIN), (5, _MAJ)),  # I V vi IV
         ((0, _MAJ), (2, _MIN), (5, _MAJ), (7, _MAJ)),  # I ii IV V
+        # Borrowed and chromatic chords, as game and film music colour a major key: the
+        # minor subdominant (A flat in C) and the major supertonic (F sharp). Each alone,
+        # tuning specs, major, 160 loops: key as heard 98.1 / 95.6 / 93.8 % (the four above:
+        # 92.5 %), scale consistency 0.94-0.95 (1.00).
+        ((0, _MAJ), (9, _MIN), (5, _MIN), (7, _MAJ)),  # I vi iv V
+        ((0, _MAJ), (5, _MAJ), (5, _MIN), (0, _MAJ)),  # I IV iv I
+        ((0, _MAJ), (2, _MAJ), (5, _MAJ), (0, _MAJ)),  # I II IV I
     ),
     "minor": (
         ((0, _MIN), (5, _MIN), (7, _MAJ), (0, _MIN)),  # i iv V i
@@ -166,6 +174,36 @@ def chord_plan(mode: str, bars: int, seed: int) -> list[tuple[int, int]]:
     plan = plans[np.random.default_rng([seed, 7]).integers(len(plans))]
     last = len(plan) - 1
     return [plan[round(b * last / (bars - 1)) if bars > 1 else 0] for b in range(bars)]
+
+
+@lru_cache(maxsize=256)
+def scale_row(
+    mode: str, scale_bias: float, third_bias: float, chord: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """Logit offsets of the scale prior: out-of-scale pitches lose `scale_bias`, the mode's
+    third gains `third_bias`. The minor's raised seventh is spared (the harmonic minor's leading
+    tone). Under a chord (root, third, fifth) borrowed from outside the scale (the major's
+    minor iv, its major II), the chord's tones count as the scale for that bar and the scale
+    tones they alter as outside it: a melody over iv in C sings A flat, not A."""
+    inside = set(scale_of(mode)) | ({11} if mode == "minor" else set())
+    third = 3 if mode == "minor" else 4
+    if chord is not None:
+        root, *intervals = chord
+        tones = {root % 12} | {(root + i) % 12 for i in intervals}
+        borrowed = tones - inside
+        # The scale tone a borrowed one alters: the one above (A flat lowers A, B flat B),
+        # unless that is the tonic or the dominant (F sharp raises F, not G).
+        altered = {(c + 1) % 12 if (c + 1) % 12 not in (0, 7) else (c - 1) % 12
+                   for c in borrowed}  # fmt: skip
+        inside = (inside | borrowed) - (altered - tones)
+    row = np.zeros(len(VOCAB), dtype=np.float32)
+    for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
+        if r % 12 not in inside:
+            row[NOTE0 + r - REL_PITCH_LOW] = -scale_bias
+        elif r % 12 == third:
+            row[NOTE0 + r - REL_PITCH_LOW] = third_bias
+    row.flags.writeable = False
+    return row
 
 
 @lru_cache(maxsize=64)
