@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.making.model import BAR_TOKENS_PER_STEP, MAX_CHORD_NOTES, THIN_BIAS
+from engine.train.sources import NOT_TRAINED_ON
 
 
 def _commands(training: dict | None) -> list[str]:
@@ -102,6 +103,7 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
     lines += [
         "",
         *([left_out] if left_out else []),  # "": a build from a studio's folder alone
+        NOT_TRAINED_ON,
         "Split by piece (hash of the piece id): "
         + ", ".join(f"{k} {v['pieces']} pieces / {v['windows']} windows" for k, v in splits.items())
         + ".",

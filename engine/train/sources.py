@@ -50,6 +50,16 @@ LEFT_OUT = (
     "roman-numeral analyses."
 )
 
+# Game music in Debian's archive that the shipped model is not trained on, and why (the card).
+NOT_TRAINED_ON = (
+    "Not trained on, though Debian's archive has them: Planet Blupi's music "
+    "(planetblupi-music-midi, GPL-3+) and OpenTTD's OpenMSX set (openttd-openmsx, GPL-2), "
+    "multi-part game music with drums of the kind only Freedoom supplies here. Segue and its "
+    "model are MIT-licensed, and whether weights learnt from GPL music carry the GPL is "
+    "unsettled, so the shipped model stays on sources that allow it. A studio may fine-tune "
+    "on them for its own build, under their licences (`data --midi DIR`, then `all --init`)."
+)
+
 
 def corpus_files() -> list[tuple[str, str, str]]:
     """(path, source, name) of the music21 corpus files Segue trains on; `name` is unique in
