@@ -516,6 +516,13 @@ def test_a_borrowed_chord_brings_its_own_scale_for_its_bar(model: ModelGenerator
     pcs = {pc: row[NOTE0 + 60 + pc - REL_PITCH_LOW] for pc in range(12)}
     assert pcs[8] == 0.0 and pcs[9] == -2.0  # A flat in, A out; the rest as the scale
     assert pcs[4] == 1.0 and pcs[1] == -2.0 and pcs[7] == 0.0
+    two = scale_row("major", 2.0, 1.0, (2, 4, 7))  # II in major: D F-sharp A
+    assert two[NOTE0 + 66 - REL_PITCH_LOW] == 0.0 and two[NOTE0 + 65 - REL_PITCH_LOW] == -2.0
+    picardy = scale_row("minor", 2.0, 1.0, (0, 4, 7))  # C major in C minor: E, not E flat
+    assert picardy[NOTE0 + 64 - REL_PITCH_LOW] == 0.0
+    assert picardy[NOTE0 + 63 - REL_PITCH_LOW] == -2.0
+    for chord in ((0, 4, 7), (7, 4, 7), (9, 3, 7), (11, 3, 6)):  # diatonic: the key's scale
+        assert (scale_row("major", 2.0, 1.0, chord) == scale_row("major", 2.0, 1.0)).all()
     flat, natural, bars, notes = 0, 0, 0, 0
     for seed in range(80):
         s = spec(seed=seed, mode="major", mood="calm", tonic=0, density="medium")

@@ -176,6 +176,11 @@ def chord_plan(mode: str, bars: int, seed: int) -> list[tuple[int, int]]:
     return [plan[round(b * last / (bars - 1)) if bars > 1 else 0] for b in range(bars)]
 
 
+# The letter (0 = the tonic's, 6 = the leading tone's) of each pitch class above the tonic.
+_FLAT_LETTER = (0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)  # D, E, A, B flat; F sharp (raised 4th)
+_SHARP_LETTER = (0, 0, 1, 1, 2, 3, 3, 4, 4, 5, 5, 6)  # C sharp, G sharp: leading-tone roots
+
+
 @lru_cache(maxsize=256)
 def scale_row(
     mode: str, scale_bias: float, third_bias: float, chord: tuple[int, int, int] | None = None
@@ -188,13 +193,18 @@ def scale_row(
     inside = set(scale_of(mode)) | ({11} if mode == "minor" else set())
     third = 3 if mode == "minor" else 4
     if chord is not None:
-        root, *intervals = chord
-        tones = {root % 12} | {(root + i) % 12 for i in intervals}
-        borrowed = tones - inside
-        # The scale tone a borrowed one alters: the one above (A flat lowers A, B flat B),
-        # unless that is the tonic or the dominant (F sharp raises F, not G).
-        altered = {(c + 1) % 12 if (c + 1) % 12 not in (0, 7) else (c - 1) % 12
-                   for c in borrowed}  # fmt: skip
+        root, third_above, fifth_above = chord
+        # Spelled by letter: the root's letter (flats, sharps under a diminished chord), then
+        # every other letter; a chord tone outside the scale alters the scale tone of its
+        # letter (A flat in iv alters A, F sharp in II alters F, E in minor's IV alters E flat).
+        letter = (_SHARP_LETTER if fifth_above == 6 else _FLAT_LETTER)[root % 12]
+        tones, borrowed, altered = set(), set(), set()
+        for k, interval in enumerate((0, third_above, fifth_above)):
+            tone = (root + interval) % 12
+            tones.add(tone)
+            if tone not in inside:
+                borrowed.add(tone)
+                altered.add(scale_of(mode)[(letter + 2 * k) % 7])
         inside = (inside | borrowed) - (altered - tones)
     row = np.zeros(len(VOCAB), dtype=np.float32)
     for r in range(REL_PITCH_LOW, REL_PITCH_HIGH + 1):
