@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--parts-weight", type=float, default=None,
                        help="draws of a window per part it plays beyond one, within its "
                             "source (1)")  # fmt: skip
+        p.add_argument(
+            "--max-steps",
+            type=int,
+            default=0,
+            help="stop after this many steps (0: the time budget alone decides)",
+        )
         p.add_argument("--patience", type=int, default=None,
                        help="evaluations without improvement before stopping (5)")  # fmt: skip
         p.add_argument("--lr", type=float, default=None,
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             dropout=args.dropout if args.dropout is not None else TrainConfig.dropout,
             seed=args.seed,
             minutes=args.minutes,
+            max_steps=args.max_steps,
             threads=args.threads,
             max_len=args.max_len,
             init=args.init,
