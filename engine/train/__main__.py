@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print("splits:", summary["splits"])
         return 0
     if args.command == "listen":
-        from engine.train.listening import main as listen
+        from engine.train.listening_report import main as listen
 
         return listen(args.model, args.loops, args.out, args.tuning)
     if args.command == "sweep":
