@@ -191,7 +191,7 @@ def scale_row(
     minor iv, its major II), the chord's tones count as the scale for that bar and the scale
     tones they alter as outside it: a melody over iv in C sings A flat, not A."""
     inside = set(scale_of(mode)) | ({11} if mode == "minor" else set())
-    third = 3 if mode == "minor" else 4
+    third = _MIN if mode == "minor" else _MAJ
     if chord is not None:
         root, third_above, fifth_above = chord
         # Spelled by letter: the root's letter (flats, sharps under a diminished chord), then

@@ -282,9 +282,8 @@ def makers(model: Path | None) -> dict:
             "rules": RuleGenerator().generate}  # fmt: skip
 
 
-def real_excerpts(whole: list | None = None) -> list[Excerpt]:
-    """Held-out game music: Freedoom's level music in the val and test splits, 8-bar windows
-    (and each whole track's pitched notes appended to `whole`)."""
+def real_tracks() -> list:
+    """Held-out game music: Freedoom's level music in the val and test splits, whole."""
     from engine.train.data import FREEDOOM_WADS, read_midi, split_of
     from engine.train.wad import midi_lumps
 
@@ -297,20 +296,25 @@ def real_excerpts(whole: list | None = None) -> list[Excerpt]:
             if split_of(piece_id) == "train":
                 continue
             piece = read_midi(body, piece_id, "freedoom")
-            if piece is None or not piece.bars:
-                continue
-            if whole is not None:
-                whole.append([n for n in piece.notes if n.part != "drums"])
-            beats_per_bar, unit = (int(v) for v in piece.bars[0][1].split("/"))
-            bar = beats_per_bar * 4 / unit
-            span = bar * REAL_WINDOW_BARS
-            end = max(n.start_beats for n in piece.notes)
-            for start in np.arange(0.0, end - span, span):
-                notes = tuple(replace(n, start_beats=n.start_beats - start) for n in piece.notes
-                              if start <= n.start_beats < start + span)  # fmt: skip
-                if len(notes) >= REAL_WINDOW_BARS:  # not a silent stretch
-                    out.append(Excerpt(notes, bar, listener_beat(Meter(beats_per_bar, unit)),
-                                       REAL_WINDOW_BARS, wraps=False))  # fmt: skip
+            if piece is not None and piece.bars:
+                out.append(piece)
+    return out
+
+
+def real_excerpts(pieces: list) -> list[Excerpt]:
+    """The pieces (from `real_tracks`) in 8-bar windows, silent stretches left out."""
+    out = []
+    for piece in pieces:
+        beats_per_bar, unit = (int(v) for v in piece.bars[0][1].split("/"))
+        bar = beats_per_bar * 4 / unit
+        span = bar * REAL_WINDOW_BARS
+        end = max(n.start_beats for n in piece.notes)
+        for start in np.arange(0.0, end - span, span):
+            notes = tuple(replace(n, start_beats=n.start_beats - start) for n in piece.notes
+                          if start <= n.start_beats < start + span)  # fmt: skip
+            if len(notes) >= REAL_WINDOW_BARS:  # not a silent stretch
+                out.append(Excerpt(notes, bar, listener_beat(Meter(beats_per_bar, unit)),
+                                   REAL_WINDOW_BARS, wraps=False))  # fmt: skip
     return out
 
 
@@ -339,12 +343,13 @@ def evaluate(model: Path | None = None, loops: int = 20, tuning: bool = False) -
                          for s in specs},
             "loops": [m for m, _ in pairs],
         }  # fmt: skip
-    tracks: list = []
+    tracks = real_tracks()
     real = real_excerpts(tracks)
     result["real"] = summary([measures(x) for x in real], [None] * len(real))
     result["real"]["source"] = "Freedoom 1 and 2 level music, val and test splits, 8-bar windows"
     # The same tracks whole: a track modulates and borrows where an 8-bar window seldom does.
-    stats = [pitch_classes(notes) for notes in tracks if notes]
+    pitched = [[n for n in piece.notes if n.part != "drums"] for piece in tracks]
+    stats = [pitch_classes(notes) for notes in pitched if notes]
     result["real_whole"] = {
         "tracks": len(stats),
         "pc_entropy": float(np.median([e for e, _ in stats])) if stats else None,
