@@ -318,20 +318,25 @@ def test_a_ping_gets_through_a_flood(busy_server, client):
     try:
         assert wait_for(lambda: server.counters.shed > 0, timeout=5.0)
         shed0 = server.counters.shed
-        answered = 0
+        # A game asks now and then, not in a burst: the pings span many 20 ms windows, so some
+        # land while the thread sheds even when a loaded host delivers the flood in bursts.
+        asked = answered = 0
         client.settimeout(1.0)
-        for ping in range(20):
-            client.sendto(encode("/segue/ping", ping), server.address)
+        deadline = time.monotonic() + 6.0
+        while asked < 20 or (server.counters.shed == shed0 and time.monotonic() < deadline):
+            client.sendto(encode("/segue/ping", asked), server.address)
             try:
-                while OscPacket(client.recv(1024)).messages[0].message.params[0] != ping:
+                while OscPacket(client.recv(1024)).messages[0].message.params[0] != asked:
                     pass
                 answered += 1
             except TimeoutError:
                 pass
+            asked += 1
+            time.sleep(0.02)
         assert server.counters.shed > shed0  # asked while the thread was shedding, too
     finally:
         sender.kill()
-    assert answered >= 18, f"{answered} of 20 pings answered"
+    assert answered >= 0.9 * asked, f"{answered} of {asked} pings answered"
 
 
 @pytest.mark.parametrize(
