@@ -266,3 +266,35 @@ def test_fp32_figures_carry_over_only_for_the_same_model(tmp_path: Path, before,
                        "carried_over": ["fp32", "torch_fp32_all"]}  # fmt: skip
     else:
         assert got == {}
+
+
+def test_the_shipped_decoding_teaches_as_music_read_from_its_notes(tmp_path: Path) -> None:
+    """Teacher loops go through the data build like any music: one 4-bar window a loop, its
+    parts as the decoding wrote them (a MIDI round trip would rename them by register), its
+    mode as heard; the teacher is recorded by hash, and its licence is Segue's own."""
+    import hashlib
+
+    from engine.making.model_files import default_model_path
+    from engine.making.tokens import controls_of
+    from engine.train import teacher
+    from engine.train.evaluate import random_specs
+
+    loops = 12
+    summary = build(
+        [], out_dir=tmp_path, workers=1, builtin_sources=False, teacher=teacher.Teacher(loops=loops)
+    )
+    source = summary["sources"][teacher.SOURCE]
+    assert source["pieces"] == source["windows"] == loops
+    assert "MIT" in source["licence"]
+    shipped = hashlib.sha256(default_model_path().read_bytes()).hexdigest()
+    assert summary["teacher_sha256"] == shipped
+    cached = np.load(tmp_path / "dataset.npz")
+    generator = ModelGenerator.load(None)
+    for i, spec in enumerate(random_specs(loops, teacher.SEED)):
+        (w,) = np.flatnonzero(cached["piece"] == f"{teacher.SOURCE}/{i}")
+        controls = controls_of(cached["tokens"][cached["offsets"][w] : cached["offsets"][w + 1]])
+        notes = generator.generate(spec).notes
+        assert controls.parts == tuple(
+            p for p, _ in spec.instruments if any(n.part == p for n in notes)
+        )
+        assert controls.mode == (ctl.find_key(list(notes)) or (0, "major"))[1]  # drums: none

@@ -11,6 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.train.teacher import LOOPS as TEACHER_LOOPS
+from engine.train.teacher import Teacher
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -20,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     data = sub.add_parser("data", help="read the sources and cache the tokenized dataset")
     data.add_argument("--midi", type=Path, action="append", default=[], help="extra MIDI folder")
     data.add_argument("--workers", type=int, default=2)
+    data.add_argument("--teacher-loops", type=int, default=TEACHER_LOOPS,
+                      help="loops of the shipped decoding to learn from (0: none)")  # fmt: skip
+    data.add_argument("--teacher", type=Path, default=None,
+                      help="the model whose decoding writes them (default: shipped)")  # fmt: skip
     for name in ("train", "all"):
         p = sub.add_parser(name, help="train" if name == "train" else "train+export+evaluate")
         p.add_argument("--minutes", type=float, default=35.0, help="wall-clock training budget")
@@ -65,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "data":
         from engine.train.data import build
 
-        summary = build(args.midi, workers=args.workers)
+        summary = build(
+            args.midi,
+            workers=args.workers,
+            teacher=Teacher(args.teacher, args.teacher_loops) if args.teacher_loops else None,
+        )
         for name, source in summary["sources"].items():
             print(f"{name:16s} {source['pieces']:6d} pieces {source['windows']:7d} windows")
         print("splits:", summary["splits"])

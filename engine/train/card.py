@@ -100,8 +100,18 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "left_out",
         "Not used: music21's Essen folksongs (non-commercial licence) and the rest of its corpus.",
     )
+    teacher = data.get("teacher_sha256")
     lines += [
         "",
+        *(
+            [
+                f"The teacher of `segue_decoding` is the model shipped when the data was built,"
+                f" sha256 `{teacher[:16]}…`, decoded as Segue ships it: its loops teach the"
+                " network what the priors add (engine/train/teacher.py)."
+            ]
+            if teacher
+            else []
+        ),
         *([left_out] if left_out else []),  # "": a build from a studio's folder alone
         NOT_TRAINED_ON,
         "Split by piece (hash of the piece id): "

@@ -5,7 +5,8 @@ Sources (each recorded with its size and licence in data/dataset.json):
   O'Neill's 1850, and its multi-part works whose encodings reserve no rights
   (`classical_chamber`: string quartets and others, see CHAMBER_FOLDERS);
 - the MIDI lumps `D_*` of Freedoom's WADs (Debian package `freedoom`);
-- any folder of `.mid` files a user passes (a studio fine-tuning on its own music).
+- any folder of `.mid` files a user passes (a studio fine-tuning on its own music);
+- loops the shipped decoding writes (engine.train.teacher: distillation of the priors).
 
 Parts: MIDI channel 10 is drums; of the melodic voices (channels, or score parts) the
 lowest by mean pitch is bass, the highest is lead, the rest are pad; a lone voice is lead.
@@ -19,6 +20,7 @@ unknown anyway).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -312,17 +314,22 @@ def build(
     out_dir: Path = DATA_DIR,
     workers: int = 2,
     builtin_sources: bool = True,
+    teacher=None,
 ) -> dict:
     """Read every source, label and tokenize its windows, and cache them under out_dir.
 
-    builtin_sources=False reads only the given MIDI folders (a studio's own data, or tests).
+    builtin_sources=False reads only the given MIDI folders (a studio's own data, or tests);
+    a `teacher` (engine.train.teacher.Teacher) adds the loops of a model's decoding.
     """
     rng = np.random.default_rng(1234)
     windows: list[Window] = []
     pieces_per_source: dict[str, int] = {}
     seen: set[tuple] = set()
     duplicates = 0
-    for piece in read_pieces(midi_dirs, workers=workers, builtin_sources=builtin_sources):
+    pieces = read_pieces(midi_dirs, workers=workers, builtin_sources=builtin_sources)
+    if teacher is not None:
+        pieces = itertools.chain(pieces, teacher.pieces())
+    for piece in pieces:
         content = content_key(piece)
         if content in seen:  # O'Neill's files overlap; a tune counts once
             duplicates += 1
@@ -330,7 +337,9 @@ def build(
         seen.add(content)
         pieces_per_source[piece.source] = pieces_per_source.get(piece.source, 0) + 1
         windows.extend(windows_of(piece, rng))
-    train_density = np.array([w.density for w in windows if w.split == "train"])
+    taught = teacher.source if teacher is not None else None  # the median is real music's
+    train = [w for w in windows if w.split == "train"]
+    train_density = np.array([w.density for w in train if w.source != taught] or [0.0])
     edges = DENSITY_EDGES
     median = float(np.median(train_density))
     sequences, meta = [], []
@@ -356,10 +365,11 @@ def build(
         "density_edges": edges,
         "duplicate_pieces_skipped": duplicates,
         "left_out": LEFT_OUT if builtin_sources else "",
+        "teacher_sha256": teacher.sha256() if teacher is not None else None,
         "median_density": median,
         "sources": {
             name: {
-                **SOURCES.get(
+                **{**SOURCES, **({teacher.source: teacher.about} if teacher else {})}.get(
                     name, {"what": name, "licence": "supplied by the user (their own MIDI)"}
                 ),
                 "pieces": pieces_per_source.get(name, 0),

@@ -1,0 +1,66 @@
+"""The shipped decoding as a teacher: loops it writes, as one more training source.
+
+The priors (engine.making.priors) keep a loop in its key, every requested part playing, the
+pad on the chord and the rhythm on its pulse; the network alone does less of each. Trained on
+what the model *with* its priors writes, beside the real music, the network learns those
+habits itself: the model alone comes nearer the shipped decoding (distillation). The loops are
+read like any MIDI: their controls (key as heard, density, parts, mood) are computed from
+their notes, never copied from the request.
+
+The specs are drawn as a designer might write them (`evaluate.random_specs`, with a seed of
+their own), never the listening specs, held out or tuning. The teacher is the model shipped
+when the data is built; data/dataset.json records its SHA-256, and the card prints it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+SOURCE = "segue_decoding"
+LOOPS = 6000  # `data --teacher-loops`: 4 bars each, one window each (a minute and a half)
+SEED = 4242  # evaluate.py draws its specs from seeds 99, 777 and 2026
+
+ABOUT = {
+    "what": "loops written by Segue's shipped decoding (the shipped model with its priors, "
+    "engine/train/teacher.py) for random state specs, never the listening specs; the "
+    "teacher's SHA-256 is in data/dataset.json",
+    "licence": "Segue's own output (MIT)",
+}
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """What `engine.train.data.build` asks of a source of taught loops."""
+
+    model: Path | None = None  # None: the shipped model
+    loops: int = LOOPS
+    seed: int = SEED
+    source: str = SOURCE
+    about: dict = field(default_factory=lambda: dict(ABOUT))
+
+    def sha256(self) -> str:
+        from engine.making.model_files import default_model_path
+
+        path = Path(self.model) if self.model is not None else default_model_path()
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def pieces(self) -> Iterator:
+        """One Piece per loop, as engine.train.data reads music (bars from the loop's meter)."""
+        from engine.making.model import ModelGenerator, Sampling
+        from engine.train.data import Piece
+        from engine.train.evaluate import random_specs
+
+        generator = ModelGenerator.load(self.model, sampling=Sampling())
+        specs = random_specs(self.loops, self.seed)
+        for i, spec in enumerate(tqdm(specs, desc="teacher loops", unit="loop")):
+            loop = generator.generate(spec)
+            meter = spec.meter
+            bar = meter.beats_per_bar * 4 / meter.beat_unit
+            name = f"{meter.beats_per_bar}/{meter.beat_unit}"
+            bars = [(k * bar, name) for k in range(spec.bars)]
+            yield Piece(f"{self.source}/{i}", self.source, list(loop.notes), bars, spec.tempo_bpm)
