@@ -94,8 +94,9 @@ SOURCE_SHARE = {
     "oneills_1850": 0.125,
     # Loops of the shipped decoding (engine/train/teacher.py): two draws in three, so that the
     # network learns what the priors add (parts that keep playing, the key, the pad's chords).
-    # At one in two (1.0), 1 200 steps from runs/bass lifted the model alone's key as heard
-    # 53 -> 72 % (tuning specs) and its pad's chords 41 -> 70 %.
+    # At one in two (1.0), 1 200 steps from the bass-keyed run lifted the model alone (tuning
+    # specs, 160 loops): key as heard 64.4 -> 71.9 %, mode 74.4 -> 85.6 %, the pad's chords
+    # 47.3 -> 69.8 %, polyphony 2.70 -> 3.46, pitch-class entropy 2.06 -> 2.44 bits.
     "segue_decoding": 2.0,
 }
 DEFAULT_SHARE = 0.25
