@@ -461,13 +461,18 @@ def _pad_chords_with_the_third(model: ModelGenerator) -> float:
 
 
 def test_the_pad_sounds_its_chords_third(model: ModelGenerator) -> None:
-    """The third says major or minor: a pad of open fifths leaves a minor loop heard as major."""
+    """The third says major or minor: a pad of open fifths leaves a minor loop heard as major.
+    The model taught by the decoding fills in thirds itself (92 % of these chords when the pad
+    prior doubles tones as readily, against 49 % for the model before it); without the pad
+    prior it follows its own chords, not the plan's (49 %)."""
     with_third = _pad_chords_with_the_third(model)
     doubling = _pad_chords_with_the_third(
         ModelGenerator.load(sampling=Sampling(pad_double_share=1.0))
     )
-    assert with_third >= 0.75
-    assert with_third > doubling + 0.2
+    unled = _pad_chords_with_the_third(ModelGenerator.load(sampling=Sampling(pad_chord_bias=0.0)))
+    assert with_third >= 0.9
+    assert with_third > doubling + 0.05
+    assert with_third > unled + 0.3
 
 
 @pytest.mark.parametrize("mode", ["major", "minor"])

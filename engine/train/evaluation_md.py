@@ -34,6 +34,8 @@ def markdown(r: dict) -> str:
         "|---|---|---|",
         f"| torch fp32, all test windows | {nll['test_windows_all']} | "
         f"{_num(nll['torch_fp32_all'], 4)} |",
+        f"| torch fp32, real music's test windows (no teacher loops) | "
+        f"{nll.get('test_windows_real', '–')} | {_num(nll.get('torch_fp32_real'), 4)} |",
         f"| ONNX fp32 twin | {nll['onnx_windows']} | {_num(nll['fp32'], 4)} |",
         f"| ONNX int8, shipped | {nll['onnx_windows']} | {_num(nll['int8'], 4)} |",
         "",

@@ -86,6 +86,7 @@ def corpus_files() -> list[tuple[str, str, str]]:
 # three windows in five, and would otherwise teach that a four-part request yields one
 # line. Freedoom is the only source with drums. A source not named here (a studio's own MIDI
 # folder) gets DEFAULT_SHARE.
+TEACHER_SOURCE = "segue_decoding"  # loops of the shipped decoding (engine/train/teacher.py)
 SOURCE_SHARE = {
     "freedoom": 0.3,
     "classical_chamber": 0.25,
@@ -97,7 +98,7 @@ SOURCE_SHARE = {
     # At one in two (1.0), 1 200 steps from the bass-keyed run lifted the model alone (tuning
     # specs, 160 loops): key as heard 64.4 -> 71.9 %, mode 74.4 -> 85.6 %, the pad's chords
     # 47.3 -> 69.8 %, polyphony 2.70 -> 3.46, pitch-class entropy 2.06 -> 2.44 bits.
-    "segue_decoding": 2.0,
+    "segue_decoding": 2.0,  # TEACHER_SOURCE
 }
 DEFAULT_SHARE = 0.25
 

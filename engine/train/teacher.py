@@ -21,7 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-SOURCE = "segue_decoding"
+from engine.train.sources import TEACHER_SOURCE
+
+SOURCE = TEACHER_SOURCE
 LOOPS = 6000  # `data --teacher-loops`: 4 bars each, one window each (a minute and a half)
 SEED = 4242  # evaluate.py draws its specs from seeds 99, 777 and 2026
 
