@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.making.model import BAR_TOKENS_PER_STEP, MAX_CHORD_NOTES, THIN_BIAS
+from engine.making.model import BAR_TOKENS_PER_STEP, MAX_CHORD_NOTES, THIN_BIAS, THIN_FROM
 from engine.train.sources import NOT_TRAINED_ON
 
 
@@ -216,7 +216,8 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         f"and at most {BAR_TOKENS_PER_STEP} tokens per 16th of a bar "
         f"({16 * BAR_TOKENS_PER_STEP} in 4/4), spent pro rata: a bar that has used its share",
         "up to the current 16th adds no more notes there and moves on, so no bar is cut short;",
-        f"from 70 % of that share, more notes at the current onset lose {THIN_BIAS:g} logits.",
+        f"from {100 * THIN_FROM:.0f} % of that share, more notes at the current onset lose "
+        f"{THIN_BIAS:g} logits.",
         "The strengths were chosen on tuning specs the evaluation does not use",
         "(`python -m engine.train sweep` and the same measures with the other priors on). The",
         "table below gives the model alone beside the shipped decoding.",

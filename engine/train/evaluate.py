@@ -373,7 +373,7 @@ def evaluate(model: Path | None = None, loops_per_value: int = 20) -> dict:
         "bytes": model_path.stat().st_size,
         "nll_nats_per_token": nll,
         "generated": generated,
-        "real_test": real_metrics(test),
+        "real_test": real_metrics(real),
         "timing_one_core": timing(ModelGenerator.load(model_path)),
         "machine": f"{platform.processor() or platform.machine()}, onnxruntime {ort.__version__}",
     }
