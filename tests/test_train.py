@@ -248,8 +248,16 @@ def test_smoke_train_export_generate(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "before,now,carried",
     [
-        ({"int8": 1.5371, "fp32": 1.5360, "torch_fp32_all": 1.4893}, 1.5372, True),  # same model
-        ({"int8": 1.6000, "fp32": 1.5360, "torch_fp32_all": 1.4893}, 1.5372, False),  # another
+        (
+            {"int8": 1.5371, "fp32": 1.5360, "torch_fp32_all": 1.4893, "torch_fp32_real": 1.6},
+            1.5372,
+            True,
+        ),  # the same model
+        (
+            {"int8": 1.6000, "fp32": 1.5360, "torch_fp32_all": 1.4893, "torch_fp32_real": 1.6},
+            1.5372,
+            False,
+        ),  # another
         (None, 1.5372, False),  # no earlier evaluation
     ],
 )
@@ -259,11 +267,11 @@ def test_fp32_figures_carry_over_only_for_the_same_model(tmp_path: Path, before,
     previous = tmp_path / "evaluation.json"
     if before is not None:
         previous.write_text(json.dumps({"nll_nats_per_token": before}))
-    nll = {"int8": now, "fp32": None, "torch_fp32_all": None}
+    nll = {"int8": now, "fp32": None, "torch_fp32_all": None, "torch_fp32_real": None}
     got = _fp32_carried_over(previous, nll)
     if carried:
-        assert got == {"fp32": 1.5360, "torch_fp32_all": 1.4893,
-                       "carried_over": ["fp32", "torch_fp32_all"]}  # fmt: skip
+        assert got == {"fp32": 1.5360, "torch_fp32_all": 1.4893, "torch_fp32_real": 1.6,
+                       "carried_over": ["fp32", "torch_fp32_all", "torch_fp32_real"]}  # fmt: skip
     else:
         assert got == {}
 
@@ -294,6 +302,7 @@ def test_the_shipped_decoding_teaches_as_music_read_from_its_notes(tmp_path: Pat
         (w,) = np.flatnonzero(cached["piece"] == f"{teacher.SOURCE}/{i}")
         controls = controls_of(cached["tokens"][cached["offsets"][w] : cached["offsets"][w + 1]])
         notes = generator.generate(spec).notes
+        assert controls.meter == f"{spec.meter.beats_per_bar}/{spec.meter.beat_unit}"
         assert controls.parts == tuple(
             p for p, _ in spec.instruments if any(n.part == p for n in notes)
         )

@@ -105,9 +105,10 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         "",
         *(
             [
-                f"The teacher of `segue_decoding` is the model shipped when the data was built,"
-                f" sha256 `{teacher[:16]}…`, decoded as Segue ships it: its loops teach the"
-                " network what the priors add (engine/train/teacher.py)."
+                f"The teacher of `segue_decoding` (the model shipped when the data was built,"
+                f" unless `data --teacher` named another) has sha256 `{teacher[:16]}…`, decoded"
+                " as Segue ships it: its loops teach the network what the priors add"
+                " (engine/train/teacher.py)."
             ]
             if teacher
             else []

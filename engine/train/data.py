@@ -321,6 +321,7 @@ def build(
     builtin_sources=False reads only the given MIDI folders (a studio's own data, or tests);
     a `teacher` (engine.train.teacher.Teacher) adds the loops of a model's decoding.
     """
+    teacher_sha = teacher.sha256() if teacher is not None else None  # a missing model: now
     rng = np.random.default_rng(1234)
     windows: list[Window] = []
     pieces_per_source: dict[str, int] = {}
@@ -339,7 +340,8 @@ def build(
         windows.extend(windows_of(piece, rng))
     taught = teacher.source if teacher is not None else None  # the median is real music's
     train = [w for w in windows if w.split == "train"]
-    train_density = np.array([w.density for w in train if w.source != taught] or [0.0])
+    train_density = np.array([w.density for w in train if w.source != taught] or
+                             [w.density for w in train])  # fmt: skip
     edges = DENSITY_EDGES
     median = float(np.median(train_density))
     sequences, meta = [], []
@@ -365,7 +367,7 @@ def build(
         "density_edges": edges,
         "duplicate_pieces_skipped": duplicates,
         "left_out": LEFT_OUT if builtin_sources else "",
-        "teacher_sha256": teacher.sha256() if teacher is not None else None,
+        "teacher_sha256": teacher_sha,
         "median_density": median,
         "sources": {
             name: {

@@ -329,7 +329,8 @@ def _fp32_carried_over(previous: Path, nll: dict) -> dict:
         return {}
     if not before.get("int8") or abs(before["int8"] - nll["int8"]) > 1e-4 * nll["int8"]:
         return {}
-    carried = {k: before.get(k) for k in ("torch_fp32_all", "fp32") if nll.get(k) is None}
+    carried = {k: before.get(k) for k in ("torch_fp32_all", "torch_fp32_real", "fp32")
+               if nll.get(k) is None}  # fmt: skip
     return {**carried, "carried_over": sorted(k for k, v in carried.items() if v is not None)}
 
 
@@ -356,7 +357,7 @@ def evaluate(model: Path | None = None, loops_per_value: int = 20) -> dict:
     nll["torch_fp32_real"] = torch_nll(real, run_dir / "best.pt") if real else None
     nll["int8"] = onnx_nll(model_path, subset)
     nll["fp32"] = onnx_nll(fp32, subset) if fp32.exists() else None
-    if nll["torch_fp32_all"] is None or nll["fp32"] is None:
+    if None in (nll["torch_fp32_all"], nll["torch_fp32_real"], nll["fp32"]):
         nll.update(_fp32_carried_over(models_dir / "evaluation.json", nll))
     if nll["fp32"]:
         nll["int8_vs_fp32_percent"] = 100.0 * (nll["int8"] - nll["fp32"]) / nll["fp32"]

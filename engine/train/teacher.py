@@ -9,14 +9,15 @@ their notes, never copied from the request.
 
 The specs are drawn as a designer might write them (`evaluate.random_specs`, with a seed of
 their own), never the listening specs, held out or tuning. The teacher is the model shipped
-when the data is built; data/dataset.json records its SHA-256, and the card prints it.
+when the data is built, unless `data --teacher MODEL` names another; data/dataset.json
+records its SHA-256, and the card prints it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -28,8 +29,8 @@ LOOPS = 6000  # `data --teacher-loops`: 4 bars each, one window each (a minute a
 SEED = 4242  # evaluate.py draws its specs from seeds 99, 777 and 2026
 
 ABOUT = {
-    "what": "loops written by Segue's shipped decoding (the shipped model with its priors, "
-    "engine/train/teacher.py) for random state specs, never the listening specs; the "
+    "what": "loops written by Segue's shipped decoding (a teacher model with the shipped "
+    "priors, engine/train/teacher.py) for random state specs, never the listening specs; the "
     "teacher's SHA-256 is in data/dataset.json",
     "licence": "Segue's own output (MIT)",
 }
@@ -42,8 +43,8 @@ class Teacher:
     model: Path | None = None  # None: the shipped model
     loops: int = LOOPS
     seed: int = SEED
-    source: str = SOURCE
-    about: dict = field(default_factory=lambda: dict(ABOUT))
+    source = SOURCE  # a class constant: SOURCE_SHARE, evaluate and the card name it too
+    about = ABOUT
 
     def sha256(self) -> str:
         from engine.making.model_files import default_model_path
@@ -54,13 +55,18 @@ class Teacher:
     def pieces(self) -> Iterator:
         """One Piece per loop, as engine.train.data reads music (bars from the loop's meter)."""
         from engine.making.model import ModelGenerator, Sampling
+        from engine.making.model_files import ModelError
         from engine.train.data import Piece
         from engine.train.evaluate import random_specs
 
         generator = ModelGenerator.load(self.model, sampling=Sampling())
         specs = random_specs(self.loops, self.seed)
         for i, spec in enumerate(tqdm(specs, desc="teacher loops", unit="loop")):
-            loop = generator.generate(spec)
+            try:
+                loop = generator.generate(spec)
+            except ModelError as error:  # the daemon would play the rules: not a teacher's loop
+                tqdm.write(f"teacher loop {i} skipped: {error}")
+                continue
             meter = spec.meter
             bar = meter.beats_per_bar * 4 / meter.beat_unit
             name = f"{meter.beats_per_bar}/{meter.beat_unit}"
