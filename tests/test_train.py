@@ -286,12 +286,13 @@ def test_the_shipped_decoding_teaches_as_music_read_from_its_notes(tmp_path: Pat
     from engine.making.tokens import controls_of
     from engine.train import teacher
     from engine.train.evaluate import random_specs
+    from engine.train.sources import TEACHER_SOURCE
 
     loops = 12
     summary = build(
         [], out_dir=tmp_path, workers=1, builtin_sources=False, teacher=teacher.Teacher(loops=loops)
     )
-    source = summary["sources"][teacher.SOURCE]
+    source = summary["sources"][TEACHER_SOURCE]
     assert source["pieces"] == source["windows"] == loops
     assert "MIT" in source["licence"]
     shipped = hashlib.sha256(default_model_path().read_bytes()).hexdigest()
@@ -299,10 +300,10 @@ def test_the_shipped_decoding_teaches_as_music_read_from_its_notes(tmp_path: Pat
     cached = np.load(tmp_path / "dataset.npz")
     generator = ModelGenerator.load(None)
     for i, spec in enumerate(random_specs(loops, teacher.SEED)):
-        (w,) = np.flatnonzero(cached["piece"] == f"{teacher.SOURCE}/{i}")
+        (w,) = np.flatnonzero(cached["piece"] == f"{TEACHER_SOURCE}/{i}")
         controls = controls_of(cached["tokens"][cached["offsets"][w] : cached["offsets"][w + 1]])
         notes = generator.generate(spec).notes
-        assert controls.meter == f"{spec.meter.beats_per_bar}/{spec.meter.beat_unit}"
+        assert controls.meter == str(spec.meter)
         assert controls.parts == tuple(
             p for p, _ in spec.instruments if any(n.part == p for n in notes)
         )

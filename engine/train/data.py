@@ -41,7 +41,7 @@ from engine.making.tokens import (
 )
 from engine.score.music import PARTS, Note
 from engine.train import controls as ctl
-from engine.train.sources import LEFT_OUT, SOURCES, corpus_files
+from engine.train.sources import LEFT_OUT, SOURCES, TEACHER_SOURCE, corpus_files
 from engine.train.wad import midi_lumps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -338,9 +338,8 @@ def build(
         seen.add(content)
         pieces_per_source[piece.source] = pieces_per_source.get(piece.source, 0) + 1
         windows.extend(windows_of(piece, rng))
-    taught = teacher.source if teacher is not None else None  # the median is real music's
-    train = [w for w in windows if w.split == "train"]
-    train_density = np.array([w.density for w in train if w.source != taught] or
+    train = [w for w in windows if w.split == "train"]  # the median is real music's
+    train_density = np.array([w.density for w in train if w.source != TEACHER_SOURCE] or
                              [w.density for w in train])  # fmt: skip
     edges = DENSITY_EDGES
     median = float(np.median(train_density))
@@ -361,6 +360,7 @@ def build(
         piece=np.array([m[0] for m in meta]),
         tempo_bpm=np.array([m[4] for m in meta]),
     )
+    about = {**SOURCES, TEACHER_SOURCE: teacher.about} if teacher is not None else SOURCES
     summary = {
         "window_bars": WINDOW_BARS,
         "stride_bars": STRIDE_BARS,
@@ -371,7 +371,7 @@ def build(
         "median_density": median,
         "sources": {
             name: {
-                **{**SOURCES, **({teacher.source: teacher.about} if teacher else {})}.get(
+                **about.get(
                     name, {"what": name, "licence": "supplied by the user (their own MIDI)"}
                 ),
                 "pieces": pieces_per_source.get(name, 0),

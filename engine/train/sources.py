@@ -98,7 +98,7 @@ SOURCE_SHARE = {
     # At one in two (1.0), 1 200 steps from the bass-keyed run lifted the model alone (tuning
     # specs, 160 loops): key as heard 64.4 -> 71.9 %, mode 74.4 -> 85.6 %, the pad's chords
     # 47.3 -> 69.8 %, polyphony 2.70 -> 3.46, pitch-class entropy 2.06 -> 2.44 bits.
-    "segue_decoding": 2.0,  # TEACHER_SOURCE
+    TEACHER_SOURCE: 2.0,
 }
 DEFAULT_SHARE = 0.25
 

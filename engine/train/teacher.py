@@ -22,9 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from engine.score.units import quarters_per_bar
 from engine.train.sources import TEACHER_SOURCE
 
-SOURCE = TEACHER_SOURCE
 LOOPS = 6000  # `data --teacher-loops`: 4 bars each, one window each (a minute and a half)
 SEED = 4242  # evaluate.py draws its specs from seeds 99, 777 and 2026
 
@@ -43,8 +43,7 @@ class Teacher:
     model: Path | None = None  # None: the shipped model
     loops: int = LOOPS
     seed: int = SEED
-    source = SOURCE  # a class constant: SOURCE_SHARE, evaluate and the card name it too
-    about = ABOUT
+    about = ABOUT  # the source is always TEACHER_SOURCE: SOURCE_SHARE and evaluate name it
 
     def sha256(self) -> str:
         from engine.making.model_files import default_model_path
@@ -67,8 +66,7 @@ class Teacher:
             except ModelError as error:  # the daemon would play the rules: not a teacher's loop
                 tqdm.write(f"teacher loop {i} skipped: {error}")
                 continue
-            meter = spec.meter
-            bar = meter.beats_per_bar * 4 / meter.beat_unit
-            name = f"{meter.beats_per_bar}/{meter.beat_unit}"
-            bars = [(k * bar, name) for k in range(spec.bars)]
-            yield Piece(f"{self.source}/{i}", self.source, list(loop.notes), bars, spec.tempo_bpm)
+            bar, meter = quarters_per_bar(spec.meter), str(spec.meter)
+            bars = [(k * bar, meter) for k in range(spec.bars)]
+            piece_id = f"{TEACHER_SOURCE}/{i}"
+            yield Piece(piece_id, TEACHER_SOURCE, list(loop.notes), bars, spec.tempo_bpm)
