@@ -49,6 +49,7 @@ from engine.making.priors import (
     pulse_steps,
     scale_row,
     skipped_pulses,
+    step_row,
     sustain_pad,
     tones_row,
 )
@@ -384,6 +385,8 @@ class ModelGenerator:
                         row = tones_row(root, third, sampling.harmony_bias, fifth=fifth)
                     elif grammar.part == LEAD and grammar.pos % pulse_16ths == 0:
                         row = tones_row(root, third, sampling.harmony_bias / 2, fifth=fifth)
+                    elif grammar.part == LEAD and sampling.step_bias and development is None:
+                        row = step_row(grammar.events, sampling.step_bias)  # (a motif: its own)
                     if row is not None:
                         step_bias = _plus(step_bias, row, work)
                 if development is not None and phase == "inst":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,20 +43,11 @@ from engine.train.sources import TEACHER_SOURCE
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RUN = REPO / "runs" / "gru"  # a manifest written before it named its run
+SAMPLER = ("temperature", "top_p")
 NLL_WINDOWS = 400  # test windows scored step by step through ONNX (fp32 and int8)
 # Decoding configurations compared; the last one is what Segue ships (Sampling()).
-NO_PRIORS = {
-    "scale_bias": 0.0,
-    "third_bias": 0.0,
-    "density_bias": 0.0,
-    "parts_bias": 0.0,
-    "motif_interval_bias": 0.0,
-    "motif_pitch_bias": 0.0,
-    "pad_chord_bias": 0.0,
-    "harmony_bias": 0.0,
-    "pulse_bias": 0.0,
-    "groove_bias": 0.0,
-}
+# Every prior's strength at 0: each float of Sampling but the sampler's own two.
+NO_PRIORS = {f.name: 0.0 for f in fields(Sampling) if f.type == "float" and f.name not in SAMPLER}
 NO_GUARANTEES = {"density_floor": False, "fill_bars": False}
 CONFIGS: dict[str, Sampling] = {
     "model alone": Sampling(**NO_PRIORS, **NO_GUARANTEES),
