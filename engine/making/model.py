@@ -71,13 +71,13 @@ from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, quadrant_of
 
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
-# Most tokens one bar may take, per 16th of the bar (8 → 128 in 4/4), spent pro rata (see
+# Most tokens one bar may take, per 16th of the bar (10 → 160 in 4/4), spent pro rata (see
 # engine.making.grammar.Grammar): bounds the time to write a loop. Reached mostly at "high" density
-# with 4 parts, where it thins chords rather than cutting the bar. At 7 and 0.7, the model taught
-# by the decoding (2026-12-03) wrote high loops of 27 notes a bar (tuning specs, median; 8 and
-# 0.8: 32, and 416 tokens a loop against 366).
-BAR_TOKENS_PER_STEP = 8
-THIN_FROM = 0.8  # share of the bar's budget, pro rata to the position, that starts thinning
+# with 4 parts, where it thins chords rather than cutting the bar. The second model taught by the
+# decoding (2026-12-03) wrote high loops of 28.9 notes a bar at 8 and 0.8 (tuning specs, median;
+# 9 / 0.8: 30.8, 9 / 0.9: 31.6, 10 / 0.8: 31.5, 10 / 0.9: 32.8).
+BAR_TOKENS_PER_STEP = 10
+THIN_FROM = 0.9  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
 
 
