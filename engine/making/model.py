@@ -72,10 +72,8 @@ from engine.score.music import DENSITIES, MODES, PARTS, LoopSpec, quadrant_of
 MAX_TOKENS = 2048  # a loop longer than this means decoding went wrong
 MAX_CHORD_NOTES = 3  # notes one part may start at once: a triad, or three drum hits
 # Most tokens one bar may take, per 16th of the bar (10 → 160 in 4/4), spent pro rata (see
-# engine.making.grammar.Grammar): bounds the time to write a loop. Reached mostly at "high" density
-# with 4 parts, where it thins chords rather than cutting the bar. The second model taught by the
-# decoding (2026-12-03) wrote high loops of 28.9 notes a bar at 8 and 0.8 (tuning specs, median;
-# 9 / 0.8: 30.8, 9 / 0.9: 31.6, 10 / 0.8: 31.5, 10 / 0.9: 32.8).
+# engine.making.grammar.Grammar): bounds the time to write a loop; near it, chords thin before
+# the bar is cut. Tuning specs, high loops, second taught model: 28.9 notes a bar at 8 / 0.8.
 BAR_TOKENS_PER_STEP = 10
 THIN_FROM = 0.9  # share of the bar's budget, pro rata to the position, that starts thinning
 THIN_BIAS = 3.0  # logit taken from more notes at the current onset while thinning
@@ -322,6 +320,7 @@ class ModelGenerator:
         # (and another part once that part has played: a part not heard yet may still come in)
         gaps = log_gaps(steps_in_bar) if sampling.density_bias else None
         pulse_16ths = pulse_steps(spec.meter)
+        rest = pulse_16ths if spec.density == "high" else steps_in_bar  # parts prior: full after
         plan = chord_plan(spec.mode, spec.bars, spec.seed)  # harmony and pad chords lean on it
         melodic = any(p != "drums" for p in controls.parts)  # a drums-only loop has no chords
         pulse = (
@@ -365,12 +364,13 @@ class ModelGenerator:
                 if pulse is not None and phase in ("bar", "dv"):
                     step_bias = _plus(step_bias, pulse[grammar.pos + 1], work)
                 if sampling.parts_bias and phase in ("pos", "dv"):
-                    # A requested part gets likelier the longer it rests, fully after a bar.
+                    # A requested part gets likelier the longer it rests, fully after a bar;
+                    # in a high loop after a pulse (no part of a dense texture rests long).
                     step = grammar.bar * steps_in_bar + grammar.pos
                     step_bias = _in_work(step_bias, work)
                     parts_bias = sampling.parts_bias
                     work[played] += np.array(
-                        [parts_bias * min(1.0, (step - last_played[inst]) / steps_in_bar)
+                        [parts_bias * min(1.0, (step - last_played[inst]) / rest)
                          for inst in insts], dtype=np.float32)  # fmt: skip
                 if sampling.harmony_bias and phase == "harm" and melodic:
                     # The model writes the bar's chord; it leans on the plan's.

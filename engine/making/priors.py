@@ -51,10 +51,7 @@ from engine.score.music import PARTS, LoopSpec, Note, scale_of
 # 1.1 gives 10.5 and 9 %; 1.15 and up sent a low request over the 1.5 edge now and then.
 # "medium" at 2.8: with the harmony model, 2.1 left a medium loop 18 notes a bar on the tuning
 # specs (2.4: 18.5, 2.6: 19.3, 2.8: 20.8), sparser than the model before it (21.6).
-# "high" at 4.2, past the grid's 4: a high loop is pulled denser all along, as dense as the
-# bar's token budget lets it be; the third taught model wrote high loops of 28.9 notes a bar
-# at 3.6 (tuning specs; 4.0: 30.1, 4.2: 30.8).
-DENSITY_TARGETS = {"low": 1.1, "medium": 2.8, "high": 4.2}
+DENSITY_TARGETS = {"low": 1.1, "medium": 2.8, "high": 3.6}
 DENSITY_GAIN = 3.0  # full pull once the loop is ~30 % off its target
 
 PAD, BASS, LEAD = PARTS.index("pad"), PARTS.index("bass"), PARTS.index("lead")
@@ -108,7 +105,8 @@ class Sampling:
     # next-position choices; when sparser, subtracted (0 = off).
     density_bias: float = 6.0
     # Added to the part token of a requested part, times how long it has rested (up to one
-    # bar: full strength), so every part the state asks for keeps playing (0 = off).
+    # bar, one pulse in a high loop: full strength), so every part the state asks for keeps
+    # playing (0 = off). Held out, high loops: 28.5 notes a bar with a bar, 35.3 with a pulse.
     parts_bias: float = 8.0
     # Motif development, for the part that states a designer's motif, once it has been
     # stated: added to pitches a motif interval (or its inversion) away from that part's

@@ -192,7 +192,7 @@ def write_card(models_dir: Path, manifest: dict, report: dict) -> Path:
         f"{decoding['third_bias']} (the mode's third gains it), density {decoding['density_bias']}",
         "(next-onset gaps are favoured or disfavoured by how far the loop so far is from the",
         f"requested density), parts {decoding['parts_bias']} (a requested part gains up to that",
-        "much as it rests, fully after a bar), motif "
+        "much as it rests, fully after a bar, after a pulse in a high loop), motif "
         f"{decoding['motif_interval_bias']}/{decoding['motif_pitch_bias']} (once a designer's",
         "motif is stated, its part favours the motif's intervals from its previous note and the",
         "motif's pitch classes). The motif itself is fixed in the grammar: its part plays it",
