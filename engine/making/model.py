@@ -320,7 +320,7 @@ class ModelGenerator:
         # (and another part once that part has played: a part not heard yet may still come in)
         gaps = log_gaps(steps_in_bar) if sampling.density_bias else None
         pulse_16ths = pulse_steps(spec.meter)
-        rest = pulse_16ths if spec.density == "high" else steps_in_bar  # parts prior: full after
+        rest = pulse_16ths if spec.density == "high" else steps_in_bar  # parts prior's reach
         plan = chord_plan(spec.mode, spec.bars, spec.seed)  # harmony and pad chords lean on it
         melodic = any(p != "drums" for p in controls.parts)  # a drums-only loop has no chords
         pulse = (

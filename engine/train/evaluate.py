@@ -46,8 +46,11 @@ DEFAULT_RUN = REPO / "runs" / "gru"  # a manifest written before it named its ru
 SAMPLER = ("temperature", "top_p")
 NLL_WINDOWS = 400  # test windows scored step by step through ONNX (fp32 and int8)
 # Decoding configurations compared; the last one is what Segue ships (Sampling()).
-# Every prior's strength at 0: each float of Sampling but the sampler's own two.
-NO_PRIORS = {f.name: 0.0 for f in fields(Sampling) if f.type == "float" and f.name not in SAMPLER}
+# Every prior's strength at 0: each float of Sampling but the sampler's own two (a field's
+# type is its annotation's text under `from __future__ import annotations`, else the class).
+NO_PRIORS = {
+    f.name: 0.0 for f in fields(Sampling) if f.type in (float, "float") and f.name not in SAMPLER
+}
 NO_GUARANTEES = {"density_floor": False, "fill_bars": False}
 CONFIGS: dict[str, Sampling] = {
     "model alone": Sampling(**NO_PRIORS, **NO_GUARANTEES),
