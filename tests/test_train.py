@@ -276,6 +276,25 @@ def test_fp32_figures_carry_over_only_for_the_same_model(tmp_path: Path, before,
         assert got == {}
 
 
+@pytest.mark.parametrize("sha,carried", [("ab" * 32, True), ("cd" * 32, False), (None, False)])
+def test_with_no_dataset_the_nll_comes_only_from_the_same_file(tmp_path: Path, sha, carried):
+    """`evaluate` with no dataset here re-measures the decoding and takes the NLL and the real
+    windows' figures from the last evaluation only if it evaluated these very bytes."""
+    from engine.train.evaluate import _data_figures_of_last
+
+    previous = tmp_path / "evaluation.json"
+    if sha is not None:
+        before = {"sha256": sha, "nll_nats_per_token": {"int8": 1.16}, "real_test": {"w": 3}}
+        previous.write_text(json.dumps(before))
+    missing = FileNotFoundError("data/dataset.npz missing")
+    if not carried:
+        with pytest.raises(FileNotFoundError, match="dataset.npz missing"):
+            _data_figures_of_last(previous, "ab" * 32, missing)
+        return
+    nll, real = _data_figures_of_last(previous, "ab" * 32, missing)
+    assert nll == {"int8": 1.16, "from_last_evaluation": True} and real == {"w": 3}
+
+
 def test_the_shipped_decoding_teaches_as_music_read_from_its_notes(tmp_path: Path) -> None:
     """Teacher loops go through the data build like any music: one 4-bar window a loop, its
     parts as the decoding wrote them (a MIDI round trip would rename them by register), its

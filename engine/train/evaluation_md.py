@@ -30,6 +30,15 @@ def markdown(r: dict) -> str:
         "",
         "## Held-out NLL (test split, nats/token, after the control prefix)",
         "",
+        *(
+            [
+                f"Measured by the last evaluation of this same file ({r['sha256'][:16]}…) on the",
+                "dataset it was trained with, as are the real windows' figures: no dataset here.",
+                "",
+            ]
+            if nll.get("from_last_evaluation")
+            else []
+        ),
         "| model | windows | NLL |",
         "|---|---|---|",
         f"| torch fp32, all test windows | {nll['test_windows_all']} | "
