@@ -284,6 +284,26 @@ def test_live_edit_invalid_keeps_playing_valid_is_heard(daemon):
     graph.write_text(original)
 
 
+def test_a_graph_written_in_place_is_not_read_while_empty(daemon):
+    """An editor that writes in place truncates the file first; a writer the machine pauses
+    there shows an empty graph for several watch periods. That is not the designer's edit:
+    no error reaches the game, and the graph written after it is adopted."""
+    _, client, graph, _ = daemon
+    before = client.status()["counters"]
+    original = graph.read_text()
+    with graph.open("w") as f:  # truncated: empty for four watch periods
+        time.sleep(0.6)
+        f.write(original.replace("tempo: 84", "tempo: 100", 1))
+    deadline = time.monotonic() + 30.0  # a wait, not a budget
+    status = client.status()
+    while time.monotonic() < deadline and status["counters"]["reloads"] == before["reloads"]:
+        time.sleep(0.1)
+        status = client.status()
+    assert status["counters"]["reloads"] == before["reloads"] + 1, status["counters"]
+    assert status["counters"]["reload_errors"] == before["reload_errors"]
+    graph.write_text(original)
+
+
 def test_the_shipped_model_writes_every_loop_in_the_worker_process(tmp_path, jack_server):
     """The daemon as shipped: the int8 ONNX model runs in the worker process and writes every
     loop of every state's pool; a loop from the rule-based fallback fails the test."""

@@ -523,9 +523,9 @@ def test_the_model_writes_each_bars_chord_first_and_the_plan_steers_it(
 
 
 def test_a_borrowed_chord_brings_its_own_scale_for_its_bar(model: ModelGenerator) -> None:
-    """Major loops whose plan borrows the minor subdominant (I vi iv V, I IV iv V) sound its
-    flat sixth in that bar, and almost never the natural sixth it replaces: the scale prior
-    follows the chord (held to the key's scale, every A flat but the chord's would lose)."""
+    """Major loops whose plan borrows the minor subdominant (I vi iv V, I IV iv V, I ii iv V)
+    sound its flat sixth in that bar, and almost never the natural sixth it replaces: the scale
+    prior follows the chord (held to the key's scale, every A flat but the chord's would lose)."""
     from engine.making.priors import scale_row
 
     row = scale_row("major", 2.0, 1.0, (5, 3, 7))  # iv in major: F A-flat C

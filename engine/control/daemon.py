@@ -34,6 +34,9 @@ log = logging.getLogger("segue.daemon")
 
 TICK_SECONDS = 0.005
 WATCH_SECONDS = 0.15  # a change is read after it has held still this long
+# ... or this long for an empty file: an editor that writes in place truncates the file first,
+# and a writer the machine pauses there shows an empty graph for longer than a watch period.
+EMPTY_SECONDS = 1.0
 YOUNG_SECONDS = 0.25  # the youngest objects are collected this often (engine.daemon.Collector)
 FREEZE_SECONDS = 1.0  # ... and what survived them this often, then frozen
 
@@ -130,6 +133,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._graph_stamp = _stamp(config.graph_path)
         self._settling: tuple[int, int] | None = None
+        self._settling_since = 0.0
         self.sink_error: str = ""
         self.stats_path: Path | None = None
         self.ui = None  # the live view (engine/ui): made before the audio starts, then served
@@ -274,14 +278,17 @@ class Daemon:
 
     def _watch(self) -> None:
         """Reload once the graph file has changed and then held still for one watch period
-        (an editor that writes in place is not read half-way)."""
+        (an editor that writes in place is not read half-way), or `EMPTY_SECONDS` if empty."""
         stamp = _stamp(self.config.graph_path)
         if stamp == self._graph_stamp:
             self._settling = None
             return
         if stamp != self._settling:
-            self._settling = stamp
+            self._settling, self._settling_since = stamp, time.monotonic()
             return
+        if stamp is not None and stamp[1] == 0:
+            if time.monotonic() - self._settling_since < EMPTY_SECONDS:
+                return
         self._graph_stamp, self._settling = stamp, None
         self.conductor.reload()
 
