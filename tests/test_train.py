@@ -295,6 +295,28 @@ def test_with_no_dataset_the_nll_comes_only_from_the_same_file(tmp_path: Path, s
     assert nll == {"int8": 1.16, "from_last_evaluation": True} and real == {"w": 3}
 
 
+def test_a_broken_dataset_is_an_error_never_a_carry_over(tmp_path: Path, monkeypatch) -> None:
+    """Only a dataset that is absent lets the NLL come from the last evaluation: one that is
+    here but broken (its dataset.json missing) stops `evaluate` with the error."""
+    import shutil
+
+    import engine.train.evaluate as ev
+    from engine.making.model_files import default_model_path, manifest_path
+
+    shipped = default_model_path()
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in (shipped, manifest_path(shipped), shipped.parent / "evaluation.json"):
+        shutil.copy(f, models / f.name)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "dataset.npz", tokens=np.zeros(1, np.int16), offsets=np.array([0, 1]),
+             split=np.array(["train"]))  # fmt: skip
+    monkeypatch.setattr(ev, "DATA_DIR", data)
+    with pytest.raises(FileNotFoundError, match="dataset.json"):
+        ev.evaluate(models / shipped.name)
+
+
 def test_the_shipped_decoding_teaches_as_music_read_from_its_notes(tmp_path: Path) -> None:
     """Teacher loops go through the data build like any music: one 4-bar window a loop, its
     parts as the decoding wrote them (a MIDI round trip would rename them by register), its

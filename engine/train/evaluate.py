@@ -38,7 +38,7 @@ from engine.score.music import (
     Meter,
 )
 from engine.train import controls as ctl
-from engine.train.data import WINDOW_BARS, Dataset
+from engine.train.data import DATA_DIR, WINDOW_BARS, Dataset
 from engine.train.evaluation_md import markdown
 from engine.train.sources import TEACHER_SOURCE
 
@@ -332,7 +332,7 @@ def _fp32_carried_over(previous: Path, nll: dict) -> dict:
 def data_figures(model_path: Path, run_dir: Path) -> tuple[dict, dict]:
     """What the test windows say of the model: its NLL, and real music's own statistics."""
     fp32 = run_dir / "segue-gru-fp32.onnx"
-    data = Dataset.load()
+    data = Dataset.load(DATA_DIR)
     test = data.sequences("test")
     rng = np.random.default_rng(3)
     picks = sorted(rng.choice(len(test), min(NLL_WINDOWS, len(test)), replace=False))
@@ -378,6 +378,8 @@ def evaluate(model: Path | None = None, loops_per_value: int = 20) -> dict:
     try:
         nll, real_test = data_figures(model_path, run_dir)
     except FileNotFoundError as missing:
+        if (DATA_DIR / "dataset.npz").exists():  # a dataset, broken: say so, carry nothing
+            raise
         nll, real_test = _data_figures_of_last(models_dir / "evaluation.json", sha, missing)
     specs = random_specs(loops_per_value * 12, seed=2026)
     generated = {}
